@@ -1,0 +1,244 @@
+-- Model registry: create, drop, roll back, and the lookups the serving functions share.
+
+-- Look up a model by name; raises when it does not exist.
+CREATE OR REPLACE FUNCTION recsys._model(model_name text) RETURNS recsys.model
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    m recsys.model;
+BEGIN
+    IF model_name IS NULL THEN
+        RAISE EXCEPTION 'model name must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT * INTO m FROM recsys.model WHERE name = model_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'model "%" does not exist', model_name
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'list models with: SELECT name FROM recsys.models';
+    END IF;
+    RETURN m;
+END
+$$;
+
+-- The active version of a model; raises when the model has never been trained.
+CREATE OR REPLACE FUNCTION recsys._active_version(model_name text) RETURNS recsys.model_version
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    m recsys.model;
+    v recsys.model_version;
+BEGIN
+    m := recsys._model(model_name);
+    SELECT * INTO v FROM recsys.model_version
+     WHERE model_id = m.id AND version = m.active_version;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'model "%" has no trained version', model_name
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = format('train it with: recsys-db train %s', quote_ident(model_name));
+    END IF;
+    RETURN v;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION recsys._check_k(k integer) RETURNS void
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF k IS NULL OR k <= 0 THEN
+        RAISE EXCEPTION 'k must be a positive integer, not %', coalesce(k::text, 'null')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
+
+-- Type of a column of a relation, or NULL when the relation has no such column.
+CREATE OR REPLACE FUNCTION recsys._column_type(rel regclass, col text) RETURNS regtype
+LANGUAGE sql STABLE AS $$
+    SELECT atttypid::regtype FROM pg_attribute
+     WHERE attrelid = rel AND attname = col AND attnum > 0 AND NOT attisdropped
+$$;
+
+CREATE OR REPLACE FUNCTION recsys._require_column(
+    rel regclass, col text, role text, allowed text[] DEFAULT NULL
+) RETURNS void
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    typ regtype;
+BEGIN
+    IF col IS NULL OR col = '' THEN
+        RAISE EXCEPTION '% must not be empty', role USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    typ := recsys._column_type(rel, col);
+    IF typ IS NULL THEN
+        RAISE EXCEPTION 'column "%" does not exist in relation %', col, rel
+            USING ERRCODE = 'undefined_column',
+                  DETAIL = format('%s names a column of the source', role),
+                  HINT = 'columns: ' || (SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum)
+                                          FROM pg_attribute
+                                         WHERE attrelid = rel AND attnum > 0 AND NOT attisdropped);
+    END IF;
+    IF allowed IS NOT NULL AND NOT typ::text = ANY (allowed) THEN
+        RAISE EXCEPTION '% "%" has type %, expected one of: %', role, col, typ,
+            array_to_string(allowed, ', ')
+            USING ERRCODE = 'datatype_mismatch';
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION recsys._check_event_weights(event_weights jsonb) RETURNS void
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    entry record;
+BEGIN
+    IF jsonb_typeof(event_weights) <> 'object' THEN
+        RAISE EXCEPTION 'event_weights must be a json object mapping event to weight, not %',
+            jsonb_typeof(event_weights)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF event_weights = '{}' THEN
+        RAISE EXCEPTION 'event_weights must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR entry IN SELECT * FROM jsonb_each(event_weights) LOOP
+        IF jsonb_typeof(entry.value) <> 'number' OR (entry.value::text)::numeric < 0 THEN
+            RAISE EXCEPTION 'event weight for "%" must be a non-negative number, not %',
+                entry.key, entry.value
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION recsys.create_model(
+    name          text,
+    source        regclass,
+    user_column   text,
+    item_column   text,
+    weight_column text DEFAULT NULL,
+    event_column  text DEFAULT NULL,
+    event_weights jsonb DEFAULT NULL,
+    time_column   text DEFAULT NULL,
+    params        jsonb DEFAULT NULL,
+    refresh_every interval DEFAULT NULL
+) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    numeric_types constant text[] := ARRAY['smallint', 'integer', 'bigint', 'real',
+                                           'double precision', 'numeric', 'boolean'];
+    time_types constant text[] := ARRAY['timestamp with time zone', 'timestamp without time zone',
+                                        'date', 'smallint', 'integer', 'bigint', 'real',
+                                        'double precision', 'numeric'];
+    rel record;
+    checked_params jsonb;
+    new_id integer;
+BEGIN
+    IF name IS NULL OR name = '' THEN
+        RAISE EXCEPTION 'model name must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF length(name) > 200 OR name ~ '[[:cntrl:]]' THEN
+        RAISE EXCEPTION 'invalid model name %', quote_literal(name)
+            USING ERRCODE = 'invalid_name',
+                  DETAIL = 'a model name has at most 200 characters and no control characters';
+    END IF;
+    IF source IS NULL THEN
+        RAISE EXCEPTION 'source must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT c.relkind, n.nspname, c.relname INTO rel
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = source;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'source relation with oid % does not exist', source::oid
+            USING ERRCODE = 'undefined_table';
+    END IF;
+    IF rel.relkind NOT IN ('r', 'v', 'm', 'p', 'f') THEN
+        RAISE EXCEPTION 'source % is not a table, view or materialized view', source
+            USING ERRCODE = 'wrong_object_type';
+    END IF;
+    PERFORM recsys._require_column(source, user_column, 'user_column');
+    PERFORM recsys._require_column(source, item_column, 'item_column');
+    IF user_column = item_column THEN
+        RAISE EXCEPTION 'user_column and item_column must differ, both are "%"', user_column
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF weight_column IS NOT NULL THEN
+        PERFORM recsys._require_column(source, weight_column, 'weight_column', numeric_types);
+    END IF;
+    IF event_column IS NOT NULL THEN
+        PERFORM recsys._require_column(source, event_column, 'event_column');
+        IF event_weights IS NULL THEN
+            RAISE EXCEPTION 'event_column needs event_weights'
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'for example: event_weights => ''{"view": 1, "cart": 10}''';
+        END IF;
+    END IF;
+    IF event_weights IS NOT NULL THEN
+        IF event_column IS NULL THEN
+            RAISE EXCEPTION 'event_weights needs event_column' USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        PERFORM recsys._check_event_weights(event_weights);
+    END IF;
+    IF time_column IS NOT NULL THEN
+        PERFORM recsys._require_column(source, time_column, 'time_column', time_types);
+    END IF;
+    IF refresh_every IS NOT NULL AND refresh_every <= interval '0' THEN
+        RAISE EXCEPTION 'refresh_every must be positive, not %', refresh_every
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    checked_params := recsys._check_params(params);
+    IF EXISTS (SELECT 1 FROM recsys.model m WHERE m.name = create_model.name) THEN
+        RAISE EXCEPTION 'model "%" already exists', name
+            USING ERRCODE = 'duplicate_object',
+                  HINT = 'drop it first with recsys.drop_model, or choose another name';
+    END IF;
+    INSERT INTO recsys.model (name, source_schema, source_table, user_column, item_column,
+                              weight_column, event_column, event_weights, time_column,
+                              params, refresh_every)
+    VALUES (name, rel.nspname, rel.relname, user_column, item_column, weight_column,
+            event_column, event_weights, time_column, checked_params, refresh_every)
+    RETURNING id INTO new_id;
+    RETURN new_id;
+END
+$$;
+COMMENT ON FUNCTION recsys.create_model IS
+    'register an ALS model over a table, view or materialized view of interactions';
+
+-- Drop a model and every factor table of every version.
+CREATE OR REPLACE FUNCTION recsys.drop_model(name text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    m recsys.model;
+    v recsys.model_version;
+BEGIN
+    m := recsys._model(name);
+    PERFORM 1 FROM recsys.model WHERE id = m.id FOR UPDATE;
+    FOR v IN SELECT * FROM recsys.model_version WHERE model_id = m.id LOOP
+        EXECUTE format('DROP TABLE IF EXISTS recsys.%I, recsys.%I', v.user_table, v.item_table);
+    END LOOP;
+    DELETE FROM recsys.model WHERE id = m.id;
+END
+$$;
+
+-- Make an earlier (or later) trained version the active one.
+CREATE OR REPLACE FUNCTION recsys.rollback(model text, version integer) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    m recsys.model;
+    target recsys.model_version;
+BEGIN
+    m := recsys._model(model);
+    IF version IS NULL THEN
+        RAISE EXCEPTION 'version must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM 1 FROM recsys.model WHERE id = m.id FOR UPDATE;
+    SELECT * INTO target FROM recsys.model_version v
+     WHERE v.model_id = m.id AND v.version = rollback.version;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'model "%" has no version %', model, version
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'list versions with: SELECT * FROM recsys.versions';
+    END IF;
+    IF target.status <> 'ready' THEN
+        RAISE EXCEPTION 'version % of model "%" is %, not ready', version, model, target.status
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    UPDATE recsys.model SET active_version = target.version, updated_at = now() WHERE id = m.id;
+    RETURN target.version;
+END
+$$;
+COMMENT ON FUNCTION recsys.rollback IS 'activate a kept version of a model';

@@ -1,0 +1,160 @@
+-- Serving: every function reads the active version of a model only.
+-- Factor tables are recsys.<user_table>(idx, key, factors, seen) and
+-- recsys.<item_table>(idx, key, factors, popularity); their names come from recsys.model_version.
+
+CREATE OR REPLACE FUNCTION recsys.popular(model text, k integer DEFAULT 10)
+RETURNS TABLE (item_key text, score double precision, rank integer)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v recsys.model_version;
+BEGIN
+    PERFORM recsys._check_k(k);
+    v := recsys._active_version(model);
+    RETURN QUERY EXECUTE format(
+        'SELECT key, popularity::double precision,
+                (row_number() OVER (ORDER BY popularity DESC, key))::integer
+           FROM recsys.%I ORDER BY popularity DESC, key LIMIT $1', v.item_table)
+        USING k;
+END
+$$;
+COMMENT ON FUNCTION recsys.popular IS 'the k items with the most distinct users in the active version';
+
+CREATE OR REPLACE FUNCTION recsys.recommend(
+    model text, user_key text, k integer DEFAULT 10, exclude_seen boolean DEFAULT true
+) RETURNS TABLE (item_key text, score double precision, rank integer, reason text)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v recsys.model_version;
+    query_vector vector;
+    seen integer[];
+BEGIN
+    PERFORM recsys._check_k(k);
+    v := recsys._active_version(model);
+    EXECUTE format('SELECT factors, seen FROM recsys.%I WHERE key = $1', v.user_table)
+        INTO query_vector, seen USING user_key;
+    IF query_vector IS NULL THEN
+        RETURN QUERY SELECT p.item_key, p.score, p.rank, 'popular'::text
+                       FROM recsys.popular(model, k) p;
+        RETURN;
+    END IF;
+    IF exclude_seen IS DISTINCT FROM true THEN
+        seen := '{}';
+    END IF;
+    RETURN QUERY EXECUTE format(
+        'SELECT key, -distance, (row_number() OVER (ORDER BY distance, idx))::integer, ''als''::text
+           FROM (SELECT i.idx, i.key, i.factors <#> $1 AS distance
+                   FROM recsys.%I i
+                  WHERE NOT EXISTS (SELECT 1 FROM unnest($2) s (idx) WHERE s.idx = i.idx)
+                  ORDER BY distance, i.idx
+                  LIMIT $3) top
+          ORDER BY distance, idx', v.item_table)
+        USING query_vector, seen, k;
+END
+$$;
+COMMENT ON FUNCTION recsys.recommend IS
+    'top-k items for a user by inner product; unknown users get popular items (reason = popular)';
+
+CREATE OR REPLACE FUNCTION recsys.similar_items(model text, of_item text, k integer DEFAULT 10)
+RETURNS TABLE (item_key text, score double precision, rank integer)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v recsys.model_version;
+    query_vector vector;
+    query_idx integer;
+BEGIN
+    PERFORM recsys._check_k(k);
+    v := recsys._active_version(model);
+    EXECUTE format('SELECT idx, factors FROM recsys.%I WHERE key = $1', v.item_table)
+        INTO query_idx, query_vector USING of_item;
+    IF query_idx IS NULL THEN
+        RAISE EXCEPTION 'item % is not in model "%"', coalesce(quote_literal(of_item), 'null'), model
+            USING ERRCODE = 'no_data_found',
+                  DETAIL = format('version %s was trained on %s items', v.version, v.items);
+    END IF;
+    RETURN QUERY EXECUTE format(
+        'SELECT key, 1 - distance, (row_number() OVER (ORDER BY distance, idx))::integer
+           FROM (SELECT i.idx, i.key, i.factors <=> $1 AS distance
+                   FROM recsys.%I i WHERE i.idx <> $2
+                  ORDER BY distance, i.idx LIMIT $3) top
+          ORDER BY distance, idx', v.item_table)
+        USING query_vector, query_idx, k;
+END
+$$;
+COMMENT ON FUNCTION recsys.similar_items IS 'the k items closest by cosine similarity of their factors';
+
+CREATE OR REPLACE FUNCTION recsys.similar_users(model text, of_user text, k integer DEFAULT 10)
+RETURNS TABLE (user_key text, score double precision, rank integer)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v recsys.model_version;
+    query_vector vector;
+    query_idx integer;
+BEGIN
+    PERFORM recsys._check_k(k);
+    v := recsys._active_version(model);
+    EXECUTE format('SELECT idx, factors FROM recsys.%I WHERE key = $1', v.user_table)
+        INTO query_idx, query_vector USING of_user;
+    IF query_idx IS NULL THEN
+        RAISE EXCEPTION 'user % is not in model "%"', coalesce(quote_literal(of_user), 'null'), model
+            USING ERRCODE = 'no_data_found',
+                  DETAIL = format('version %s was trained on %s users', v.version, v.users);
+    END IF;
+    RETURN QUERY EXECUTE format(
+        'SELECT key, 1 - distance, (row_number() OVER (ORDER BY distance, idx))::integer
+           FROM (SELECT u.idx, u.key, u.factors <=> $1 AS distance
+                   FROM recsys.%I u WHERE u.idx <> $2
+                  ORDER BY distance, u.idx LIMIT $3) top
+          ORDER BY distance, idx', v.user_table)
+        USING query_vector, query_idx, k;
+END
+$$;
+COMMENT ON FUNCTION recsys.similar_users IS 'the k users closest by cosine similarity of their factors';
+
+CREATE OR REPLACE FUNCTION recsys.interested_users(
+    model text, for_item text, k integer DEFAULT 10, exclude_seen boolean DEFAULT true
+) RETURNS TABLE (user_key text, score double precision, rank integer)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v recsys.model_version;
+    query_vector vector;
+    query_idx integer;
+BEGIN
+    PERFORM recsys._check_k(k);
+    v := recsys._active_version(model);
+    EXECUTE format('SELECT idx, factors FROM recsys.%I WHERE key = $1', v.item_table)
+        INTO query_idx, query_vector USING for_item;
+    IF query_idx IS NULL THEN
+        RAISE EXCEPTION 'item % is not in model "%"', coalesce(quote_literal(for_item), 'null'), model
+            USING ERRCODE = 'no_data_found',
+                  DETAIL = format('version %s was trained on %s items', v.version, v.items);
+    END IF;
+    RETURN QUERY EXECUTE format(
+        'SELECT key, -distance, (row_number() OVER (ORDER BY distance, idx))::integer
+           FROM (SELECT u.idx, u.key, u.factors <#> $1 AS distance
+                   FROM recsys.%I u
+                  WHERE NOT ($3 AND u.seen @> ARRAY[$2])
+                  ORDER BY distance, u.idx LIMIT $4) top
+          ORDER BY distance, idx', v.user_table)
+        USING query_vector, query_idx, exclude_seen IS NOT DISTINCT FROM true, k;
+END
+$$;
+COMMENT ON FUNCTION recsys.interested_users IS
+    'audience for an item: the k users with the highest predicted score for it';
+
+CREATE OR REPLACE FUNCTION recsys.score(model text, user_key text, item_key text)
+RETURNS double precision
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v recsys.model_version;
+    result double precision;
+BEGIN
+    v := recsys._active_version(model);
+    EXECUTE format(
+        'SELECT -(u.factors <#> i.factors) FROM recsys.%I u, recsys.%I i
+          WHERE u.key = $1 AND i.key = $2', v.user_table, v.item_table)
+        INTO result USING user_key, item_key;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION recsys.score IS
+    'predicted preference of a user for an item; null when either is not in the model';

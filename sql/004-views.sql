@@ -1,0 +1,32 @@
+-- Read-only views for BI tools and operators.
+
+CREATE OR REPLACE VIEW recsys.versions AS
+SELECT m.name AS model, v.version, v.version = m.active_version AS active, v.status,
+       v.factors, v.users, v.items, v.nnz, v.run_id, v.created_at, v.params
+  FROM recsys.model_version v
+  JOIN recsys.model m ON m.id = v.model_id;
+
+CREATE OR REPLACE VIEW recsys.runs AS
+SELECT r.id AS run_id, m.name AS model, r.version, r.kind, r.status, r.started_at, r.finished_at,
+       r.finished_at - r.started_at AS duration, r.worker, r.rows_read, r.rows_skipped_null,
+       r.rows_skipped_event, r.users, r.items, r.nnz, r.stages, r.params, r.error
+  FROM recsys.run r
+  JOIN recsys.model m ON m.id = r.model_id;
+
+CREATE OR REPLACE VIEW recsys.models AS
+SELECT m.name,
+       format('%I.%I', m.source_schema, m.source_table) AS source,
+       m.user_column, m.item_column, m.weight_column, m.event_column, m.event_weights,
+       m.time_column, m.params, m.refresh_every, m.active_version,
+       v.users, v.items, v.nnz,
+       active_run.finished_at AS trained_at,
+       last_run.status AS last_run_status,
+       last_run.finished_at AS last_run_finished_at,
+       last_run.error AS last_error,
+       m.created_at
+  FROM recsys.model m
+  LEFT JOIN recsys.model_version v ON v.model_id = m.id AND v.version = m.active_version
+  LEFT JOIN recsys.run active_run ON active_run.id = v.run_id
+  LEFT JOIN LATERAL (SELECT r.status, r.finished_at, r.error FROM recsys.run r
+                      WHERE r.model_id = m.id ORDER BY r.started_at DESC, r.id DESC LIMIT 1) last_run
+         ON true;
