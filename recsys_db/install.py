@@ -41,12 +41,26 @@ def sql_hash() -> str:
     return digest.hexdigest()
 
 
+def _alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(resources.alembic_dir()))
+    return cfg
+
+
+def head_revision() -> str:
+    """The newest alembic revision this package ships."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
 def _upgrade_tables(url: str) -> str:
     engine = sqlalchemy.create_engine(
         "postgresql+psycopg://", creator=lambda: psycopg.connect(url), poolclass=sqlalchemy.NullPool
     )
-    cfg = Config()
-    cfg.set_main_option("script_location", str(resources.alembic_dir()))
+    cfg = _alembic_config()
     with engine.begin() as connection:
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, "head")

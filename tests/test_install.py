@@ -1,0 +1,75 @@
+"""Installing and upgrading the recsys schema."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from recsys_db import install
+
+from .conftest import rows
+
+
+def test_install_twice_is_a_no_op(db_url: str, conn: psycopg.Connection) -> None:
+    before = rows(conn, "SELECT p.oid, p.xmin::text FROM pg_proc p"
+                        " JOIN pg_namespace n ON n.oid = p.pronamespace WHERE nspname = 'recsys'"
+                        " ORDER BY p.oid")
+    result = install.install(db_url)
+    after = rows(conn, "SELECT p.oid, p.xmin::text FROM pg_proc p"
+                       " JOIN pg_namespace n ON n.oid = p.pronamespace WHERE nspname = 'recsys'"
+                       " ORDER BY p.oid")
+    assert result.sql_applied is False
+    assert result.revision == install.head_revision()
+    assert before == after  # not even re-created
+
+
+def test_install_creates_schema_functions_and_views(conn: psycopg.Connection) -> None:
+    functions = {r[0] for r in rows(
+        conn, "SELECT proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+              " WHERE nspname = 'recsys' AND proname NOT LIKE '\\_%'")}
+    assert {"create_model", "drop_model", "rollback", "recommend", "similar_items",
+            "similar_users", "interested_users", "popular", "score", "als"} <= functions
+    views = {r[0] for r in rows(conn, "SELECT viewname FROM pg_views WHERE schemaname = 'recsys'")}
+    assert {"models", "runs", "versions"} <= views
+
+
+def test_changed_sql_is_reapplied(db_url: str, conn: psycopg.Connection) -> None:
+    conn.execute("UPDATE recsys.meta SET value = 'stale' WHERE key = 'sql_hash'")
+    conn.execute("CREATE OR REPLACE FUNCTION recsys.popular(model text, k integer DEFAULT 10)"
+                 " RETURNS TABLE (item_key text, score double precision, rank integer)"
+                 " LANGUAGE sql AS $$ SELECT 'broken', 0::float8, 0 $$")
+    assert install.install(db_url).sql_applied is True
+    source = rows(conn, "SELECT prosrc FROM pg_proc WHERE proname = 'popular'")[0][0]
+    assert "broken" not in source
+
+
+def test_install_into_empty_database_creates_extension(server_url: str) -> None:
+    from .conftest import drop_database, new_database
+
+    name, url = new_database(server_url, template="template1")
+    try:
+        install.install(url)
+        with psycopg.connect(url) as conn:
+            assert rows(conn, "SELECT extname FROM pg_extension WHERE extname = 'vector'")
+            assert rows(conn, "SELECT version_num FROM recsys.alembic_version") == [
+                (install.head_revision(),)]
+    finally:
+        drop_database(server_url, name)
+
+
+@pytest.mark.slow
+def test_wheel_ships_sql_and_alembic(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path),
+                    str(root)], check=True)
+    (wheel,) = tmp_path.glob("recsys_db-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "recsys_db/sql/003-serving.sql" in names
+    assert "recsys_db/alembic/env.py" in names
+    assert "recsys_db/alembic/versions/0001_registry.py" in names
+    assert "recsys_db/queries.sql" in names
