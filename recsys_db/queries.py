@@ -1,4 +1,4 @@
-"""Named SQL queries, kept in ``queries.sql`` and ``demo.sql`` rather than in the code."""
+"""Named SQL queries, kept in the package's ``*.sql`` files rather than in the code."""
 
 from __future__ import annotations
 
@@ -15,11 +15,12 @@ _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 @functools.cache
 def _load() -> dict[str, str]:
     found: dict[str, str] = {}
-    for filename in ("queries.sql", "demo.sql"):
-        text = (Path(__file__).parent / filename).read_text(encoding="utf-8")
-        parts = _NAME.split(text)
-        found.update((name, body.strip())
-                     for name, body in zip(parts[1::2], parts[2::2], strict=True))
+    for path in sorted(Path(__file__).parent.glob("*.sql")):
+        parts = _NAME.split(path.read_text(encoding="utf-8"))
+        for name, body in zip(parts[1::2], parts[2::2], strict=True):
+            if name in found:
+                raise RuntimeError(f"query {name!r} is defined twice ({path.name})")
+            found[name] = body.strip()
     return found
 
 

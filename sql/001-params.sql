@@ -11,7 +11,8 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
         'bm25_k1', 100.0,
         'bm25_b', 0.8,
         'random_state', 42,
-        'keep_versions', 3)
+        'keep_versions', 3,
+        'index', 'auto')
 $$;
 
 -- Merge params over the defaults and check every value; raises on the first problem.
@@ -83,6 +84,12 @@ BEGIN
             merged ->> 'keep_versions'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF jsonb_typeof(merged -> 'index') <> 'string'
+       OR NOT (merged ->> 'index') = ANY (ARRAY['auto', 'exact', 'hnsw']) THEN
+        RAISE EXCEPTION 'unknown index %', merged -> 'index'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'use one of: auto, exact, hnsw';
+    END IF;
     IF jsonb_typeof(merged -> 'weighting') <> 'string'
        OR NOT (merged ->> 'weighting') = ANY (ARRAY['none', 'confidence', 'bm25', 'tfidf', 'log']) THEN
         RAISE EXCEPTION 'unknown weighting %', merged -> 'weighting'
@@ -102,13 +109,14 @@ CREATE OR REPLACE FUNCTION recsys.als(
     bm25_k1        double precision DEFAULT NULL,
     bm25_b         double precision DEFAULT NULL,
     random_state   integer DEFAULT NULL,
-    keep_versions  integer DEFAULT NULL
+    keep_versions  integer DEFAULT NULL,
+    index          text DEFAULT NULL
 ) RETURNS jsonb
 LANGUAGE sql IMMUTABLE AS $$
     SELECT recsys._check_params(jsonb_strip_nulls(jsonb_build_object(
         'factors', factors, 'regularization', regularization, 'alpha', alpha,
         'iterations', iterations, 'weighting', weighting, 'bm25_k1', bm25_k1, 'bm25_b', bm25_b,
-        'random_state', random_state, 'keep_versions', keep_versions)))
+        'random_state', random_state, 'keep_versions', keep_versions, 'index', index)))
 $$;
 COMMENT ON FUNCTION recsys.als IS
     'ALS training parameters as jsonb, validated and merged over the defaults';
