@@ -29,23 +29,23 @@ REFRESH MATERIALIZED VIEW CONCURRENTLY {source};
 
 -- name: count_rows
 SELECT count(*),
-       count(*) FILTER (WHERE {user} IS NULL OR {item} IS NULL OR {weight} IS NULL),
-       count(*) FILTER (WHERE {user} IS NOT NULL AND {item} IS NOT NULL AND {weight} IS NOT NULL
-                          AND NOT ({event_ok}))
+       count(*) FILTER (WHERE {user} IS NULL OR {item} IS NULL OR {raw_weight} IS NULL),
+       count(*) FILTER (WHERE {user} IS NOT NULL AND {item} IS NOT NULL
+                          AND {raw_weight} IS NOT NULL AND NOT ({event_ok}))
   FROM {source} s;
 
 -- name: create_user_map
 CREATE TEMP TABLE recsys_user_map AS
 SELECT (row_number() OVER (ORDER BY key) - 1)::integer AS idx, key
   FROM (SELECT DISTINCT {user}::text AS key FROM {source} s
-         WHERE {user} IS NOT NULL AND {item} IS NOT NULL AND {weight} IS NOT NULL
+         WHERE {user} IS NOT NULL AND {item} IS NOT NULL AND {raw_weight} IS NOT NULL
            AND {event_ok}) keys;
 
 -- name: create_item_map
 CREATE TEMP TABLE recsys_item_map AS
 SELECT (row_number() OVER (ORDER BY key) - 1)::integer AS idx, key
   FROM (SELECT DISTINCT {item}::text AS key FROM {source} s
-         WHERE {user} IS NOT NULL AND {item} IS NOT NULL AND {weight} IS NOT NULL
+         WHERE {user} IS NOT NULL AND {item} IS NOT NULL AND {raw_weight} IS NOT NULL
            AND {event_ok}) keys;
 
 -- name: index_maps
@@ -59,7 +59,7 @@ COPY (SELECT u.idx, i.idx, ({weight})::double precision
         FROM {source} s
         JOIN recsys_user_map u ON u.key = {user}::text
         JOIN recsys_item_map i ON i.key = {item}::text
-       WHERE {weight} IS NOT NULL AND {event_ok})
+       WHERE {raw_weight} IS NOT NULL AND {event_ok})
   TO STDOUT (FORMAT BINARY);
 
 -- name: drop_maps

@@ -130,6 +130,7 @@ def _expressions(model: ModelConfig, types: dict[str, str]) -> dict[str, sql.Com
         weight = sql.SQL("{}::integer::double precision").format(column(model.weight_column))
     else:
         weight = sql.SQL("{}::double precision").format(column(model.weight_column))
+    raw_weight = weight
     event_ok: sql.Composable = sql.SQL("true")
     if model.event_column is not None and model.event_weights:
         cases = sql.SQL(" ").join(
@@ -143,6 +144,7 @@ def _expressions(model: ModelConfig, types: dict[str, str]) -> dict[str, sql.Com
         "source": model.source,
         "user": column(model.user_column),
         "item": column(model.item_column),
+        "raw_weight": raw_weight,
         "weight": weight,
         "event_ok": event_ok,
     }
