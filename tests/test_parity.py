@@ -1,0 +1,112 @@
+"""Ranking parity with implicit on MovieLens 100K: same factors, same ranking, in SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import psycopg
+import pytest
+import scipy.sparse as sp
+from implicit.cpu.als import AlternatingLeastSquares
+
+from recsys_db import db
+
+from .conftest import rows
+
+pytestmark = pytest.mark.slow
+TOLERANCE = 1e-5
+
+
+class Reference:
+    """implicit's model rebuilt from the factors stored in the database."""
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        (users, items), = rows(conn, "SELECT user_table, item_table FROM recsys.model_version v"
+                                     " JOIN recsys.model m ON m.id = v.model_id"
+                                     " AND v.version = m.active_version WHERE m.name = 'ml'")
+        user_rows = rows(conn, f"SELECT idx, key, factors FROM recsys.{users} ORDER BY idx")
+        item_rows = rows(conn, f"SELECT idx, key, factors FROM recsys.{items} ORDER BY idx")
+        assert [r[0] for r in user_rows] == list(range(len(user_rows)))
+        self.user_keys = [r[1] for r in user_rows]
+        self.item_keys = [r[1] for r in item_rows]
+        self.user_index = {k: i for i, k in enumerate(self.user_keys)}
+        self.item_index = {k: i for i, k in enumerate(self.item_keys)}
+        self.model = AlternatingLeastSquares(factors=len(user_rows[0][2].to_numpy()))
+        self.model.user_factors = np.stack([r[2].to_numpy() for r in user_rows])
+        self.model.item_factors = np.stack([r[2].to_numpy() for r in item_rows])
+        # what each user liked, built straight from the source, not from our tables
+        pairs = rows(conn, "SELECT DISTINCT user_id::text, item_id::text FROM movielens.liked")
+        self.user_items = sp.csr_matrix(
+            (np.ones(len(pairs), dtype=np.float32),
+             ([self.user_index[u] for u, _ in pairs], [self.item_index[i] for _, i in pairs])),
+            shape=(len(self.user_keys), len(self.item_keys)))
+
+
+@pytest.fixture(scope="module")
+def ml(movielens_url: str) -> Iterator[tuple[psycopg.Connection, Reference]]:
+    with db.connect(movielens_url) as conn:
+        yield conn, Reference(conn)
+
+
+def assert_same_ranking(ours: list[tuple[str, float]], theirs: list[tuple[str, float]]) -> None:
+    """Same items in the same order; only exact-score ties (within float noise) may swap."""
+    assert len(ours) == len(theirs)
+    our_scores = np.array([s for _, s in ours])
+    their_scores = np.array([s for _, s in theirs])
+    assert np.allclose(our_scores, their_scores, atol=TOLERANCE)
+    for position, ((our_key, _), (their_key, _)) in enumerate(zip(ours, theirs, strict=True)):
+        if our_key != their_key:
+            tied = [k for k, s in theirs if abs(s - their_scores[position]) <= TOLERANCE]
+            assert our_key in tied, f"position {position}: {our_key} vs {their_key}"
+
+
+def test_recommend_matches_implicit(ml: tuple[psycopg.Connection, Reference]) -> None:
+    conn, ref = ml
+    users = ref.user_keys[:: max(1, len(ref.user_keys) // 60)][:60]
+    assert len(users) >= 50
+    for user in users:
+        uid = ref.user_index[user]
+        ids, scores = ref.model.recommend(uid, ref.user_items[uid], N=10,
+                                          filter_already_liked_items=True)
+        theirs = [(ref.item_keys[i], float(s)) for i, s in zip(ids, scores, strict=True)]
+        ours = rows(conn, "SELECT item_key, score FROM recsys.recommend('ml', %s, 10)", (user,))
+        assert_same_ranking(ours, theirs)
+
+
+def test_similar_items_matches_implicit(ml: tuple[psycopg.Connection, Reference]) -> None:
+    conn, ref = ml
+    items = ref.item_keys[:: max(1, len(ref.item_keys) // 60)][:60]
+    assert len(items) >= 50
+    for item in items:
+        iid = ref.item_index[item]
+        ids, scores = ref.model.similar_items(iid, N=11)
+        # implicit lists the item itself first; recsys.similar_items leaves it out
+        theirs = [(ref.item_keys[i], float(s)) for i, s in zip(ids, scores, strict=True)
+                  if i != iid][:10]
+        ours = rows(conn, "SELECT item_key, score FROM recsys.similar_items('ml', %s, 10)", (item,))
+        assert_same_ranking(ours, theirs)
+
+
+def test_similar_users_matches_implicit(ml: tuple[psycopg.Connection, Reference]) -> None:
+    conn, ref = ml
+    for user in ref.user_keys[:: len(ref.user_keys) // 20]:
+        uid = ref.user_index[user]
+        ids, scores = ref.model.similar_users(uid, N=11)
+        theirs = [(ref.user_keys[i], float(s)) for i, s in zip(ids, scores, strict=True)
+                  if i != uid][:10]
+        ours = rows(conn, "SELECT user_key, score FROM recsys.similar_users('ml', %s, 10)", (user,))
+        assert_same_ranking(ours, theirs)
+
+
+def test_interested_users_ranks_users_by_score(ml: tuple[psycopg.Connection, Reference]) -> None:
+    conn, ref = ml
+    item = "50"  # Star Wars: many users liked it, some have not seen it
+    iid = ref.item_index[item]
+    scores = ref.model.user_factors @ ref.model.item_factors[iid]
+    seen = set(ref.user_items[:, iid].nonzero()[0])
+    order = [u for u in np.argsort(-scores, kind="stable") if u not in seen][:20]
+    theirs = [(ref.user_keys[u], float(scores[u])) for u in order]
+    ours = rows(conn, "SELECT user_key, score FROM recsys.interested_users('ml', %s, 20)", (item,))
+    assert_same_ranking(ours, theirs)
+    assert not {k for k, _ in ours} & {ref.user_keys[u] for u in seen}
