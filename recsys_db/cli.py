@@ -80,7 +80,7 @@ def _cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _progress(args: argparse.Namespace) -> training.Progress | None:
     if args.json or args.quiet:
         return None
 

@@ -97,7 +97,7 @@ def load_recbole(wheel: Path | None = None) -> MovieLens:
     ratings = [Rating(int(u), int(i), int(float(r)), int(float(t))) for u, i, r, t in _rows(inter)]
     movies = []
     for fields in _rows(items):
-        item_id, title, year, genres = (fields + ["", "", ""])[:4]
+        item_id, title, year, genres = [*fields, "", "", ""][:4]
         movies.append(Movie(int(item_id), title.strip(), int(year) if year.isdigit() else None,
                             genres.split()))
     return MovieLens(ratings=ratings, movies=movies)
@@ -110,7 +110,7 @@ GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy",
 
 def load_grouplens(url: str = GROUPLENS_URL) -> MovieLens:
     """MovieLens 100K from GroupLens (needs internet access)."""
-    with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 - fixed https URL
+    with urllib.request.urlopen(url, timeout=60) as response:
         archive = zipfile.ZipFile(io.BytesIO(response.read()))
     data = archive.read("ml-100k/u.data").decode("latin-1")
     ratings = [Rating(*(int(x) for x in line.split("\t"))) for line in data.splitlines() if line]
@@ -147,7 +147,8 @@ def write_movielens(conn: psycopg.Connection, data: MovieLens, schema: str = "mo
                                   "the demo will not overwrite it")
             conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(ident))
         conn.execute(queries.compose("demo_create_schema", schema=ident))
-        conn.execute(sql.SQL("COMMENT ON SCHEMA {} IS {}").format(ident, sql.Literal(SCHEMA_MARKER)))
+        conn.execute(sql.SQL("COMMENT ON SCHEMA {} IS {}").format(
+            ident, sql.Literal(SCHEMA_MARKER)))
         with conn.cursor() as cur:
             with cur.copy(queries.compose("demo_copy_ratings", schema=ident)) as copy:
                 for r in data.ratings:

@@ -57,8 +57,8 @@ def run(url: str, *, user: str, item: str, data_source: str, as_json: bool) -> i
     """Run the demo end to end and print what it did; returns the exit code."""
     started = time.perf_counter()
     install.install(url)
-    _say(as_json, "1. loading MovieLens 100K "
-                  f"({'recbole 1.2.1 wheel from PyPI' if data_source == 'recbole' else 'GroupLens'})")
+    origin = "recbole 1.2.1 wheel from PyPI" if data_source == "recbole" else "GroupLens"
+    _say(as_json, f"1. loading MovieLens 100K ({origin})")
     data = datasets.load_recbole() if data_source == "recbole" else datasets.load_grouplens()
     with db.connect(url) as conn:
         conn.execute("SELECT recsys.drop_model(name) FROM recsys.model WHERE name = %s", (MODEL,))

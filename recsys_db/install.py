@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import psycopg
 import sqlalchemy
-from alembic import command
 from alembic.config import Config
 
+from alembic import command
 from recsys_db import db, resources
 
 log = logging.getLogger(__name__)

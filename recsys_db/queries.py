@@ -31,4 +31,4 @@ def text(name: str) -> str:
 
 def compose(name: str, **parts: Any) -> sql.Composed:
     """A named query with its ``{placeholders}`` filled by psycopg.sql objects."""
-    return sql.SQL(text(name)).format(**parts)  # type: ignore[arg-type]
+    return sql.SQL(text(name)).format(**parts)

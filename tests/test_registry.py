@@ -108,7 +108,8 @@ def test_bad_options(conn: psycopg.Connection, events: str, extra: str, message:
 
 def test_same_user_and_item_column(conn: psycopg.Connection, events: str) -> None:
     error = error_of(conn, "SELECT recsys.create_model('m', 'public.events', 'person', 'person')")
-    assert error.diag.message_primary == 'user_column and item_column must differ, both are "person"'
+    assert error.diag.message_primary == (
+        'user_column and item_column must differ, both are "person"')
 
 
 def test_duplicate_name(conn: psycopg.Connection, events: str) -> None:

@@ -40,13 +40,15 @@ def test_known_answer_on_blocks(db_url: str, conn: psycopg.Connection) -> None:
     assert {r[0] for r in rows(conn, "SELECT user_key FROM recsys.similar_users('blocks', 'u1', 3)")
             } == {"u2", "u3", "u4"}
     # the audience for a3 is the one a-user who has not seen it yet
-    assert rows(conn, "SELECT user_key FROM recsys.interested_users('blocks', 'a3', 1)") == [("u1",)]
+    audience = rows(conn, "SELECT user_key FROM recsys.interested_users('blocks', 'a3', 1)")
+    assert audience == [("u1",)]
     (in_group, other), = rows(conn, "SELECT recsys.score('blocks', 'u1', 'a3'),"
                                     " recsys.score('blocks', 'u1', 'b3')")
     assert in_group > 0.5 > other
 
 
-def test_scores_are_inner_products_of_stored_factors(db_url: str, conn: psycopg.Connection) -> None:
+def test_scores_are_inner_products_of_stored_factors(db_url: str,
+                                                     conn: psycopg.Connection) -> None:
     conn.execute("CREATE TABLE public.rnd AS SELECT 'u' || (g % 40) AS u, 'i' || (g * 7 % 23) AS i"
                  " FROM generate_series(1, 300) g")
     conn.execute("SELECT recsys.create_model('rnd', 'public.rnd', 'u', 'i',"
@@ -168,10 +170,10 @@ def test_bad_weights_fail_the_run_and_keep_the_active_version(
 def test_empty_source(db_url: str, conn: psycopg.Connection) -> None:
     conn.execute("CREATE TABLE public.empty (u text, i text)")
     conn.execute("SELECT recsys.create_model('e', 'public.empty', 'u', 'i')")
-    with pytest.raises(DataError, match='source "public.empty" of model "e" is empty'):
+    with pytest.raises(DataError, match=r'source "public\.empty" of model "e" is empty'):
         training.train(db_url, "e")
     conn.execute("INSERT INTO public.empty VALUES (NULL, 'x')")
-    with pytest.raises(DataError, match="has no usable rows: 1 with NULL keys or weights"):
+    with pytest.raises(DataError, match=r"has no usable rows: 1 with NULL keys or weights"):
         training.train(db_url, "e")
     assert rows(conn, "SELECT status FROM recsys.runs ORDER BY run_id") == [("failed",),
                                                                              ("failed",)]
@@ -183,8 +185,8 @@ def test_source_dropped_or_changed_after_create(db_url: str, conn: psycopg.Conne
     with pytest.raises(ConfigError, match='column "item" does not exist in relation'):
         training.train(db_url, "blocks")
     conn.execute("DROP TABLE public.likes")
-    with pytest.raises(ConfigError, match='source relation "public.likes" of model "blocks" does'
-                                          " not exist"):
+    with pytest.raises(ConfigError, match=r'source relation "public\.likes" of model "blocks"'
+                                          r" does not exist"):
         training.train(db_url, "blocks")
 
 
