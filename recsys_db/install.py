@@ -8,10 +8,12 @@ from dataclasses import dataclass
 
 import psycopg
 import sqlalchemy
-from alembic.config import Config
-
 from alembic import command
-from recsys_db import db, resources
+from alembic.config import Config
+from psycopg import sql
+
+from recsys_db import db, queries, resources
+from recsys_db.errors import RecsysError
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +79,12 @@ def install(url: str) -> InstallResult:
         conn.execute("SELECT pg_advisory_lock(%s)", (INSTALL_LOCK,))
         try:
             with conn.transaction():
+                had_vector = _scalar(conn, queries.text("install_vector_exists"))
                 conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
                 conn.execute("CREATE SCHEMA IF NOT EXISTS recsys")
             revision = _upgrade_tables(url)
+            if not had_vector:
+                conn.execute(queries.text("install_remember_extension"))
             wanted = sql_hash()
             current = conn.execute(
                 "SELECT value FROM recsys.meta WHERE key = 'sql_hash'"
@@ -98,6 +103,66 @@ def install(url: str) -> InstallResult:
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (INSTALL_LOCK,))
     return InstallResult(revision=revision, sql_applied=applied)
+
+
+@dataclass(frozen=True)
+class UninstallResult:
+    """What an uninstall removed and what it had to keep."""
+
+    dropped_dependents: list[str]
+    dropped_extension: bool
+    dropped_roles: list[str]
+    kept: list[str]
+
+
+def _scalar(conn: psycopg.Connection, query: str) -> object:
+    row = conn.execute(query).fetchone()
+    return row[0] if row else None
+
+
+def uninstall(url: str, *, force: bool = False) -> UninstallResult:
+    """Remove schema recsys and what install created (the vector extension when recsys created
+    it and nothing else uses it; the recsys roles when no other database still uses them).
+
+    Views of yours that call recsys functions would be dropped with it: without ``force`` that
+    is refused with the list of those views.
+    """
+    kept: list[str] = []
+    with db.connect(url, vector=False) as conn:
+        if not is_installed(conn):
+            raise RecsysError("recsys is not installed in this database")
+        dependents = [r[0] for r in conn.execute(queries.text("uninstall_dependents"))]
+        if dependents and not force:
+            raise RecsysError(
+                f"cannot uninstall: {len(dependents)} of your objects use recsys: "
+                f"{', '.join(dependents)}; drop them first or pass --force to drop them too")
+        state = conn.execute(queries.text("uninstall_state")).fetchone()
+        assert state is not None
+        created_extension, vector_schema = state
+        roles = [r[0] for r in conn.execute(queries.text("uninstall_recsys_roles"))]
+        with conn.transaction():
+            conn.execute(queries.text("uninstall_drop_schema"))
+            for role in roles:
+                conn.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM {}").format(
+                    sql.Identifier(vector_schema), sql.Identifier(role)))
+        dropped_extension = False
+        if created_extension:
+            try:
+                with conn.transaction():
+                    conn.execute("DROP EXTENSION vector RESTRICT")
+                dropped_extension = True
+            except psycopg.errors.DependentObjectsStillExist:
+                kept.append("extension vector (other objects use it)")
+        dropped_roles = []
+        for role in roles:
+            try:
+                with conn.transaction():
+                    conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+                dropped_roles.append(role)
+            except psycopg.errors.DependentObjectsStillExist:
+                kept.append(f"role {role} (still used in another database)")
+    return UninstallResult(dropped_dependents=dependents, dropped_extension=dropped_extension,
+                           dropped_roles=dropped_roles, kept=kept)
 
 
 def is_installed(conn: psycopg.Connection) -> bool:
