@@ -1,4 +1,10 @@
-"""One training run: refresh, load, weight, fit, write, activate — recorded in recsys.run."""
+"""One training run, recorded in recsys.run.
+
+refresh, load, holdout (fit on the training part of a split) and evaluate (model and popularity
+baseline, stored in recsys.metric), the promotion gate, then weight and fit on all data, write,
+precompute, activate. The version put into production is always refit on all interactions;
+the holdout fit only measures the configuration.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -20,7 +26,7 @@ from implicit.recommender_base import ModelFitError
 from psycopg.types.json import Jsonb
 from threadpoolctl import threadpool_limits
 
-from recsys_db import db, queries, source, store, weighting
+from recsys_db import db, evaluation, precompute, queries, source, store, weighting
 from recsys_db.errors import RecsysError, TrainingError
 
 log = logging.getLogger(__name__)
@@ -45,6 +51,8 @@ class RunResult:
     stages: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     dropped_versions: list[int] = field(default_factory=list)
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    precomputed: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form, used by ``--json``."""
@@ -93,6 +101,68 @@ def fit(matrix: sp.csr_matrix, params: dict[str, Any],
     return user_factors, item_factors
 
 
+@dataclass(frozen=True)
+class GateVerdict:
+    """What the promotion gate checked, and why it blocked the version (None: it passed)."""
+
+    rule: str
+    reason: str | None
+
+    @property
+    def passed(self) -> bool:
+        return self.reason is None
+
+
+def promotion_gate(params: dict[str, Any], report: evaluation.Report) -> GateVerdict | None:
+    """Check the model's holdout metric against ``gate_min`` and the popularity baseline.
+
+    Returns None when the params set no ``gate_metric``.
+    """
+    metric = params.get("gate_metric")
+    if not metric:
+        return None
+    name = f"{metric}@{report.k}"
+    minimum = params.get("gate_min")
+    rules = ([f"{name} >= {minimum}"] if minimum is not None else []) + (
+        [f"{name} >= popular"] if params["gate_baseline"] else [])
+    rule = " and ".join(rules) or f"{name} evaluated"
+    if not report.metrics:
+        return GateVerdict(rule, f"not activated: no user has enough interactions to hold "
+                                 f"out, so {name} cannot be measured")
+    value = report.value("als", metric)
+    problems = []
+    if minimum is not None and value < float(minimum):
+        problems.append(f"below gate_min {minimum}")
+    baseline = report.value("popular", metric)
+    if params["gate_baseline"] and value < baseline:
+        problems.append(f"below the popularity baseline {baseline:.6g}")
+    if problems:
+        return GateVerdict(rule, f"not activated: {name} {value:.6g} is "
+                                 + " and ".join(problems))
+    return GateVerdict(rule, None)
+
+
+def effective_params(conn: psycopg.Connection, params: dict[str, Any]) -> dict[str, Any]:
+    """Stored params merged over the current defaults (models created by older releases
+    lack newer parameters) and validated."""
+    row = conn.execute(queries.text("quality_effective_params"),
+                       {"params": Jsonb(params)}).fetchone()
+    assert row is not None
+    return dict(row[0])
+
+
+def _holdout(conn: psycopg.Connection, model: source.ModelConfig, data: source.Interactions,
+             stage: _Stages) -> evaluation.Report | None:
+    if evaluation.split_kind(model) == "off":
+        return None
+    with stage("holdout"):
+        split = evaluation.make_split(conn, model, data)
+        assert split is not None
+        user_factors, item_factors = fit(weighting.apply(split.train, model.params), model.params)
+    with stage("evaluate"):
+        return evaluation.evaluate(split, user_factors, item_factors, int(model.params["eval_k"]))
+
+
 class _Stages:
     def __init__(self, result: RunResult, progress: Progress | None):
         self.result = result
@@ -133,6 +203,7 @@ def train(url: str, model_name: str, *, progress: Progress | None = None,
     """
     with db.connect(url) as conn:
         model = source.get_model(conn, model_name)
+        model = replace(model, params=effective_params(conn, model.params))
         locked = conn.execute("SELECT pg_try_advisory_lock(%s)",
                               (model_lock_key(model.id),)).fetchone()
         if not (locked and locked[0]):
@@ -153,17 +224,31 @@ def train(url: str, model_name: str, *, progress: Progress | None = None,
             result.rows_skipped_null = data.rows_skipped_null
             result.rows_skipped_event = data.rows_skipped_event
             result.users, result.items, result.nnz = data.users, data.items, int(data.matrix.nnz)
-            with stage("weight"):
-                weighted = weighting.apply(data.matrix, model.params)
-            with stage("fit"):
-                user_factors, item_factors = fit(weighted, model.params)
-            tables = store.allocate_version(conn, model, result.run_id)
-            result.version = tables.version
-            with stage("write"):
-                store.write(conn, tables, data, user_factors, item_factors)
-            with stage("activate"):
-                result.dropped_versions = store.activate(conn, model, tables, data)
-            result.status = "succeeded"
+            report = _holdout(conn, model, data, stage)
+            if report is not None:
+                result.metrics = report.metrics
+                verdict = promotion_gate(model.params, report)
+                evaluation.store(conn, result.run_id, report,
+                                 verdict.rule if verdict else None,
+                                 verdict.passed if verdict else None)
+                if verdict is not None and not verdict.passed:
+                    result.status, result.error = "rejected", verdict.reason
+                    log.warning("%s: run %d %s", model.name, result.run_id, verdict.reason)
+            if result.status != "rejected":
+                with stage("weight"):
+                    weighted = weighting.apply(data.matrix, model.params)
+                with stage("fit"):
+                    user_factors, item_factors = fit(weighted, model.params)
+                tables = store.allocate_version(conn, model, result.run_id)
+                result.version = tables.version
+                with stage("write"):
+                    store.write(conn, tables, data, user_factors, item_factors)
+                with stage("precompute"):
+                    result.precomputed = _precompute(conn, model, tables, data, user_factors,
+                                                     item_factors)
+                with stage("activate"):
+                    result.dropped_versions = store.activate(conn, model, tables, data)
+                result.status = "succeeded"
         except BaseException as exc:
             result.status = "failed"
             result.error = str(exc).strip() or type(exc).__name__
@@ -174,12 +259,32 @@ def train(url: str, model_name: str, *, progress: Progress | None = None,
             raise
         _finish(url, result)
         conn.execute(queries.text("drop_maps"))
+        _prune_quietly(conn, model)
     return result
+
+
+def _prune_quietly(conn: psycopg.Connection, model: source.ModelConfig) -> None:
+    try:
+        precompute.prune(conn)
+    except psycopg.Error as exc:  # leftovers only cost space; the next run tries again
+        log.warning("%s: could not drop stale precomputed partitions: %s", model.name, exc)
+
+
+def _precompute(conn: psycopg.Connection, model: source.ModelConfig,
+                tables: store.VersionTables, data: source.Interactions,
+                user_factors: np.ndarray, item_factors: np.ndarray) -> dict[str, int]:
+    if not (int(model.params["recommendations_k"]) or int(model.params["similar_items_k"])):
+        return {}
+    user_keys = [row[0] for row in conn.execute(queries.text("quality_user_keys"))]
+    item_keys = [row[0] for row in conn.execute(queries.text("quality_item_keys"))]
+    return precompute.write(conn, model.id, tables.version, model.params, user_factors,
+                            item_factors, data.matrix, user_keys, item_keys)
 
 
 def _discard_quietly(url: str, model: source.ModelConfig, tables: store.VersionTables) -> None:
     try:
         with db.connect(url) as conn:
+            precompute.discard(conn, model.id, tables.version)
             store.discard(conn, model, tables)
     except psycopg.Error as exc:  # the run is failed already; say so and move on
         log.warning("%s: could not remove tables of failed version %d: %s",

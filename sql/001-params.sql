@@ -12,7 +12,38 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
         'bm25_b', 0.8,
         'random_state', 42,
         'keep_versions', 3,
-        'index', 'auto')
+        'index', 'auto',
+        'eval_split', 'auto',
+        'eval_k', 10,
+        'eval_test_fraction', 0.2,
+        'eval_leave_last', 1,
+        'eval_max_users', 10000,
+        'gate_metric', NULL,
+        'gate_min', NULL,
+        'gate_baseline', true,
+        'recommendations_k', 10,
+        'similar_items_k', 0)
+$$;
+
+-- Holdout metrics stored per run (recsys.metric); the promotion gate may name any of them.
+CREATE OR REPLACE FUNCTION recsys._metric_names() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT ARRAY['precision', 'precision_capped', 'recall', 'map', 'ndcg', 'auc', 'coverage',
+                 'novelty']
+$$;
+
+-- Raise unless merged -> key is an integer between low and high.
+CREATE OR REPLACE FUNCTION recsys._check_int_param(merged jsonb, key text, low numeric,
+                                                   high numeric) RETURNS void
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF jsonb_typeof(merged -> key) <> 'number'
+       OR (merged ->> key)::numeric NOT BETWEEN low AND high
+       OR (merged ->> key)::numeric <> trunc((merged ->> key)::numeric) THEN
+        RAISE EXCEPTION '% must be an integer between % and %, not %', key, low, high, merged -> key
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
 $$;
 
 -- Merge params over the defaults and check every value; raises on the first problem.
@@ -96,7 +127,61 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'use one of: none, confidence, bm25, tfidf, log';
     END IF;
+    PERFORM recsys._check_quality_params(merged);
     RETURN merged;
+END
+$$;
+
+-- Evaluation, promotion gate and precompute parameters.
+CREATE OR REPLACE FUNCTION recsys._check_quality_params(merged jsonb) RETURNS void
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF jsonb_typeof(merged -> 'eval_split') <> 'string'
+       OR NOT (merged ->> 'eval_split') = ANY (ARRAY['auto', 'off', 'random', 'time']) THEN
+        RAISE EXCEPTION 'unknown eval_split %', merged -> 'eval_split'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'use one of: auto (time when the model has a time_column, else random), '
+                         'off, random, time';
+    END IF;
+    PERFORM recsys._check_int_param(merged, 'eval_k', 1, 1000);
+    PERFORM recsys._check_int_param(merged, 'eval_leave_last', 1, 1000);
+    PERFORM recsys._check_int_param(merged, 'eval_max_users', 1, 100000000);
+    PERFORM recsys._check_int_param(merged, 'recommendations_k', 0, 1000);
+    PERFORM recsys._check_int_param(merged, 'similar_items_k', 0, 1000);
+    IF jsonb_typeof(merged -> 'eval_test_fraction') <> 'number'
+       OR (merged ->> 'eval_test_fraction')::numeric <= 0
+       OR (merged ->> 'eval_test_fraction')::numeric >= 1 THEN
+        RAISE EXCEPTION 'eval_test_fraction must be a number between 0 and 1 (exclusive), not %',
+            merged -> 'eval_test_fraction'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF jsonb_typeof(merged -> 'gate_baseline') <> 'boolean' THEN
+        RAISE EXCEPTION 'gate_baseline must be a boolean, not %', merged -> 'gate_baseline'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF jsonb_typeof(merged -> 'gate_min') NOT IN ('null', 'number') THEN
+        RAISE EXCEPTION 'gate_min must be a number, not %', merged -> 'gate_min'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF jsonb_typeof(merged -> 'gate_metric') = 'null' THEN
+        IF jsonb_typeof(merged -> 'gate_min') = 'number' THEN
+            RAISE EXCEPTION 'gate_min needs gate_metric'
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'for example: gate_metric => ''ndcg''';
+        END IF;
+        RETURN;
+    END IF;
+    IF jsonb_typeof(merged -> 'gate_metric') <> 'string'
+       OR NOT (merged ->> 'gate_metric') = ANY (recsys._metric_names()) THEN
+        RAISE EXCEPTION 'unknown gate_metric %', merged -> 'gate_metric'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'use one of: ' || array_to_string(recsys._metric_names(), ', ');
+    END IF;
+    IF merged ->> 'eval_split' = 'off' THEN
+        RAISE EXCEPTION 'gate_metric needs an evaluation, but eval_split is off'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'set eval_split to auto, random or time';
+    END IF;
 END
 $$;
 
@@ -110,13 +195,27 @@ CREATE OR REPLACE FUNCTION recsys.als(
     bm25_b         double precision DEFAULT NULL,
     random_state   integer DEFAULT NULL,
     keep_versions  integer DEFAULT NULL,
-    index          text DEFAULT NULL
+    index          text DEFAULT NULL,
+    eval_split     text DEFAULT NULL,
+    eval_k         integer DEFAULT NULL,
+    eval_test_fraction double precision DEFAULT NULL,
+    eval_leave_last integer DEFAULT NULL,
+    eval_max_users integer DEFAULT NULL,
+    gate_metric    text DEFAULT NULL,
+    gate_min       double precision DEFAULT NULL,
+    gate_baseline  boolean DEFAULT NULL,
+    recommendations_k integer DEFAULT NULL,
+    similar_items_k integer DEFAULT NULL
 ) RETURNS jsonb
 LANGUAGE sql IMMUTABLE AS $$
     SELECT recsys._check_params(jsonb_strip_nulls(jsonb_build_object(
         'factors', factors, 'regularization', regularization, 'alpha', alpha,
         'iterations', iterations, 'weighting', weighting, 'bm25_k1', bm25_k1, 'bm25_b', bm25_b,
-        'random_state', random_state, 'keep_versions', keep_versions, 'index', index)))
+        'random_state', random_state, 'keep_versions', keep_versions, 'index', index,
+        'eval_split', eval_split, 'eval_k', eval_k, 'eval_test_fraction', eval_test_fraction,
+        'eval_leave_last', eval_leave_last, 'eval_max_users', eval_max_users,
+        'gate_metric', gate_metric, 'gate_min', gate_min, 'gate_baseline', gate_baseline,
+        'recommendations_k', recommendations_k, 'similar_items_k', similar_items_k)))
 $$;
 COMMENT ON FUNCTION recsys.als IS
     'ALS training parameters as jsonb, validated and merged over the defaults';

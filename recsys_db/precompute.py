@@ -1,0 +1,203 @@
+"""Precomputed top-N recommendations per user and similar items per item, for BI tools.
+
+Rows are ranked with implicit's batched ``recommend`` / ``similar_items`` on the version's
+factors and written with binary COPY into a new table per version, which is then attached as a
+partition of ``recsys.recommendation`` / ``recsys.similar_item``. The views
+``recsys.recommendations`` and ``recsys.similar_items_top`` show the active version's partition,
+so rows switch with the version, atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import psycopg
+import scipy.sparse as sp
+from implicit.cpu.als import AlternatingLeastSquares
+from psycopg import sql
+
+from recsys_db import copybin, evaluation, queries
+
+log = logging.getLogger(__name__)
+
+BATCH_USERS = 50_000
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of precomputed rows: its partitioned parent, table suffix and key column."""
+
+    parent: str
+    suffix: str
+    key_column: str
+
+
+RECOMMENDATIONS = Kind("recommendation", "recs", "user_key")
+SIMILAR_ITEMS = Kind("similar_item", "similar", "item_key")
+KINDS = (RECOMMENDATIONS, SIMILAR_ITEMS)
+
+
+class Keys:
+    """Text keys by dense index, as UTF-8 bytes ready for fixed-width numpy records."""
+
+    def __init__(self, keys: Sequence[str]):
+        encoded = [key.encode() for key in keys]
+        self.lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+        self.bytes = np.array(encoded, dtype=np.bytes_)
+
+
+def partition_name(model_id: int, version: int, kind: Kind) -> str:
+    """Table name of one version's partition (in schema recsys)."""
+    return f"m{model_id}_v{version}_{kind.suffix}"
+
+
+def encode_rows(model_id: int, version: int, left: Keys, left_idx: npt.NDArray[np.integer],
+                ranks: npt.NDArray[np.integer], right: Keys,
+                right_idx: npt.NDArray[np.integer], scores: npt.NDArray[np.floating]) -> bytes:
+    """Binary COPY rows (model_id int4, version int4, left text, rank int4, right text,
+    score float4), without header or trailer.
+
+    Text fields vary in length, so rows are grouped by their two key lengths; within a group
+    every row has the same layout and is built as one numpy record array.
+    """
+    left_len = left.lengths[left_idx]
+    right_len = right.lengths[right_idx]
+    group = left_len * (int(right.lengths.max(initial=0)) + 1) + right_len
+    order = np.argsort(group, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(group[order]) != 0])
+    parts = []
+    for begin, end in zip(starts, np.r_[starts[1:], len(order)], strict=True):
+        rows = order[begin:end]
+        a, b = int(left_len[rows[0]]), int(right_len[rows[0]])
+        fields: list[tuple[str, str]] = [
+            ("n", ">i2"), ("l_model", ">i4"), ("model", ">i4"), ("l_version", ">i4"),
+            ("version", ">i4"), ("l_left", ">i4")]
+        fields += [("left", f"S{a}")] if a else []
+        fields += [("l_rank", ">i4"), ("rank", ">i4"), ("l_right", ">i4")]
+        fields += [("right", f"S{b}")] if b else []
+        fields += [("l_score", ">i4"), ("score", ">f4")]
+        out = np.empty(len(rows), dtype=np.dtype(fields))
+        out["n"] = 6
+        out["l_model"] = out["l_version"] = out["l_rank"] = out["l_score"] = 4
+        out["model"] = model_id
+        out["version"] = version
+        out["l_left"] = a
+        out["l_right"] = b
+        if a:
+            out["left"] = left.bytes[left_idx[rows]]
+        if b:
+            out["right"] = right.bytes[right_idx[rows]]
+        out["rank"] = ranks[rows]
+        out["score"] = scores[rows]
+        parts.append(out.tobytes())
+    return b"".join(parts)
+
+
+def _ranked(ids: npt.NDArray[np.integer], scores: npt.NDArray[np.floating],
+            first: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64],
+                                 npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """Flatten (rows x k) results into (row index, rank, id, score), dropping padding."""
+    count, k = ids.shape
+    real = scores > evaluation.FILLER_SCORE
+    rows = np.repeat(np.arange(first, first + count, dtype=np.int64), k)[real.ravel()]
+    ranks = np.tile(np.arange(1, k + 1, dtype=np.int64), count)[real.ravel()]
+    return rows, ranks, ids[real].astype(np.int64), scores[real].astype(np.float32)
+
+
+def recommendation_blocks(model: AlternatingLeastSquares, seen: sp.csr_matrix, k: int,
+                          model_id: int, version: int, users: Keys,
+                          items: Keys) -> Iterator[bytes]:
+    """COPY blocks of each user's top k unseen items, in batches of users."""
+    k = min(k, model.item_factors.shape[0])
+    for start in range(0, seen.shape[0], BATCH_USERS):
+        chunk = np.arange(start, min(start + BATCH_USERS, seen.shape[0]))
+        ids, scores = model.recommend(chunk, seen[chunk], N=k, filter_already_liked_items=True)
+        rows, ranks, item_idx, values = _ranked(ids.reshape(len(chunk), k),
+                                                scores.reshape(len(chunk), k), start)
+        yield encode_rows(model_id, version, users, rows, ranks, items, item_idx, values)
+
+
+def similar_item_blocks(model: AlternatingLeastSquares, k: int, model_id: int, version: int,
+                        items: Keys) -> Iterator[bytes]:
+    """COPY blocks of each item's k most similar items (cosine), the item itself left out."""
+    count = model.item_factors.shape[0]
+    k = min(k, count - 1)
+    if k <= 0:
+        return
+    for start in range(0, count, BATCH_USERS):
+        chunk = np.arange(start, min(start + BATCH_USERS, count))
+        ids, scores = model.similar_items(chunk, N=k + 1)
+        ids, scores = ids.reshape(len(chunk), k + 1), scores.reshape(len(chunk), k + 1)
+        keep = ids != chunk[:, None]
+        # normally the item is its own nearest neighbour; where it is not listed, drop the last
+        keep[keep.all(axis=1), -1] = False
+        ids, scores = ids[keep].reshape(len(chunk), k), scores[keep].reshape(len(chunk), k)
+        rows, ranks, similar_idx, values = _ranked(ids, scores, start)
+        yield encode_rows(model_id, version, items, rows, ranks, items, similar_idx, values)
+
+
+def _write_partition(conn: psycopg.Connection, model_id: int, version: int, kind: Kind,
+                     blocks: Iterator[bytes]) -> int:
+    table = sql.Identifier("recsys", partition_name(model_id, version, kind))
+    parent = sql.Identifier("recsys", kind.parent)
+    with conn.transaction():
+        conn.execute(queries.compose("quality_create_partition", table=table, parent=parent))
+        with conn.cursor() as cur:
+            with cur.copy(queries.compose("quality_copy_partition", table=table)) as copy:
+                copy.write(copybin.HEADER)
+                for block in blocks:
+                    copy.write(block)
+                copy.write(copybin.TRAILER)
+            rows = cur.rowcount
+        conn.execute(queries.compose(
+            "quality_attach_partition", table=table, parent=parent,
+            key=sql.Identifier(kind.key_column), model_id=sql.Literal(model_id),
+            version=sql.Literal(version), next_version=sql.Literal(version + 1)))
+    return int(rows)
+
+
+def write(conn: psycopg.Connection, model_id: int, version: int, params: dict[str, int],
+          user_factors: np.ndarray, item_factors: np.ndarray, seen: sp.csr_matrix,
+          user_keys: Sequence[str], item_keys: Sequence[str]) -> dict[str, int]:
+    """Write the version's precomputed partitions that ``params`` ask for.
+
+    ``params['recommendations_k']`` and ``params['similar_items_k']`` give the rows per user
+    and per item (0: none). Returns the number of rows written per kind.
+    """
+    written: dict[str, int] = {}
+    model = evaluation.ranker(user_factors, item_factors)
+    items = Keys(item_keys)
+    if int(params["recommendations_k"]) > 0:
+        blocks = recommendation_blocks(model, seen.tocsr(), int(params["recommendations_k"]),
+                                       model_id, version, Keys(user_keys), items)
+        written[RECOMMENDATIONS.parent] = _write_partition(conn, model_id, version,
+                                                           RECOMMENDATIONS, blocks)
+    if int(params["similar_items_k"]) > 0:
+        blocks = similar_item_blocks(model, int(params["similar_items_k"]), model_id, version,
+                                     items)
+        written[SIMILAR_ITEMS.parent] = _write_partition(conn, model_id, version,
+                                                         SIMILAR_ITEMS, blocks)
+    return written
+
+
+def discard(conn: psycopg.Connection, model_id: int, version: int) -> None:
+    """Drop a version's partitions (those that exist)."""
+    for kind in KINDS:
+        conn.execute(queries.compose("quality_drop_partition", table=sql.Identifier(
+            "recsys", partition_name(model_id, version, kind))))
+
+
+def prune(conn: psycopg.Connection) -> list[str]:
+    """Drop partitions of versions that were dropped or failed, or whose model is gone.
+
+    Versions still building (another model's training in progress) are left alone.
+    """
+    stale = [row[0] for row in conn.execute(queries.text("quality_stale_partitions"))]
+    for name in stale:
+        conn.execute(queries.compose("quality_drop_partition",
+                                     table=sql.Identifier("recsys", name)))
+    return stale

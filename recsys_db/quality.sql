@@ -1,0 +1,59 @@
+-- Named queries of evaluation, tuning and precompute (see recsys_db/queries.py).
+-- Placeholders in braces are identifiers composed with psycopg.sql, never user text.
+
+-- name: quality_copy_times
+COPY (SELECT u.idx, i.idx, max({time})
+        FROM {source} s
+        JOIN recsys_user_map u ON u.key = {user}::text
+        JOIN recsys_item_map i ON i.key = {item}::text
+       WHERE {time} IS NOT NULL
+       GROUP BY u.idx, i.idx)
+  TO STDOUT (FORMAT BINARY);
+
+-- name: quality_insert_evaluation
+INSERT INTO recsys.evaluation (run_id, split, k, test_users, test_interactions,
+                               train_interactions, gate, gate_passed)
+VALUES (%(run_id)s, %(split)s, %(k)s, %(test_users)s, %(test_interactions)s,
+        %(train_interactions)s, %(gate)s, %(gate_passed)s);
+
+-- name: quality_insert_metrics
+INSERT INTO recsys.metric (run_id, recommender, metric, value)
+SELECT %(run_id)s, r.key, m.key, m.value::double precision
+  FROM jsonb_each(%(metrics)s::jsonb) r, jsonb_each_text(r.value) m;
+
+-- name: quality_effective_params
+SELECT recsys._check_params(%(params)s::jsonb);
+
+-- name: quality_user_keys
+SELECT key FROM recsys_user_map ORDER BY idx;
+
+-- name: quality_item_keys
+SELECT key FROM recsys_item_map ORDER BY idx;
+
+-- name: quality_create_partition
+CREATE TABLE {table} (LIKE {parent} INCLUDING ALL);
+
+-- name: quality_copy_partition
+COPY {table} FROM STDIN (FORMAT BINARY);
+
+-- name: quality_attach_partition
+CREATE INDEX ON {table} ({key}, rank);
+-- the check lets ATTACH skip its validation scan
+ALTER TABLE {table} ADD CHECK (model_id = {model_id} AND version = {version});
+ANALYZE {table};
+ALTER TABLE {parent} ATTACH PARTITION {table}
+    FOR VALUES FROM ({model_id}, {version}) TO ({model_id}, {next_version});
+
+-- name: quality_drop_partition
+DROP TABLE IF EXISTS {table};
+
+-- name: quality_stale_partitions
+SELECT c.relname
+  FROM pg_inherits i
+  JOIN pg_class c ON c.oid = i.inhrelid
+  LEFT JOIN recsys.model_version v
+         ON v.model_id = substring(c.relname FROM '^m([0-9]+)_')::integer
+        AND v.version = substring(c.relname FROM '^m[0-9]+_v([0-9]+)_')::integer
+ WHERE i.inhparent IN ('recsys.recommendation'::regclass, 'recsys.similar_item'::regclass)
+   AND (v.status IS NULL OR v.status IN ('dropped', 'failed'))
+ ORDER BY c.relname;
