@@ -1,0 +1,452 @@
+-- Sessions, baskets, explanations and candidate filters.
+--
+-- Fold-in is implicit's exact ALS user solve, done in the database. For items i with
+-- confidences c_i (and item factors y_i of the active version):
+--
+--   A = YᵀY + λI + Σ_i (|c_i| - 1) y_i y_iᵀ        b = Σ_{c_i > 0} c_i y_i        x = A⁻¹ b
+--
+-- YᵀY is computed once per version and cached in recsys.version_stats (keyed by model,
+-- version and item count, so rows appended to an item table invalidate it); A is solved
+-- with a Cholesky factorization in PL/pgSQL.
+
+-- Cholesky factor L (row-major n x n, lower triangular) of a symmetric positive definite
+-- row-major n x n matrix.
+CREATE OR REPLACE FUNCTION recsys._cholesky(a double precision[], n integer)
+RETURNS double precision[]
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+DECLARE
+    m double precision[] := a;
+    l double precision[] := array_fill(0::double precision, ARRAY[n * n]);
+    s double precision;
+    pivot double precision;
+    row_i integer;
+    row_j integer;
+BEGIN
+    IF cardinality(m) <> n * n THEN
+        RAISE EXCEPTION 'expected % elements for a % x % matrix, not %', n * n, n, n, cardinality(m)
+            USING ERRCODE = 'array_subscript_error';
+    END IF;
+    FOR j IN 1..n LOOP
+        row_j := (j - 1) * n;
+        s := m[row_j + j];
+        FOR p IN 1..j - 1 LOOP
+            s := s - l[row_j + p] * l[row_j + p];
+        END LOOP;
+        IF NOT s > 0 THEN  -- written this way round so that NaN fails too
+            RAISE EXCEPTION 'matrix is not positive definite'
+                USING ERRCODE = 'data_exception',
+                      DETAIL = format('pivot %s of %s is %s', j, n, s);
+        END IF;
+        pivot := sqrt(s);
+        l[row_j + j] := pivot;
+        FOR i IN j + 1..n LOOP
+            row_i := (i - 1) * n;
+            s := m[row_i + j];
+            FOR p IN 1..j - 1 LOOP
+                s := s - l[row_i + p] * l[row_j + p];
+            END LOOP;
+            l[row_i + j] := s / pivot;
+        END LOOP;
+    END LOOP;
+    RETURN l;
+END
+$$;
+
+-- Solve L Lᵀ x = b for x, given the Cholesky factor L from recsys._cholesky.
+CREATE OR REPLACE FUNCTION recsys._cholesky_solve(l double precision[], n integer,
+                                                  b double precision[])
+RETURNS double precision[]
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+DECLARE
+    factor double precision[] := l;
+    z double precision[] := b;
+    s double precision;
+    row_i integer;
+BEGIN
+    IF cardinality(z) <> n THEN
+        RAISE EXCEPTION 'expected % elements on the right-hand side, not %', n, cardinality(z)
+            USING ERRCODE = 'array_subscript_error';
+    END IF;
+    FOR i IN 1..n LOOP  -- L z = b
+        row_i := (i - 1) * n;
+        s := z[i];
+        FOR p IN 1..i - 1 LOOP
+            s := s - factor[row_i + p] * z[p];
+        END LOOP;
+        z[i] := s / factor[row_i + i];
+    END LOOP;
+    FOR i IN REVERSE n..1 LOOP  -- Lᵀ x = z
+        s := z[i];
+        FOR p IN i + 1..n LOOP
+            s := s - factor[(p - 1) * n + i] * z[p];
+        END LOOP;
+        z[i] := s / factor[(i - 1) * n + i];
+    END LOOP;
+    RETURN z;
+END
+$$;
+
+-- A SELECT of (key text, raw double precision): the rows of a model's source that training
+-- loads (same NULL and event filters, same weight expression as recsys_db/source.py), summed
+-- per item key. With for_user, only the rows of the user given as $1 (text, cast to the user
+-- column's type so that an index on it can be used).
+CREATE OR REPLACE FUNCTION recsys._source_item_weights_sql(m recsys.model, for_user boolean)
+RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    src regclass := to_regclass(format('%I.%I', m.source_schema, m.source_table));
+    raw_weight text := '1::double precision';
+    weight text;
+    event_weight text;
+    event_ok text := 'true';
+    user_filter text := 'true';
+BEGIN
+    IF src IS NULL THEN
+        RAISE EXCEPTION 'source %.% of model "%" does not exist',
+            quote_ident(m.source_schema), quote_ident(m.source_table), m.name
+            USING ERRCODE = 'undefined_table';
+    END IF;
+    IF m.weight_column IS NOT NULL THEN
+        raw_weight := format(
+            CASE WHEN recsys._column_type(src, m.weight_column) = 'boolean'::regtype
+                 THEN 's.%I::integer::double precision'
+                 ELSE 's.%I::double precision' END,
+            m.weight_column);
+    END IF;
+    weight := raw_weight;
+    IF m.event_column IS NOT NULL AND m.event_weights IS NOT NULL THEN
+        SELECT format('(CASE s.%I::text %s END)', m.event_column,
+                      string_agg(format('WHEN %L THEN %s::double precision', e.key, e.value),
+                                 ' ' ORDER BY e.key))
+          INTO event_weight
+          FROM jsonb_each(m.event_weights) e;
+        weight := format('(%s * %s)', raw_weight, event_weight);
+        event_ok := format('%s IS NOT NULL', event_weight);
+    END IF;
+    IF for_user THEN
+        user_filter := format('s.%I = $1::%s', m.user_column,
+                              recsys._column_type(src, m.user_column));
+    END IF;
+    RETURN format(
+        'SELECT s.%1$I::text AS key, sum(%3$s) AS raw
+           FROM %4$s s
+          WHERE s.%2$I IS NOT NULL AND s.%1$I IS NOT NULL AND %5$s IS NOT NULL AND %6$s
+            AND %7$s
+          GROUP BY 1',
+        m.item_column, m.user_column, weight, src, raw_weight, event_ok, user_filter);
+END
+$$;
+
+-- The cached statistics of a version, computed (and cached, unless the transaction is
+-- read-only) when missing or when the item table has grown since.
+CREATE OR REPLACE FUNCTION recsys._version_stats(v recsys.model_version)
+RETURNS recsys.version_stats
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    stats recsys.version_stats;
+    item_count integer;
+    m recsys.model;
+BEGIN
+    EXECUTE format('SELECT coalesce(max(idx) + 1, 0) FROM recsys.%I', v.item_table)
+        INTO item_count;
+    SELECT * INTO stats FROM recsys.version_stats s
+     WHERE s.model_id = v.model_id AND s.version = v.version AND s.items = item_count;
+    IF FOUND THEN
+        RETURN stats;
+    END IF;
+    stats.model_id := v.model_id;
+    stats.version := v.version;
+    stats.items := item_count;
+    stats.computed_at := now();
+    -- Column d of YᵀY is Σ_i y_i * y_i[d]; pgvector multiplies and sums the vectors in C.
+    EXECUTE format(
+        'SELECT array_agg(e.x::double precision ORDER BY col.d, e.n)
+           FROM (SELECT f.d, sum(i.factors * array_fill(f.val, ARRAY[%s])::vector) AS total
+                   FROM recsys.%I i, unnest(i.factors::real[]) WITH ORDINALITY f (val, d)
+                  GROUP BY f.d) col,
+                unnest(col.total::real[]) WITH ORDINALITY e (x, n)',
+        v.factors, v.item_table)
+        INTO stats.gram;
+    IF v.params ->> 'weighting' = 'bm25' THEN
+        SELECT * INTO m FROM recsys.model WHERE id = v.model_id;
+        EXECUTE format(
+            'SELECT array_agg(coalesce(w.raw, 0) ORDER BY g.idx)
+               FROM generate_series(0, $1 - 1) g (idx)
+               LEFT JOIN recsys.%I i ON i.idx = g.idx
+               LEFT JOIN (%s) w ON w.key = i.key',
+            v.item_table, recsys._source_item_weights_sql(m, false))
+            INTO stats.item_weight USING item_count;
+    END IF;
+    BEGIN
+        INSERT INTO recsys.version_stats AS s (model_id, version, items, gram, item_weight,
+                                               computed_at)
+        VALUES (stats.model_id, stats.version, stats.items, stats.gram, stats.item_weight,
+                stats.computed_at)
+        ON CONFLICT (model_id, version) DO UPDATE
+            SET items = excluded.items, gram = excluded.gram, item_weight = excluded.item_weight,
+                computed_at = excluded.computed_at;
+        -- versions that are no longer servable need no statistics
+        DELETE FROM recsys.version_stats s USING recsys.model_version mv
+         WHERE s.model_id = v.model_id AND mv.model_id = s.model_id AND mv.version = s.version
+           AND mv.status <> 'ready';
+    EXCEPTION WHEN read_only_sql_transaction THEN
+        NULL;  -- e.g. on a hot standby: serve from the freshly computed statistics
+    END;
+    RETURN stats;
+END
+$$;
+
+-- Confidences of one user row (item indices, summed raw weights), as weighting.apply computes
+-- them at training time with the version's parameters. bm25 and tfidf are computed over items
+-- with this row as one of the "terms", exactly as implicit's bm25_weight / tfidf_weight.
+CREATE OR REPLACE FUNCTION recsys._confidences(
+    v recsys.model_version, stats recsys.version_stats, item_idx integer[],
+    raw_sum double precision[]
+) RETURNS double precision[]
+LANGUAGE sql STABLE AS $$
+    SELECT array_agg(
+               CASE v.params ->> 'weighting'
+                   WHEN 'none' THEN u.raw
+                   WHEN 'confidence' THEN 1 + alpha * u.raw
+                   WHEN 'log' THEN 1 + alpha * ln(1 + u.raw)
+                   WHEN 'tfidf' THEN sqrt(u.raw) * idf
+                   WHEN 'bm25' THEN
+                       u.raw * (k1 + 1)
+                       / (k1 * ((1 - b) + b * stats.item_weight[u.idx + 1] / mean_weight) + u.raw)
+                       * idf
+               END
+               ORDER BY u.n)
+      FROM unnest(item_idx, raw_sum) WITH ORDINALITY u (idx, raw, n),
+           LATERAL (SELECT (v.params ->> 'alpha')::double precision AS alpha,
+                           (v.params ->> 'bm25_k1')::double precision AS k1,
+                           (v.params ->> 'bm25_b')::double precision AS b,
+                           ln(v.items) - ln(1 + cardinality(item_idx)) AS idf,
+                           (SELECT sum(w) / cardinality(stats.item_weight)
+                              FROM unnest(stats.item_weight) w) AS mean_weight) p
+$$;
+
+-- A = YᵀY + λI + Σ_i (|c_i| - 1) y_i y_iᵀ, row-major, for items idx with confidences conf.
+CREATE OR REPLACE FUNCTION recsys._user_system(
+    v recsys.model_version, stats recsys.version_stats, idx integer[],
+    conf double precision[]
+) RETURNS double precision[]
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    n constant integer := v.factors;
+    lambda constant double precision := (v.params ->> 'regularization')::double precision;
+    a double precision[] := stats.gram;
+    correction double precision[];
+BEGIN
+    EXECUTE format(
+        'SELECT array_agg(e.x::double precision ORDER BY col.d, e.n)
+           FROM (SELECT f.d,
+                        sum(i.factors * array_fill((abs(u.c) - 1) * f.val, ARRAY[%s])::vector)
+                            AS total
+                   FROM unnest($1, $2) u (idx, c)
+                   JOIN recsys.%I i ON i.idx = u.idx,
+                        unnest(i.factors::real[]) WITH ORDINALITY f (val, d)
+                  GROUP BY f.d) col,
+                unnest(col.total::real[]) WITH ORDINALITY e (x, n)',
+        n, v.item_table)
+        INTO correction USING idx, conf;
+    FOR i IN 1..n * n LOOP
+        a[i] := a[i] + coalesce(correction[i], 0);
+    END LOOP;
+    FOR i IN 1..n LOOP
+        a[(i - 1) * n + i] := a[(i - 1) * n + i] + lambda;
+    END LOOP;
+    RETURN a;
+END
+$$;
+
+-- The user vector implicit's recalculate_user computes for items idx with summed raw weights.
+CREATE OR REPLACE FUNCTION recsys._fold_in(v recsys.model_version, idx integer[],
+                                           raw double precision[])
+RETURNS double precision[]
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    stats recsys.version_stats := recsys._version_stats(v);
+    conf double precision[] := recsys._confidences(v, stats, idx, raw);
+    b double precision[];
+BEGIN
+    EXECUTE format(
+        'SELECT array_agg(coalesce(t.total, 0) ORDER BY g.d)
+           FROM generate_series(1, %s) g (d)
+           LEFT JOIN (SELECT f.d, sum(u.c * f.val) AS total
+                        FROM unnest($1, $2) u (idx, c)
+                        JOIN recsys.%I i ON i.idx = u.idx,
+                             unnest(i.factors::real[]) WITH ORDINALITY f (val, d)
+                       WHERE u.c > 0
+                       GROUP BY f.d) t ON t.d = g.d',
+        v.factors, v.item_table)
+        INTO b USING idx, conf;
+    RETURN recsys._cholesky_solve(
+        recsys._cholesky(recsys._user_system(v, stats, idx, conf), v.factors), v.factors, b);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION recsys.recommend_for_items(
+    model text, item_keys text[], k integer DEFAULT 10
+) RETURNS TABLE (item_key text, score double precision, rank integer, reason text)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v recsys.model_version;
+    idx integer[];
+    raw double precision[];
+BEGIN
+    PERFORM recsys._check_k(k);
+    IF item_keys IS NULL THEN
+        RAISE EXCEPTION 'item_keys must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF array_position(item_keys, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'item_keys must not contain null'
+            USING ERRCODE = 'null_value_not_allowed',
+                  DETAIL = format('element %s of %s is null', array_position(item_keys, NULL),
+                                  cardinality(item_keys));
+    END IF;
+    v := recsys._active_version(model);
+    -- each occurrence of a key is one interaction of weight 1, as in a source without weights
+    EXECUTE format(
+        'SELECT array_agg(i.idx ORDER BY i.idx), array_agg(b.n ORDER BY i.idx)
+           FROM (SELECT key, count(*)::double precision AS n FROM unnest($1) key GROUP BY key) b
+           JOIN recsys.%I i ON i.key = b.key',
+        v.item_table)
+        INTO idx, raw USING item_keys;
+    IF idx IS NULL THEN
+        RETURN QUERY
+            SELECT p.item_key, p.score, (row_number() OVER (ORDER BY p.rank))::integer,
+                   'popular'::text
+              FROM recsys.popular(model, k + cardinality(item_keys)) p
+             WHERE p.item_key <> ALL (item_keys)
+             ORDER BY p.rank LIMIT k;
+        RETURN;
+    END IF;
+    -- The inner query has the shape an index on factors can serve; the basket's items are
+    -- removed afterwards, so k rows come back whenever k other items exist.
+    RETURN QUERY EXECUTE format(
+        'SELECT key, -distance, (row_number() OVER (ORDER BY distance, idx))::integer, ''als''::text
+           FROM (SELECT i.idx, i.key, i.factors <#> $1 AS distance
+                   FROM recsys.%I i
+                  ORDER BY i.factors <#> $1
+                  LIMIT $3 + cardinality($2)) top
+          WHERE idx <> ALL ($2)
+          ORDER BY distance, idx
+          LIMIT $3',
+        v.item_table)
+        USING recsys._fold_in(v, idx, raw)::vector, idx, k;
+END
+$$;
+COMMENT ON FUNCTION recsys.recommend_for_items IS
+    'top-k items for an anonymous session or basket, by exact ALS fold-in of its items; '
+    'the basket''s items are excluded, unknown keys ignored, no known item gives popular items';
+
+CREATE OR REPLACE FUNCTION recsys.explain(
+    model text, user_key text, item_key text, k integer DEFAULT 10
+) RETURNS TABLE (liked_item text, contribution double precision, rank integer)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v recsys.model_version;
+    m recsys.model;
+    stats recsys.version_stats;
+    target vector;
+    known boolean;
+    idx integer[];
+    raw double precision[];
+    conf double precision[];
+    weighted_item double precision[];
+BEGIN
+    PERFORM recsys._check_k(k);
+    v := recsys._active_version(model);
+    m := recsys._model(model);
+    EXECUTE format('SELECT true FROM recsys.%I WHERE key = $1', v.user_table)
+        INTO known USING user_key;
+    IF known IS NULL THEN
+        RAISE EXCEPTION 'user % is not in model "%"', coalesce(quote_literal(user_key), 'null'),
+            model
+            USING ERRCODE = 'no_data_found',
+                  DETAIL = format('version %s was trained on %s users', v.version, v.users);
+    END IF;
+    EXECUTE format('SELECT factors FROM recsys.%I WHERE key = $1', v.item_table)
+        INTO target USING item_key;
+    IF target IS NULL THEN
+        RAISE EXCEPTION 'item % is not in model "%"',
+            coalesce(quote_literal(item_key), 'null'), model
+            USING ERRCODE = 'no_data_found',
+                  DETAIL = format('version %s was trained on %s items', v.version, v.items);
+    END IF;
+    -- The user's history as the source holds it now, limited to items the version knows.
+    EXECUTE format(
+        'SELECT array_agg(i.idx ORDER BY i.idx), array_agg(r.raw ORDER BY i.idx)
+           FROM (%s) r JOIN recsys.%I i ON i.key = r.key
+          WHERE r.raw <> 0',
+        recsys._source_item_weights_sql(m, true), v.item_table)
+        INTO idx, raw USING user_key;
+    IF idx IS NULL THEN
+        RETURN;
+    END IF;
+    stats := recsys._version_stats(v);
+    conf := recsys._confidences(v, stats, idx, raw);
+    weighted_item := recsys._cholesky_solve(
+        recsys._cholesky(recsys._user_system(v, stats, idx, conf), v.factors), v.factors,
+        target::real[]::double precision[]);
+    -- contribution of item j: c_j (A⁻¹ y_target) · y_j; they sum to the fold-in score
+    RETURN QUERY EXECUTE format(
+        'SELECT key, contribution, (row_number() OVER (ORDER BY contribution DESC, idx DESC))::integer
+           FROM (SELECT i.idx, i.key, -(i.factors <#> $3) * u.c AS contribution
+                   FROM unnest($1, $2) u (idx, c) JOIN recsys.%I i ON i.idx = u.idx
+                  WHERE u.c >= 0) parts
+          ORDER BY contribution DESC, idx DESC
+          LIMIT $4',
+        v.item_table)
+        USING idx, conf, weighted_item::vector, k;
+END
+$$;
+COMMENT ON FUNCTION recsys.explain IS
+    'the user''s items that contribute most to the score of an item (as implicit''s explain): '
+    '"because you liked ..."';
+
+CREATE OR REPLACE FUNCTION recsys.recommend_filtered(
+    model text, user_key text, candidates text[], k integer DEFAULT 10,
+    exclude_seen boolean DEFAULT true
+) RETURNS TABLE (item_key text, score double precision, rank integer, reason text)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v recsys.model_version;
+    query_vector vector;
+    seen integer[];
+BEGIN
+    PERFORM recsys._check_k(k);
+    IF candidates IS NULL THEN
+        RAISE EXCEPTION 'candidates must not be null'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'to rank every item use recsys.recommend';
+    END IF;
+    v := recsys._active_version(model);
+    EXECUTE format('SELECT factors, seen FROM recsys.%I WHERE key = $1', v.user_table)
+        INTO query_vector, seen USING user_key;
+    IF query_vector IS NULL THEN
+        RETURN QUERY EXECUTE format(
+            'SELECT key, popularity::double precision,
+                    (row_number() OVER (ORDER BY popularity DESC, key))::integer, ''popular''::text
+               FROM recsys.%I WHERE key = ANY ($1)
+              ORDER BY popularity DESC, key LIMIT $2', v.item_table)
+            USING candidates, k;
+        RETURN;
+    END IF;
+    IF exclude_seen IS DISTINCT FROM true THEN
+        seen := '{}';
+    END IF;
+    -- candidates are looked up through the key index and scored exactly
+    RETURN QUERY EXECUTE format(
+        'SELECT key, -distance, (row_number() OVER (ORDER BY distance, idx))::integer, ''als''::text
+           FROM (SELECT i.idx, i.key, i.factors <#> $1 AS distance
+                   FROM recsys.%I i
+                  WHERE i.key = ANY ($2) AND i.idx <> ALL ($3)) scored
+          ORDER BY distance, idx
+          LIMIT $4', v.item_table)
+        USING query_vector, candidates, seen, k;
+END
+$$;
+COMMENT ON FUNCTION recsys.recommend_filtered IS
+    'top-k items for a user among candidate item keys (business rules); keys not in the model '
+    'are ignored; unknown users get the most popular candidates (reason = popular)';
