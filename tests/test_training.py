@@ -261,3 +261,30 @@ def test_view_source_and_hostile_identifiers(db_url: str, conn: psycopg.Connecti
     result = training.train(db_url, name)
     assert (result.users, result.items) == (5, 7)
     assert len(rows(conn, "SELECT * FROM recsys.recommend(%s, 'u1', 2, false)", (name,))) == 2
+
+
+def test_one_user_or_one_item(db_url: str, conn: psycopg.Connection) -> None:
+    conn.execute("CREATE TABLE public.solo (u text, i text)")
+    conn.execute("INSERT INTO public.solo VALUES ('only', 'x'), ('only', 'y'), ('only', 'z')")
+    conn.execute("SELECT recsys.create_model('solo', 'public.solo', 'u', 'i',"
+                 " params => recsys.als(factors => 2))")
+    result = training.train(db_url, "solo")
+    assert (result.users, result.items) == (1, 3)
+    # every item is seen already: nothing left to recommend, and no error
+    assert rows(conn, "SELECT * FROM recsys.recommend('solo', 'only', 5)") == []
+    assert len(rows(conn, "SELECT * FROM recsys.recommend('solo', 'only', 5, false)")) == 3
+    assert rows(conn, "SELECT * FROM recsys.similar_users('solo', 'only', 5)") == []
+    conn.execute("CREATE TABLE public.one_item (u text, i text)")
+    conn.execute("INSERT INTO public.one_item VALUES ('a', 'x'), ('b', 'x')")
+    conn.execute("SELECT recsys.create_model('one', 'public.one_item', 'u', 'i',"
+                 " params => recsys.als(factors => 2))")
+    assert training.train(db_url, "one").items == 1
+    assert rows(conn, "SELECT * FROM recsys.similar_items('one', 'x', 5)") == []
+    assert rows(conn, "SELECT item_key FROM recsys.recommend('one', 'new', 5)") == [("x",)]
+
+
+def test_huge_k_returns_every_candidate(db_url: str, conn: psycopg.Connection) -> None:
+    make_blocks(conn)
+    training.train(db_url, "blocks")
+    assert len(rows(conn, "SELECT * FROM recsys.recommend('blocks', 'u1', 2147483647)")) == 4
+    assert len(rows(conn, "SELECT * FROM recsys.popular('blocks', 2147483647)")) == 6
