@@ -23,10 +23,31 @@ SELECT m.name,
        last_run.status AS last_run_status,
        last_run.finished_at AS last_run_finished_at,
        last_run.error AS last_error,
-       m.created_at
+       m.created_at,
+       last_success.finished_at AS last_success_at,
+       CASE WHEN m.refresh_every IS NULL THEN NULL
+            WHEN last_success.finished_at IS NULL AND last_failed_job.finished_at IS NULL
+                 THEN m.created_at
+            ELSE greatest(last_success.finished_at, last_failed_job.finished_at) + m.refresh_every
+       END AS next_due_at,
+       open_job.id AS job_id,
+       open_job.status AS job_status,
+       open_job.mode AS job_mode,
+       open_job.worker AS job_worker
   FROM recsys.model m
   LEFT JOIN recsys.model_version v ON v.model_id = m.id AND v.version = m.active_version
   LEFT JOIN recsys.run active_run ON active_run.id = v.run_id
   LEFT JOIN LATERAL (SELECT r.status, r.finished_at, r.error FROM recsys.run r
                       WHERE r.model_id = m.id ORDER BY r.started_at DESC, r.id DESC LIMIT 1) last_run
-         ON true;
+         ON true
+  -- scheduling (worker): full refreshes are due refresh_every after the last success, or
+  -- after the last job that gave up, so a broken model is not retried in a tight loop
+  LEFT JOIN LATERAL (SELECT r.finished_at FROM recsys.run r
+                      WHERE r.model_id = m.id AND r.kind = 'full' AND r.status = 'succeeded'
+                      ORDER BY r.finished_at DESC LIMIT 1) last_success ON true
+  LEFT JOIN LATERAL (SELECT j.finished_at FROM recsys.job j
+                      WHERE j.model_id = m.id AND j.mode = 'full' AND j.status = 'failed'
+                      ORDER BY j.finished_at DESC LIMIT 1) last_failed_job ON true
+  LEFT JOIN LATERAL (SELECT j.id, j.status, j.mode, j.worker FROM recsys.job j
+                      WHERE j.model_id = m.id AND j.status IN ('queued', 'running')
+                      ORDER BY j.status = 'running' DESC, j.id LIMIT 1) open_job ON true;

@@ -1,0 +1,335 @@
+"""Incremental fold-in: fresh vectors for users with new events, written into the active version.
+
+Between full retrains, users whose events changed get a new vector computed from their full
+history against the active version's item factors (implicit's ``recalculate_user`` /
+``partial_fit_users``: one ALS half-step with the item factors held fixed). Items that did not
+exist get a vector from the users who interacted with them (``partial_fit_items``), computed
+before and again after the users so that a new item seen only by new users is not left at
+zero. Existing item vectors are not changed; that is what the next full retrain is for.
+
+Which users changed: with a time column, those with rows newer than the version's watermark
+(the newest time the version has taken into account, ``recsys.watermark``); otherwise those
+whose set of items in the source differs from the ``seen`` items stored with the version
+(a changed weight of an already seen item is then not noticed).
+
+New users and items get indices after the current maximum; the write happens in one
+transaction, so readers see the version before or after the fold-in, never half of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import psycopg
+import scipy.sparse as sp
+from implicit.cpu.als import AlternatingLeastSquares
+from psycopg import sql
+from psycopg.types.json import Jsonb
+from threadpoolctl import threadpool_limits
+
+from recsys_db import copybin, db, queries, source, training, weighting
+from recsys_db.errors import ConfigError, DataError, RecsysError, TrainingError
+
+log = logging.getLogger(__name__)
+
+# Weightings that act on each interaction alone; bm25 and tfidf depend on whole-matrix
+# statistics that a fold-in does not see.
+ELEMENTWISE_WEIGHTING = ("none", "confidence", "log")
+
+Progress = Callable[[str, str], None]
+
+
+@dataclass
+class FoldInResult:
+    """Outcome of a fold-in, as recorded in ``recsys.run`` (kind 'incremental').
+
+    ``users`` is the number of users given new vectors, ``new_users`` and ``new_items`` how
+    many of them (and of the items) were not in the version before.
+    """
+
+    run_id: int
+    model: str
+    version: int
+    status: str = "running"
+    rows_read: int = 0
+    users: int = 0
+    new_users: int = 0
+    new_items: int = 0
+    nnz: int = 0
+    watermark: str | None = None
+    stages: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return dict(self.__dict__)
+
+
+@dataclass
+class _Changes:
+    """Events of the changed users, indexed like the active version (new ones appended)."""
+
+    user_ids: np.ndarray  # sorted global user indices, one per matrix row
+    new_users: int
+    new_item_ids: np.ndarray  # global indices of items not in the version yet
+    matrix: sp.csr_matrix  # changed users x all items, summed raw weights
+    rows_read: int
+    old_users: int
+    old_items: int
+    watermark: str | None
+
+
+def current_watermark(conn: psycopg.Connection, model: source.ModelConfig) -> str | None:
+    """The newest value of the model's time column (as text), or None without one."""
+    if model.time_column is None:
+        return None
+    row = conn.execute(queries.compose(
+        "foldin_max_time", time=_time_expression(model), source=model.source)).fetchone()
+    return None if row is None else row[0]
+
+
+def record_watermark(conn: psycopg.Connection, model_id: int, version: int,
+                     value: str | None) -> None:
+    """Remember up to which time a version has seen the source (no-op for None)."""
+    if value is not None:
+        conn.execute(queries.text("foldin_record_watermark"),
+                     {"model_id": model_id, "version": version, "value": value})
+
+
+def _time_expression(model: source.ModelConfig) -> sql.Composable:
+    assert model.time_column is not None
+    return sql.SQL("s.{}").format(sql.Identifier(model.time_column))
+
+
+def fold_in(url: str, model_name: str, *, progress: Progress | None = None,
+            worker: str | None = None) -> FoldInResult:
+    """Fold users with new events (and new items) into the model's active version.
+
+    Holds the model's training lock, so it never overlaps a full training run. The run is
+    recorded in ``recsys.run`` with kind 'incremental'; a failure is recorded there and
+    re-raised, and leaves the active version as it was.
+    """
+    with db.connect(url) as conn:
+        model = source.get_model(conn, model_name)
+        if model.active_version is None:
+            raise ConfigError(f'model "{model.name}" has no trained version to fold into; '
+                              "run a full refresh first")
+        if model.params["weighting"] not in ELEMENTWISE_WEIGHTING:
+            raise ConfigError(
+                f'incremental refresh of model "{model.name}" does not support weighting '
+                f"{model.params['weighting']}; use one of {', '.join(ELEMENTWISE_WEIGHTING)} "
+                "or a full refresh")
+        locked = conn.execute("SELECT pg_try_advisory_lock(%s)",
+                              (training.model_lock_key(model.id),)).fetchone()
+        if not (locked and locked[0]):
+            raise RecsysError(f'model "{model.name}" is already being trained')
+        version_row = conn.execute(
+            "SELECT version, user_table, item_table, factors FROM recsys.model_version"
+            " WHERE model_id = %s AND version = %s", (model.id, model.active_version)).fetchone()
+        assert version_row is not None
+        version, user_table, item_table, dims = version_row
+        row = conn.execute(queries.text("start_run"), {
+            "model_id": model.id, "kind": "incremental", "worker": worker or training.worker_name(),
+            "params": Jsonb(model.params)}).fetchone()
+        assert row is not None
+        result = FoldInResult(run_id=int(row[0]), model=model.name, version=int(version))
+        tables = {"users": sql.Identifier("recsys", user_table),
+                  "items": sql.Identifier("recsys", item_table)}
+        try:
+            with _stage(result, progress, "load"):
+                changes = _load_changes(conn, model, result.version, tables)
+            result.rows_read, result.watermark = changes.rows_read, changes.watermark
+            result.users, result.new_users = len(changes.user_ids), changes.new_users
+            result.new_items, result.nnz = len(changes.new_item_ids), int(changes.matrix.nnz)
+            if result.users:
+                with _stage(result, progress, "fit"):
+                    user_vectors, item_vectors = _fit(conn, model, changes, tables, int(dims))
+                with _stage(result, progress, "write"):
+                    _write(conn, model, result.version, changes, user_vectors, item_vectors,
+                           tables, int(dims))
+            else:
+                record_watermark(conn, model.id, result.version, changes.watermark)
+            result.status = "succeeded"
+        except BaseException as exc:
+            result.status = "failed"
+            result.error = str(exc).strip() or type(exc).__name__
+            log.error("%s: fold-in run %d failed: %s", model.name, result.run_id, result.error)
+            _finish(url, result)
+            raise
+        _finish(url, result)
+        conn.execute(queries.text("foldin_drop_temp"))
+    log.info("%s: folded %d users (%d new) and %d new items into version %d", model.name,
+             result.users, result.new_users, result.new_items, result.version)
+    return result
+
+
+@contextmanager
+def _stage(result: FoldInResult, progress: Progress | None, name: str) -> Iterator[None]:
+    if progress:
+        progress(name, "start")
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds = time.perf_counter() - start
+        result.stages[name] = round(seconds, 4)
+        if progress:
+            progress(name, f"{seconds:.2f}s")
+
+
+def _finish(url: str, result: FoldInResult) -> None:
+    with db.connect(url, vector=False) as conn:
+        conn.execute(queries.text("finish_run"), {
+            "run_id": result.run_id, "status": result.status, "version": result.version,
+            "rows_read": result.rows_read, "rows_skipped_null": None,
+            "rows_skipped_event": None, "users": result.users, "items": result.new_items,
+            "nnz": result.nnz, "stages": Jsonb(result.stages), "error": result.error})
+
+
+def _load_changes(conn: psycopg.Connection, model: source.ModelConfig, version: int,
+                  tables: dict[str, sql.Identifier]) -> _Changes:
+    """Find the changed users and copy their full history out, all in one snapshot."""
+    conn.execute(queries.text("foldin_drop_temp"))
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        # the same column checks and weight/event expressions a full training uses
+        parts: dict[str, sql.Composable] = {
+            **source._expressions(model, source._check_columns(conn, model)), **tables}
+        conn.execute(queries.text("foldin_create_keys"))
+        row = conn.execute(queries.text("foldin_watermark"),
+                           {"model_id": model.id, "version": version}).fetchone()
+        if model.time_column is not None and row is not None:
+            conn.execute(queries.compose("foldin_keys_since", time=_time_expression(model),
+                                         **parts), {"watermark": row[0]})
+        else:
+            conn.execute(queries.compose("foldin_keys_changed", **parts))
+        watermark = current_watermark(conn, model)
+        conn.execute(queries.compose("foldin_map_users", **parts))
+        conn.execute(queries.compose("foldin_map_items", **parts))
+        buffer = bytearray()
+        with conn.cursor() as cur, cur.copy(queries.compose("foldin_copy_events", **parts)) \
+                as copy:
+            for block in copy:
+                buffer += block
+        changed = conn.execute(queries.text("foldin_changed_users")).fetchall()
+        new_items = conn.execute(queries.text("foldin_new_items")).fetchall()
+        size = conn.execute(queries.compose("foldin_size", **parts)).fetchone()
+    assert size is not None
+    users_count, users_next, items_count, items_next = (int(x) for x in size)
+    if users_count != users_next or items_count != items_next:
+        raise DataError(f'version {version} of model "{model.name}" has gaps in its user or '
+                        f"item numbering ({users_count} users up to {users_next - 1}, "
+                        f"{items_count} items up to {items_next - 1}); run a full refresh")
+    user_ids = np.array([r[0] for r in changed], dtype=np.int64)
+    new_item_ids = np.array([r[0] for r in new_items], dtype=np.int64)
+    user_idx, item_idx, weights = copybin.parse_int_int_float(buffer)
+    del buffer
+    source._check_weights(model, weights)
+    matrix = sp.csr_matrix(
+        (weights, (np.searchsorted(user_ids, user_idx), item_idx)),
+        shape=(len(user_ids), items_count + len(new_item_ids)), dtype=np.float64)
+    matrix.sum_duplicates()
+    matrix.eliminate_zeros()
+    return _Changes(user_ids=user_ids, new_users=sum(1 for r in changed if r[1]),
+                    new_item_ids=new_item_ids, matrix=matrix, rows_read=len(weights),
+                    old_users=users_count, old_items=items_count, watermark=watermark)
+
+
+def _read_factors(conn: psycopg.Connection, table: sql.Identifier, dims: int,
+                  count: int) -> np.ndarray:
+    """All vectors of a factor table as a (count, dims) float32 array, row i = idx i."""
+    buffer = bytearray()
+    with conn.cursor() as cur, cur.copy(queries.compose("foldin_copy_factors", table=table)) \
+            as copy:
+        for block in copy:
+            buffer += block
+    view = memoryview(buffer)
+    if bytes(view[:11]) != copybin.SIGNATURE:
+        raise ValueError("not a binary copy stream")
+    extension = int.from_bytes(view[15:19], "big")
+    row = np.dtype([("n", ">i2"), ("l_idx", ">i4"), ("idx", ">i4"), ("l_vec", ">i4"),
+                    ("dim", ">i2"), ("unused", ">i2"), ("vec", ">f4", (dims,))])
+    rows = np.frombuffer(view[19 + extension: len(view) - 2], dtype=row)
+    if len(rows) != count or not (rows["idx"] == np.arange(count)).all() \
+            or not (rows["dim"] == dims).all():
+        raise ValueError(f"factor table {table.as_string()} is not numbered 0..{count - 1} "
+                         f"with {dims} dimensions")
+    return rows["vec"].astype(np.float32)
+
+
+def _fit(conn: psycopg.Connection, model: source.ModelConfig, changes: _Changes,
+         tables: dict[str, sql.Identifier], dims: int) -> tuple[np.ndarray, np.ndarray]:
+    """New vectors for the changed users and the new items, as implicit computes them."""
+    weighted = weighting.apply(changes.matrix, model.params)
+    als = AlternatingLeastSquares(
+        factors=dims, regularization=float(model.params["regularization"]),
+        alpha=1.0,  # confidence is already applied by weighting.apply
+        random_state=int(model.params["random_state"]))
+    als.item_factors = _read_factors(conn, tables["items"], dims, changes.old_items)
+    with threadpool_limits(1, "blas"):
+        if len(changes.new_item_ids) == 0:
+            user_vectors = als.recalculate_user(changes.user_ids, weighted)
+            item_vectors = np.zeros((0, dims), dtype=np.float32)
+        else:
+            # new users start at zero: they add nothing to a new item until they have a vector
+            known = _read_factors(conn, tables["users"], dims, changes.old_users)
+            total_users = max(changes.old_users, int(changes.user_ids.max()) + 1)
+            als.user_factors = np.vstack(
+                [known, np.zeros((total_users - changes.old_users, dims), dtype=np.float32)])
+            item_users = _item_users(weighted, changes, total_users)
+            als.partial_fit_items(changes.new_item_ids, item_users)
+            als.partial_fit_users(changes.user_ids, weighted)
+            als.partial_fit_items(changes.new_item_ids, item_users)
+            user_vectors = als.user_factors[changes.user_ids]
+            item_vectors = als.item_factors[changes.new_item_ids]
+    user_vectors = np.asarray(user_vectors, dtype=np.float32)
+    item_vectors = np.asarray(item_vectors, dtype=np.float32)
+    if not (np.isfinite(user_vectors).all() and np.isfinite(item_vectors).all()):
+        raise TrainingError("fold-in produced non-finite factors; raise regularization")
+    return user_vectors, item_vectors
+
+
+def _item_users(weighted: sp.csr_matrix, changes: _Changes, total_users: int) -> sp.csr_matrix:
+    """New items x all users (global user indices) from the changed users' weighted rows."""
+    columns = weighted.tocsc()[:, changes.new_item_ids].tocoo()
+    return sp.csr_matrix((columns.data, (columns.col, changes.user_ids[columns.row])),
+                         shape=(len(changes.new_item_ids), total_users), dtype=np.float32)
+
+
+def _copy_blocks(conn: psycopg.Connection, query: str, blocks: list[bytes]) -> None:
+    with conn.cursor() as cur, cur.copy(query) as copy:
+        for block in blocks:
+            copy.write(block)
+
+
+def _write(conn: psycopg.Connection, model: source.ModelConfig, version: int,
+           changes: _Changes, user_vectors: np.ndarray, item_vectors: np.ndarray,
+           tables: dict[str, sql.Identifier], dims: int) -> None:
+    """Write the new vectors into the active version's tables in one transaction."""
+    with conn.transaction():
+        row = conn.execute(queries.text("lock_model"), {"model_id": model.id}).fetchone()
+        if row is None or row[0] != version:
+            raise RecsysError(f'model "{model.name}" changed its active version during the '
+                              "fold-in; nothing was written")
+        conn.execute(queries.compose("create_stage_tables", dims=sql.Literal(dims)))
+        _copy_blocks(conn, queries.text("copy_stage_users"), copybin.encode_vectors_arrays(
+            changes.user_ids.astype(np.int32), user_vectors, changes.matrix))
+        _copy_blocks(conn, queries.text("copy_stage_items"), [copybin.encode_vectors_ints(
+            changes.new_item_ids.astype(np.int32), item_vectors,
+            np.zeros(len(changes.new_item_ids), dtype=np.int32))])
+        # order matters: popularity and counts compare with the users' old seen items
+        conn.execute(queries.compose("foldin_insert_items", **tables))
+        conn.execute(queries.compose("foldin_popularity", **tables))
+        conn.execute(queries.compose("foldin_version_counts", **tables), {
+            "new_users": changes.new_users, "new_items": len(changes.new_item_ids),
+            "model_id": model.id, "version": version})
+        conn.execute(queries.compose("foldin_update_users", **tables))
+        conn.execute(queries.compose("foldin_insert_users", **tables))
+        record_watermark(conn, model.id, version, changes.watermark)
+        conn.execute(queries.text("drop_stage_tables"))

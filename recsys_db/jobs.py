@@ -1,0 +1,169 @@
+"""The refresh job queue in ``recsys.job``: claim, settle, recover, report.
+
+Jobs are queued by ``recsys.request_refresh`` (and NOTIFY ``recsys_refresh``) or by the
+schedule (``recsys._enqueue_due``); a worker claims one at a time with ``FOR UPDATE SKIP
+LOCKED``. A claimed job carries a lease that the worker's heartbeat extends; when a worker
+dies, another one finds the expired lease, cleans up what the dead run left (its ``running``
+run and ``building`` version) and puts the job back in the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from recsys_db import queries, source, store, training
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "recsys_refresh"
+
+
+@dataclass(frozen=True)
+class Job:
+    """A claimed job."""
+
+    id: int
+    model_id: int
+    model: str
+    mode: str  # 'full' | 'incremental'
+    reason: str  # 'requested' | 'scheduled' | 'new events'
+    attempts: int
+    started_at: datetime
+
+
+@dataclass(frozen=True)
+class Recovered:
+    """What recovery found for one model whose worker had died."""
+
+    model: str
+    failed_runs: list[int]
+    discarded_versions: list[int]
+    jobs: dict[int, str]  # job id -> its new status
+
+
+def register_worker(conn: psycopg.Connection, name: str, lease: float) -> int:
+    """Add a worker row (heartbeat now); returns its id."""
+    row = conn.execute(queries.text("job_register_worker"),
+                       {"name": name, "lease": lease}).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def heartbeat(conn: psycopg.Connection, worker_id: int, state: str) -> None:
+    """Record that the worker is alive and extend the lease of the job it runs."""
+    conn.execute(queries.text("job_heartbeat"), {"worker_id": worker_id, "state": state})
+
+
+def stop_worker(conn: psycopg.Connection, worker_id: int) -> None:
+    """Mark a worker as stopped; it disappears from ``recsys.workers``."""
+    conn.execute(queries.text("job_stop_worker"), {"worker_id": worker_id})
+
+
+def enqueue_due(conn: psycopg.Connection) -> int:
+    """Queue scheduled full refreshes and fold-ins of new events; returns how many."""
+    row = conn.execute(queries.text("job_enqueue_due")).fetchone()
+    return int(row[0]) if row else 0
+
+
+def claim(conn: psycopg.Connection, worker_id: int) -> Job | None:
+    """Claim the next runnable job for this worker, or None when there is none."""
+    row = conn.execute(queries.text("job_claim"), {"worker_id": worker_id}).fetchone()
+    return Job(*row) if row else None
+
+
+def run_of(conn: psycopg.Connection, job_id: int) -> tuple[int, str] | None:
+    """(run id, status) of the newest run the job's worker started for it, if any."""
+    row = conn.execute(queries.text("job_run_of"), {"job_id": job_id}).fetchone()
+    return (int(row[0]), str(row[1])) if row else None
+
+
+def succeed(conn: psycopg.Connection, job_id: int, run_id: int | None) -> None:
+    """Close a job as succeeded, linked to its run."""
+    conn.execute(queries.text("job_succeed"), {"job_id": job_id, "run_id": run_id})
+
+
+def retry(conn: psycopg.Connection, job_id: int, error: str, *, max_attempts: int,
+          backoff: float, count_attempt: bool = True) -> str | None:
+    """Requeue a running job after a failure (with backoff) or give up after max_attempts.
+
+    Returns the job's new status ('queued' or 'failed'), or None when it was not running.
+    ``count_attempt=False`` releases the job without using up an attempt.
+    """
+    row = conn.execute(queries.text("job_retry"), {
+        "job_id": job_id, "error": error, "max_attempts": max_attempts, "backoff": backoff,
+        "count_attempt": count_attempt}).fetchone()
+    return row[0] if row else None
+
+
+def recover(conn: psycopg.Connection, *, lease: float, max_attempts: int,
+            backoff: float) -> list[Recovered]:
+    """Clean up after dead workers.
+
+    Workers past their lease are marked dead. For every model with an expired job lease or an
+    old running run or building version, the model's training lock decides: a live run
+    (of a worker, or of ``recsys-db train``) holds it, so when it can be taken the leftovers
+    are abandoned. Their runs are marked failed, their versions discarded (the active version
+    is never touched) and their jobs retried or given up.
+    """
+    for worker_id, name in conn.execute(queries.text("job_mark_dead_workers")).fetchall():
+        log.warning("worker %s (id %d) missed its heartbeats; marked dead", name, worker_id)
+    conn.execute(queries.text("job_forget_workers"))
+    found: list[Recovered] = []
+    suspects = conn.execute(queries.text("job_suspect_models"), {"lease": lease}).fetchall()
+    for model_id, model_name in suspects:
+        with conn.transaction():
+            locked = conn.execute(queries.text("job_try_model_lock"),
+                                  {"key": training.model_lock_key(model_id)}).fetchone()
+            if not (locked and locked[0]):
+                continue  # a live run holds the model
+            found.append(_recover_model(conn, model_id, model_name,
+                                        max_attempts=max_attempts, backoff=backoff))
+    return [r for r in found if r.failed_runs or r.discarded_versions or r.jobs]
+
+
+def _recover_model(conn: psycopg.Connection, model_id: int, model_name: str, *,
+                   max_attempts: int, backoff: float) -> Recovered:
+    runs = [int(r[0]) for r in conn.execute(queries.text("job_fail_abandoned_runs"),
+                                            {"model_id": model_id}).fetchall()]
+    versions = conn.execute(queries.text("job_building_versions"),
+                            {"model_id": model_id}).fetchall()
+    if versions:
+        model = source.get_model(conn, model_name)
+        for version, user_table, item_table in versions:
+            store.discard(conn, model, store.VersionTables(
+                model_id=model.id, version=int(version), user_table=user_table,
+                item_table=item_table, index=str(model.params.get("index", "auto"))))
+    jobs: dict[int, str] = {}
+    for job_id, worker in conn.execute(queries.text("job_expired"),
+                                       {"model_id": model_id}).fetchall():
+        run = run_of(conn, job_id)
+        if run is not None and run[1] == "succeeded":
+            # the worker died after its run succeeded, before it closed the job
+            succeed(conn, job_id, run[0])
+            jobs[job_id] = "succeeded"
+            continue
+        if run is not None:
+            conn.execute(queries.text("job_set_run"), {"job_id": job_id, "run_id": run[0]})
+        status = retry(conn, job_id, f"worker {worker} stopped heartbeating (lease expired)",
+                       max_attempts=max_attempts, backoff=backoff)
+        jobs[job_id] = status or "unchanged"
+    recovered = Recovered(model=model_name, failed_runs=runs,
+                          discarded_versions=[int(v[0]) for v in versions], jobs=jobs)
+    log.warning("%s: recovered after a dead worker: %s", model_name, recovered)
+    return recovered
+
+
+def status(conn: psycopg.Connection) -> dict[str, list[dict[str, Any]]]:
+    """Models (with schedule and open job), live workers and open jobs, for ``status``."""
+    report: dict[str, list[dict[str, Any]]] = {}
+    with conn.cursor(row_factory=dict_row) as cur:
+        for key, name in (("models", "job_status_models"), ("workers", "job_status_workers"),
+                          ("jobs", "job_status_jobs")):
+            report[key] = cur.execute(queries.text(name)).fetchall()
+    return report

@@ -1,0 +1,274 @@
+"""``recsys-db worker``: runs refresh jobs, on request, on schedule, until told to stop.
+
+One loop per process: clean up after dead workers, queue what is due, claim one job, run it
+(full training or incremental fold-in), repeat; with nothing to do, wait for a NOTIFY from
+``recsys.request_refresh`` or the poll interval, whichever comes first. A heartbeat thread
+keeps the worker row and the lease of the running job fresh.
+
+SIGTERM or SIGINT stops claiming; a running job gets ``grace`` seconds to finish, after which
+it is interrupted (its run is recorded as failed, its version discarded) and the job goes
+back to the queue without using up an attempt. A second signal interrupts at once. Either
+way the worker exits 0.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Any
+
+import psycopg
+
+from recsys_db import db, foldin, jobs, queries, source, training
+from recsys_db.errors import RecsysError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """How a worker behaves; the CLI flags of ``recsys-db worker``."""
+
+    poll: float = 5.0  # seconds between looks at the queue without a NOTIFY
+    lease: float = 60.0  # a worker silent this long is dead and its job is taken over
+    grace: float = 30.0  # seconds a running job may take to finish after SIGTERM
+    max_attempts: int = 3
+    backoff: float = 30.0  # seconds before the first retry; doubles per attempt
+    once: bool = False  # run what is due now, then exit (cron)
+    name: str | None = None  # default host:pid
+
+    def check(self) -> None:
+        """Raise RecsysError on settings that cannot work."""
+        for name in ("poll", "lease"):
+            if getattr(self, name) <= 0:
+                raise RecsysError(f"worker {name} must be positive, not {getattr(self, name):g}")
+        for name in ("grace", "backoff"):
+            if getattr(self, name) < 0:
+                raise RecsysError(
+                    f"worker {name} must not be negative, not {getattr(self, name):g}")
+        if self.max_attempts < 1:
+            raise RecsysError(f"max attempts must be at least 1, not {self.max_attempts}")
+
+    @property
+    def heartbeat(self) -> float:
+        """Seconds between heartbeats: several per lease, so one slow beat is not fatal."""
+        return self.lease / 4
+
+
+class Events:
+    """Structured log of what the worker does: JSON lines on stdout, or text on stderr."""
+
+    QUIET_SHOWS = frozenset({"failed", "recovered"})
+
+    def __init__(self, *, as_json: bool = False, quiet: bool = False):
+        self.as_json = as_json
+        self.quiet = quiet
+        self._lock = threading.Lock()
+
+    def __call__(self, event: str, **fields: Any) -> None:
+        """Emit one event."""
+        if self.quiet and event not in self.QUIET_SHOWS:
+            return
+        stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
+        with self._lock:
+            if self.as_json:
+                print(json.dumps({"ts": stamp, "event": event, **fields}, default=str),
+                      flush=True)
+            else:
+                details = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+                print(f"{stamp} {event} {details}".rstrip(), file=sys.stderr, flush=True)
+
+
+class ShutdownRequested(BaseException):
+    """Raised in the main thread when a running job must stop for shutdown.
+
+    A BaseException so that it passes through ``except Exception`` on its way out, like
+    KeyboardInterrupt; training records the run as failed and discards its version.
+    """
+
+
+class Worker:
+    """One worker process; ``run`` returns the exit code."""
+
+    def __init__(self, url: str, options: WorkerOptions, events: Events | None = None):
+        options.check()
+        self.url = url
+        self.options = options
+        self.events = events or Events()
+        self.name = options.name or training.worker_name()
+        self.worker_id: int | None = None
+        self._stop = threading.Event()
+        self._stop_heartbeat = threading.Event()
+        self._in_job = False
+        self._state = "idle"
+        self._failures = 0
+
+    # -- signals -----------------------------------------------------------------------------
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        if self._stop.is_set():
+            if self._in_job:
+                raise ShutdownRequested(f"worker {self.name} interrupted by a second signal")
+            return
+        self._stop.set()
+        self._state = "stopping"
+        self.events("stopping", worker=self.name, signal=signal.Signals(signum).name,
+                    grace=self.options.grace if self._in_job else None)
+        if self._in_job:
+            signal.setitimer(signal.ITIMER_REAL, max(self.options.grace, 0.001))
+
+    def _on_alarm(self, _signum: int, _frame: FrameType | None) -> None:
+        if self._in_job:
+            raise ShutdownRequested(
+                f"worker {self.name} shut down; the run did not finish within the "
+                f"{self.options.grace:g}s grace period")
+
+    def stop(self) -> None:
+        """Ask the loop to stop after the current job (for embedding without signals)."""
+        self._stop.set()
+
+    # -- main loop ---------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Work until stopped (or, with ``once``, until nothing is runnable); exit code."""
+        handlers = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                handlers[sig] = signal.signal(sig, self._on_signal)
+            handlers[signal.SIGALRM] = signal.signal(signal.SIGALRM, self._on_alarm)
+        heartbeat: threading.Thread | None = None
+        try:
+            with db.connect(self.url) as conn:
+                self.worker_id = jobs.register_worker(conn, self.name, self.options.lease)
+                conn.execute(queries.text("job_listen"))
+                heartbeat = threading.Thread(target=self._heartbeat_loop, daemon=True,
+                                             name="recsys-heartbeat")
+                heartbeat.start()
+                self.events("started", worker=self.name, worker_id=self.worker_id,
+                            once=self.options.once, poll=self.options.poll,
+                            lease=self.options.lease)
+                try:
+                    self._loop(conn)
+                finally:
+                    self._stop_heartbeat.set()
+                    heartbeat.join()
+                    jobs.stop_worker(conn, self.worker_id)
+        finally:
+            for sig, previous in handlers.items():
+                signal.signal(sig, previous)
+        self.events("stopped", worker=self.name, failures=self._failures)
+        return 1 if self.options.once and self._failures else 0
+
+    def _loop(self, conn: psycopg.Connection) -> None:
+        while not self._stop.is_set():
+            self._housekeeping(conn)
+            job = None if self._stop.is_set() else jobs.claim(conn, self._id)
+            if job is not None:
+                self._execute(conn, job)
+            elif self.options.once:
+                return
+            else:
+                self._wait(conn)
+
+    @property
+    def _id(self) -> int:
+        assert self.worker_id is not None
+        return self.worker_id
+
+    def _housekeeping(self, conn: psycopg.Connection) -> None:
+        for found in jobs.recover(conn, lease=self.options.lease,
+                                  max_attempts=self.options.max_attempts,
+                                  backoff=self.options.backoff):
+            self.events("recovered", worker=self.name, model=found.model,
+                        failed_runs=found.failed_runs,
+                        discarded_versions=found.discarded_versions, jobs=found.jobs)
+        queued = jobs.enqueue_due(conn)
+        if queued:
+            self.events("scheduled", worker=self.name, jobs=queued)
+
+    def _wait(self, conn: psycopg.Connection) -> None:
+        """Until a NOTIFY, the poll interval or a stop; in short slices to notice the stop."""
+        deadline = time.monotonic() + self.options.poll
+        while not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            for notify in conn.notifies(timeout=min(left, 0.2), stop_after=1):
+                self.events("notified", worker=self.name, model=notify.payload)
+                return
+
+    def _heartbeat_loop(self) -> None:
+        conn: psycopg.Connection | None = None
+        while not self._stop_heartbeat.wait(self.options.heartbeat):
+            try:
+                if conn is None or conn.closed:
+                    conn = db.connect(self.url, vector=False)
+                jobs.heartbeat(conn, self._id, self._state)
+            except psycopg.Error as exc:  # the next beat tries a new connection
+                log.warning("heartbeat failed: %s", exc)
+                conn = None
+        if conn is not None:
+            conn.close()
+
+    # -- one job -----------------------------------------------------------------------------
+
+    def _execute(self, conn: psycopg.Connection, job: jobs.Job) -> None:
+        self._state = "busy"
+        self.events("claimed", worker=self.name, job=job.id, model=job.model, mode=job.mode,
+                    reason=job.reason, attempt=job.attempts)
+        started = time.perf_counter()
+        result: training.RunResult | foldin.FoldInResult | None = None
+        kind, error = "succeeded", ""
+        self._in_job = True
+        try:
+            result = self._run_job(conn, job)
+        except ShutdownRequested as exc:
+            kind, error = "released", str(exc)
+        except Exception as exc:  # every failure is recorded on the job and retried
+            kind, error = "failed", str(exc).strip() or type(exc).__name__
+        finally:
+            self._in_job = False
+            if threading.current_thread() is threading.main_thread():
+                signal.setitimer(signal.ITIMER_REAL, 0)  # a grace timer must not outlive the job
+        seconds = round(time.perf_counter() - started, 3)
+        if result is not None:
+            jobs.succeed(conn, job.id, result.run_id)
+            self.events("succeeded", worker=self.name, job=job.id, model=job.model,
+                        run=result.run_id, version=result.version, seconds=seconds,
+                        stages=result.stages)
+        else:
+            run = jobs.run_of(conn, job.id)
+            if run is not None:
+                conn.execute(queries.text("job_set_run"), {"job_id": job.id, "run_id": run[0]})
+            status = jobs.retry(conn, job.id, error, max_attempts=self.options.max_attempts,
+                                backoff=self.options.backoff, count_attempt=kind == "failed")
+            if kind == "failed":
+                self._failures += 1
+            self.events(kind, worker=self.name, job=job.id, model=job.model, error=error,
+                        job_status=status, seconds=seconds)
+        self._state = "stopping" if self._stop.is_set() else "idle"
+
+    def _run_job(self, conn: psycopg.Connection, job: jobs.Job
+                 ) -> training.RunResult | foldin.FoldInResult:
+        def progress(stage: str, state: str) -> None:
+            self.events("stage", worker=self.name, job=job.id, model=job.model, stage=stage,
+                        state=state)
+
+        model = source.get_model(conn, job.model)
+        if job.mode == "incremental" and model.active_version is not None:
+            return foldin.fold_in(self.url, job.model, progress=progress, worker=self.name)
+        try:
+            watermark = foldin.current_watermark(conn, model)
+        except psycopg.errors.ObjectNotInPrerequisiteState:
+            watermark = None  # a materialized view not populated yet; training refreshes it
+        result = training.train(self.url, job.model, progress=progress, worker=self.name)
+        assert result.version is not None
+        foldin.record_watermark(conn, model.id, result.version, watermark)
+        return result

@@ -1,0 +1,163 @@
+-- Refresh jobs for the worker: requesting, scheduling and claiming, plus status views.
+-- Tables: recsys.job, recsys.worker, recsys.watermark (alembic revision 0002).
+
+-- Ask the worker to refresh a model. A request for a model that already has a queued job
+-- joins that job (a full request upgrades a queued incremental one, and it runs now even if
+-- the queued job was waiting to retry). Wakes listening workers with NOTIFY.
+CREATE OR REPLACE FUNCTION recsys.request_refresh(model text, mode text DEFAULT 'full')
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    m recsys.model;
+    job_id bigint;
+BEGIN
+    m := recsys._model(model);
+    IF mode IS NULL OR mode NOT IN ('full', 'incremental') THEN
+        RAISE EXCEPTION 'unknown refresh mode %', coalesce(quote_literal(mode), 'null')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'use one of: full, incremental';
+    END IF;
+    INSERT INTO recsys.job AS j (model_id, mode, reason)
+    VALUES (m.id, request_refresh.mode, 'requested')
+    ON CONFLICT (model_id) WHERE status = 'queued' DO UPDATE
+       SET mode = CASE WHEN excluded.mode = 'full' THEN 'full' ELSE j.mode END,
+           reason = 'requested',
+           run_after = least(j.run_after, excluded.run_after)
+    RETURNING j.id INTO job_id;
+    PERFORM pg_notify('recsys_refresh', m.name);
+    RETURN job_id;
+END
+$$;
+COMMENT ON FUNCTION recsys.request_refresh IS
+    'queue a full or incremental refresh of a model for the worker and wake it';
+
+-- Queue the jobs that are due: full refreshes by refresh_every (see recsys.models.next_due_at)
+-- and incremental fold-ins for models with a time column that has rows newer than the
+-- active version's watermark. Returns how many jobs were queued.
+CREATE OR REPLACE FUNCTION recsys._enqueue_due() RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    queued integer;
+    fresh integer;
+    candidate record;
+    has_new boolean;
+BEGIN
+    INSERT INTO recsys.job (model_id, mode, reason)
+    SELECT m.id, 'full', 'scheduled'
+      FROM recsys.model m JOIN recsys.models s ON s.name = m.name
+     WHERE s.next_due_at <= clock_timestamp() AND s.job_id IS NULL
+    ON CONFLICT DO NOTHING;
+    GET DIAGNOSTICS queued = ROW_COUNT;
+    FOR candidate IN
+        SELECT m.id, m.name, m.source_schema, m.source_table, m.time_column, w.value
+          FROM recsys.model m
+          JOIN recsys.watermark w ON w.model_id = m.id AND w.version = m.active_version
+         WHERE m.time_column IS NOT NULL
+           AND m.params ->> 'weighting' IN ('none', 'confidence', 'log')
+           AND NOT EXISTS (SELECT 1 FROM recsys.job j
+                            WHERE j.model_id = m.id AND j.status IN ('queued', 'running'))
+    LOOP
+        BEGIN
+            EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I.%I WHERE %I > %L)',
+                           candidate.source_schema, candidate.source_table,
+                           candidate.time_column, candidate.value)
+               INTO has_new;
+        EXCEPTION WHEN OTHERS THEN
+            -- a broken source must not stop the other models from being scheduled
+            RAISE WARNING 'cannot check model "%" for new events: %', candidate.name, SQLERRM;
+            has_new := false;
+        END;
+        IF has_new THEN
+            INSERT INTO recsys.job (model_id, mode, reason)
+            VALUES (candidate.id, 'incremental', 'new events')
+            ON CONFLICT DO NOTHING;
+            GET DIAGNOSTICS fresh = ROW_COUNT;
+            queued := queued + fresh;
+        END IF;
+    END LOOP;
+    RETURN queued;
+END
+$$;
+
+-- Claim the next runnable job for a worker: queued, past its run_after, and its model not
+-- being refreshed by another job. SKIP LOCKED on the job and the model row lets concurrent
+-- workers pass each other without claiming two jobs of one model.
+CREATE OR REPLACE FUNCTION recsys._claim_job(worker_id bigint) RETURNS SETOF recsys.job
+LANGUAGE sql AS $$
+    WITH candidate AS (
+        SELECT j.id
+          FROM recsys.job j JOIN recsys.model m ON m.id = j.model_id
+         WHERE j.status = 'queued' AND j.run_after <= clock_timestamp()
+           AND NOT EXISTS (SELECT 1 FROM recsys.job r
+                            WHERE r.model_id = j.model_id AND r.status = 'running')
+         ORDER BY j.run_after, j.id
+         LIMIT 1
+           FOR UPDATE OF j SKIP LOCKED
+           FOR NO KEY UPDATE OF m SKIP LOCKED
+    )
+    UPDATE recsys.job j
+       SET status = 'running', attempts = j.attempts + 1, worker_id = w.id, worker = w.name,
+           lease_until = clock_timestamp() + w.lease, started_at = clock_timestamp(),
+           finished_at = NULL
+      FROM candidate, recsys.worker w
+     WHERE j.id = candidate.id AND w.id = _claim_job.worker_id
+    RETURNING j.*
+$$;
+
+CREATE OR REPLACE VIEW recsys.jobs AS
+SELECT j.id AS job_id, m.name AS model, j.mode, j.reason, j.status, j.attempts, j.run_after,
+       j.worker, j.lease_until, j.run_id, j.created_at, j.started_at, j.finished_at, j.error
+  FROM recsys.job j
+  JOIN recsys.model m ON m.id = j.model_id;
+
+-- Workers whose heartbeat is within their lease.
+CREATE OR REPLACE VIEW recsys.workers AS
+SELECT w.id AS worker_id, w.name, w.state, w.started_at, w.heartbeat_at,
+       clock_timestamp() - w.heartbeat_at AS heartbeat_age, w.lease,
+       j.id AS job_id, m.name AS model, j.mode AS job_mode, j.started_at AS job_started_at
+  FROM recsys.worker w
+  LEFT JOIN recsys.job j ON j.worker_id = w.id AND j.status = 'running'
+  LEFT JOIN recsys.model m ON m.id = j.model_id
+ WHERE w.stopped_at IS NULL AND w.heartbeat_at + w.lease > clock_timestamp();
+
+-- After a failed attempt put a running job back in the queue with exponential backoff
+-- (backoff * 2^(attempts-1) seconds, at most an hour), or give up after max_attempts.
+-- count_attempt => false releases the job without using up an attempt (worker shutdown).
+-- When a newer job for the model is already queued, this one is closed as failed instead.
+-- Returns the job's new status, or NULL when it was not running.
+CREATE OR REPLACE FUNCTION recsys._retry_job(
+    job_id bigint, error text, max_attempts integer, backoff double precision,
+    count_attempt boolean DEFAULT true
+) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    j recsys.job;
+    newer bigint;
+BEGIN
+    SELECT * INTO j FROM recsys.job WHERE id = job_id AND status = 'running' FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF NOT count_attempt THEN
+        j.attempts := j.attempts - 1;
+    END IF;
+    SELECT id INTO newer FROM recsys.job WHERE model_id = j.model_id AND status = 'queued';
+    IF j.attempts >= max_attempts OR newer IS NOT NULL THEN
+        UPDATE recsys.job
+           SET status = 'failed', attempts = j.attempts, finished_at = clock_timestamp(),
+               lease_until = NULL,
+               error = CASE WHEN newer IS NULL THEN _retry_job.error
+                            ELSE format('%s (replaced by queued job %s)', _retry_job.error, newer)
+                       END
+         WHERE id = job_id;
+        RETURN 'failed';
+    END IF;
+    UPDATE recsys.job
+       SET status = 'queued', attempts = j.attempts, worker_id = NULL, lease_until = NULL,
+           error = _retry_job.error,
+           run_after = clock_timestamp() + CASE WHEN count_attempt
+               THEN least(backoff * 2 ^ (j.attempts - 1), 3600) ELSE 0 END * interval '1 second'
+     WHERE id = job_id;
+    RETURN 'queued';
+END
+$$;

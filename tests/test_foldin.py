@@ -1,0 +1,150 @@
+"""Incremental fold-in through the real database: new users, changed users, new items."""
+
+from __future__ import annotations
+
+import numpy as np
+import psycopg
+import pytest
+import scipy.sparse as sp
+from implicit.cpu.als import AlternatingLeastSquares
+
+from recsys_db import foldin, worker
+from recsys_db.errors import ConfigError
+
+from .conftest import rows
+
+PARAMS = "recsys.als(factors => 4, iterations => 20, regularization => 0.05, alpha => 10)"
+
+
+def make_events(conn: psycopg.Connection, *, time_column: bool = True) -> None:
+    """Two taste groups: 6 users like a0..a5 (4 each), 10 users like b0..b5 (4 each), so the
+    b items are the popular ones."""
+    conn.execute("CREATE TABLE public.events (usr text, item text, n integer,"
+                 " ts timestamptz DEFAULT '2024-01-01')")
+    pairs = [(f"u{u}", f"a{(u + j) % 6}") for u in range(6) for j in range(4)]
+    pairs += [(f"v{u}", f"b{(u + j) % 6}") for u in range(10) for j in range(4)]
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO public.events (usr, item, n) VALUES (%s, %s, 1)", pairs)
+    conn.execute("SELECT recsys.create_model('m', 'public.events', 'usr', 'item', 'n',"
+                 f" time_column => {'$$ts$$' if time_column else 'NULL'}, params => {PARAMS})")
+
+
+def run_worker_once(db_url: str) -> int:
+    return worker.Worker(db_url, worker.WorkerOptions(once=True, poll=0.1, lease=5),
+                         worker.Events(quiet=True)).run()
+
+
+def version_tables(conn: psycopg.Connection) -> tuple[str, str]:
+    (users, items), = rows(conn, "SELECT v.user_table, v.item_table FROM recsys.model_version v"
+                                 " JOIN recsys.model m ON m.id = v.model_id"
+                                 " AND v.version = m.active_version")
+    return users, items
+
+
+def item_factors(conn: psycopg.Connection, table: str) -> np.ndarray:
+    return np.array([r[0].to_numpy() for r in
+                     rows(conn, f"SELECT factors FROM recsys.{table} ORDER BY idx")])
+
+
+def test_new_user_gets_recalculate_user_vector(db_url: str, conn: psycopg.Connection) -> None:
+    make_events(conn)
+    conn.execute("SELECT recsys.request_refresh('m')")
+    assert run_worker_once(db_url) == 0
+    assert rows(conn, "SELECT kind, status, version FROM recsys.runs") == [("full", "succeeded", 1)]
+    assert rows(conn, "SELECT value::timestamptz = '2024-01-01' FROM recsys.watermark") == [
+        (True,)]
+    popular = [r[0] for r in rows(conn, "SELECT item_key FROM recsys.popular('m', 3)")]
+    before = rows(conn, "SELECT item_key, reason FROM recsys.recommend('m', 'newbie', 3)")
+    assert [r[1] for r in before] == ["popular"] * 3
+
+    conn.execute("INSERT INTO public.events VALUES ('newbie', 'a0', 1, '2024-02-01'),"
+                 " ('newbie', 'a1', 1, '2024-02-01'), ('newbie', 'a2', 2, '2024-02-01'),"
+                 " ('newbie', 'a3', 1, '2024-02-01'), ('newbie', 'a4', 1, '2024-02-01')")
+    # the worker notices the rows after the watermark and folds them in, no retrain
+    assert run_worker_once(db_url) == 0
+    assert rows(conn, "SELECT kind, status, version, users, items, rows_read FROM recsys.runs"
+                      " ORDER BY run_id") == [("full", "succeeded", 1, 16, 12, 64),
+                                             ("incremental", "succeeded", 1, 1, 0, 5)]
+    assert rows(conn, "SELECT mode, reason, status FROM recsys.jobs ORDER BY job_id") == [
+        ("full", "requested", "succeeded"), ("incremental", "new events", "succeeded")]
+    assert rows(conn, "SELECT version, users, items, nnz FROM recsys.versions") == [
+        (1, 17, 12, 69)]
+    recs = rows(conn, "SELECT item_key, score, reason FROM recsys.recommend('m', 'newbie', 3)")
+    assert [r[2] for r in recs] == ["als"] * 3
+    assert recs[0][0] == "a5"  # the one a-item the user has not seen, not a popular b-item
+    assert [r[0] for r in recs] != popular
+
+    # the stored vector is what implicit computes for this history against the item factors
+    users, items = version_tables(conn)
+    factors = item_factors(conn, items)
+    keys = [r[0] for r in rows(conn, f"SELECT key FROM recsys.{items} ORDER BY idx")]
+    history = {"a0": 1, "a1": 1, "a2": 2, "a3": 1, "a4": 1}
+    confidence = sp.csr_matrix(
+        ([1 + 10 * w for w in history.values()], ([0] * 5, [keys.index(k) for k in history])),
+        shape=(1, len(keys)), dtype=np.float32)
+    als = AlternatingLeastSquares(factors=4, regularization=0.05, alpha=1.0)
+    als.item_factors = factors.astype(np.float32)
+    expected = als.recalculate_user(0, confidence)
+    (stored, idx, seen), = rows(conn, f"SELECT factors, idx, seen FROM recsys.{users}"
+                                      " WHERE key = 'newbie'")
+    assert np.allclose(stored.to_numpy(), expected, atol=1e-5)
+    assert idx == 16 and sorted(keys[i] for i in seen) == sorted(history)
+    best = sorted(((float(factors[i] @ expected), keys[i]) for i in range(len(keys))
+                   if keys[i] not in history), reverse=True)[:3]
+    assert [r[0] for r in recs] == [k for _, k in best]
+    assert np.allclose([r[1] for r in recs], [s for s, _ in best], atol=1e-4)
+    # popularity counts the new user; the watermark moved on, so nothing is due any more
+    assert rows(conn, f"SELECT popularity FROM recsys.{items} WHERE key = 'a2'") == [(5,)]
+    assert rows(conn, "SELECT value::timestamptz = '2024-02-01' FROM recsys.watermark") == [
+        (True,)]
+    assert rows(conn, "SELECT recsys._enqueue_due()") == [(0,)]
+
+
+def test_changed_user_and_new_item_without_time_column(db_url: str,
+                                                       conn: psycopg.Connection) -> None:
+    make_events(conn, time_column=False)
+    conn.execute("SELECT recsys.request_refresh('m')")
+    assert run_worker_once(db_url) == 0
+    users, items = version_tables(conn)
+    (u0_before,), = rows(conn, f"SELECT factors FROM recsys.{users} WHERE key = 'u0'")
+    untouched = rows(conn, f"SELECT key, factors::text FROM recsys.{users} ORDER BY key")
+    # u0, u1 and u2 take up a new item; u0 also a b-item
+    conn.execute("INSERT INTO public.events (usr, item, n) VALUES ('u0', 'a-new', 1),"
+                 " ('u1', 'a-new', 1), ('u2', 'a-new', 1), ('u0', 'b0', 1)")
+    result = foldin.fold_in(db_url, "m")
+    assert (result.status, result.users, result.new_users, result.new_items, result.nnz) == (
+        "succeeded", 3, 0, 1, 16)
+    assert result.watermark is None
+    (u0_after,), = rows(conn, f"SELECT factors FROM recsys.{users} WHERE key = 'u0'")
+    assert not np.allclose(u0_before.to_numpy(), u0_after.to_numpy())
+    assert rows(conn, f"SELECT key, factors::text FROM recsys.{users} WHERE key NOT IN"
+                      " ('u0', 'u1', 'u2') ORDER BY key") == [
+        r for r in untouched if r[0] not in ("u0", "u1", "u2")]
+    assert rows(conn, f"SELECT idx, popularity FROM recsys.{items} WHERE key = 'a-new'") == [
+        (12, 3)]
+    assert rows(conn, f"SELECT popularity FROM recsys.{items} WHERE key = 'b0'") == [(7,)]
+    assert rows(conn, "SELECT users, items, nnz FROM recsys.versions") == [(16, 13, 68)]
+    # the new item's vector comes from its a-group users
+    similar = rows(conn, "SELECT item_key FROM recsys.similar_items('m', 'a-new', 3)")
+    assert all(r[0].startswith("a") for r in similar)
+    # nothing changed since: a second fold-in finds no one
+    again = foldin.fold_in(db_url, "m")
+    assert (again.status, again.users, again.new_items) == ("succeeded", 0, 0)
+
+
+def test_incremental_request_and_errors(db_url: str, conn: psycopg.Connection) -> None:
+    make_events(conn)
+    with pytest.raises(ConfigError, match='model "m" has no trained version to fold into'):
+        foldin.fold_in(db_url, "m")
+    # an incremental request for an untrained model trains it in full
+    conn.execute("SELECT recsys.request_refresh('m', mode => 'incremental')")
+    assert run_worker_once(db_url) == 0
+    assert rows(conn, "SELECT kind, status FROM recsys.runs") == [("full", "succeeded")]
+    conn.execute("UPDATE recsys.model SET params = params || '{\"weighting\": \"bm25\"}'")
+    with pytest.raises(ConfigError, match="does not support weighting bm25"):
+        foldin.fold_in(db_url, "m")
+    with pytest.raises(psycopg.errors.InvalidParameterValue,
+                       match="unknown refresh mode 'partial'"):
+        conn.execute("SELECT recsys.request_refresh('m', mode => 'partial')")
+    with pytest.raises(psycopg.errors.UndefinedObject, match='model "ghost" does not exist'):
+        conn.execute("SELECT recsys.request_refresh('ghost')")
