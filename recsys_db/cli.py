@@ -165,6 +165,33 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                     as_json=args.json)
 
 
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from recsys_db import worker
+
+    options = worker.WorkerOptions(
+        poll=args.poll, lease=args.lease, grace=args.grace, max_attempts=args.max_attempts,
+        backoff=args.retry_backoff, once=args.once, name=args.name)
+    events = worker.Events(as_json=args.json, quiet=args.quiet)
+    return worker.Worker(_url(args), options, events).run()
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from recsys_db import jobs
+
+    with db.connect(_url(args)) as conn:
+        report = jobs.status(conn)
+    if args.json:
+        _emit(args, report)
+        return 0
+    for section, listed in report.items():
+        print(f"{section}:")
+        if listed:
+            _print_rows(list(listed[0]), [tuple(row.values()) for row in listed])
+        else:
+            print("  (none)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; exposed for tests and for generated docs."""
     parser = argparse.ArgumentParser(
@@ -219,6 +246,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("user")
     p.add_argument("-k", type=int, default=10)
     p.set_defaults(func=_cmd_recommend)
+
+    p = sub.add_parser("worker", help="run refresh jobs: requested, scheduled, incremental",
+                       description="Claim and run refresh jobs until SIGTERM/SIGINT: requests "
+                                   "from recsys.request_refresh (woken by NOTIFY), full "
+                                   "refreshes due by refresh_every, and fold-ins of new events. "
+                                   "Several workers may run at once. With --json, one JSON "
+                                   "event per line on stdout.")
+    p.add_argument("--once", action="store_true",
+                   help="run what is due now and exit (for cron); exit 1 if a job failed")
+    p.add_argument("--poll", type=float, default=5.0, metavar="SECONDS",
+                   help="look at the queue this often without a NOTIFY (default 5)")
+    p.add_argument("--lease", type=float, default=60.0, metavar="SECONDS",
+                   help="a worker without a heartbeat this long is dead and its job is taken "
+                        "over (default 60)")
+    p.add_argument("--grace", type=float, default=30.0, metavar="SECONDS",
+                   help="time a running job gets to finish after SIGTERM (default 30)")
+    p.add_argument("--max-attempts", type=int, default=3, metavar="N",
+                   help="tries per job before it is given up (default 3)")
+    p.add_argument("--retry-backoff", type=float, default=30.0, metavar="SECONDS",
+                   help="wait before the first retry, doubled per attempt (default 30)")
+    p.add_argument("--name", help="worker name in recsys.workers (default host:pid)")
+    p.set_defaults(func=_cmd_worker)
+
+    p = sub.add_parser("status", help="models with schedule and jobs, live workers, queue")
+    p.set_defaults(func=_cmd_status)
 
     p = sub.add_parser("demo", help="MovieLens 100K end to end: load, train, recommend in SQL",
                        description="Load MovieLens 100K (from the recbole wheel on PyPI, or "
