@@ -57,3 +57,24 @@ SELECT c.relname
  WHERE i.inhparent IN ('recsys.recommendation'::regclass, 'recsys.similar_item'::regclass)
    AND (v.status IS NULL OR v.status IN ('dropped', 'failed'))
  ORDER BY c.relname;
+
+-- name: quality_start_tuning
+INSERT INTO recsys.tuning (model_id, metric, k, grid)
+VALUES (%(model_id)s, %(metric)s, %(k)s, %(grid)s)
+RETURNING id;
+
+-- name: quality_start_tune_run
+INSERT INTO recsys.run (model_id, kind, worker, params, tuning_id)
+VALUES (%(model_id)s, 'tune', %(worker)s, %(params)s, %(tuning_id)s)
+RETURNING id;
+
+-- name: quality_finish_tuning
+UPDATE recsys.tuning
+   SET finished_at = clock_timestamp(), best_run_id = %(best_run_id)s,
+       best_params = %(best_params)s, applied = %(applied)s
+ WHERE id = %(tuning_id)s;
+
+-- name: quality_apply_params
+UPDATE recsys.model
+   SET params = recsys._check_params(params || %(params)s::jsonb), updated_at = now()
+ WHERE id = %(model_id)s;
