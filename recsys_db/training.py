@@ -183,15 +183,31 @@ class _Stages:
                 self.progress(name, f"{seconds:.2f}s")
 
 
+FINISH_RETRY_SECONDS = 30.0
+
+
 def _finish(url: str, result: RunResult) -> None:
-    # A fresh connection: the training connection may be the thing that broke.
-    with db.connect(url, vector=False) as conn:
-        conn.execute(queries.text("finish_run"), {
-            "run_id": result.run_id, "status": result.status, "version": result.version,
-            "rows_read": result.rows_read, "rows_skipped_null": result.rows_skipped_null,
-            "rows_skipped_event": result.rows_skipped_event, "users": result.users,
-            "items": result.items, "nnz": result.nnz, "stages": Jsonb(result.stages),
-            "error": result.error})
+    # A fresh connection: the training connection may be the thing that broke. When the server
+    # itself went away (a restart), keep trying for a while so the run does not stay 'running'.
+    deadline = time.monotonic() + FINISH_RETRY_SECONDS
+    pause = 0.1
+    while True:
+        try:
+            with db.connect(url, vector=False) as conn:
+                conn.execute(queries.text("finish_run"), {
+                    "run_id": result.run_id, "status": result.status, "version": result.version,
+                    "rows_read": result.rows_read, "rows_skipped_null": result.rows_skipped_null,
+                    "rows_skipped_event": result.rows_skipped_event, "users": result.users,
+                    "items": result.items, "nnz": result.nnz, "stages": Jsonb(result.stages),
+                    "error": result.error})
+            return
+        except psycopg.OperationalError as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("%s: cannot record run %d yet (%s); retrying", result.model,
+                        result.run_id, str(exc).strip().splitlines()[0])
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
 
 
 def train(url: str, model_name: str, *, progress: Progress | None = None,

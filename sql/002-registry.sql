@@ -198,17 +198,20 @@ $$;
 COMMENT ON FUNCTION recsys.create_model IS
     'register an ALS model over a table, view or materialized view of interactions';
 
--- Drop a model and every factor table of every version.
+-- Drop a model and every per-version table (named m<model id>_v<version>_<what>).
 CREATE OR REPLACE FUNCTION recsys.drop_model(name text) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     m recsys.model;
-    v recsys.model_version;
+    t text;
 BEGIN
     m := recsys._model(name);
     PERFORM 1 FROM recsys.model WHERE id = m.id FOR UPDATE;
-    FOR v IN SELECT * FROM recsys.model_version WHERE model_id = m.id LOOP
-        EXECUTE format('DROP TABLE IF EXISTS recsys.%I, recsys.%I', v.user_table, v.item_table);
+    FOR t IN SELECT c.relname FROM pg_class c
+              WHERE c.relnamespace = 'recsys'::regnamespace AND c.relkind IN ('r', 'p')
+                AND c.relname ~ ('^m' || m.id || '_v[0-9]+_')
+    LOOP
+        EXECUTE format('DROP TABLE IF EXISTS recsys.%I', t);
     END LOOP;
     DELETE FROM recsys.model WHERE id = m.id;
 END
