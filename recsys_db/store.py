@@ -1,8 +1,9 @@
-"""Write a trained version into new factor tables and swap it in atomically."""
+"""Write a trained version into new factor tables, index it, and swap it in atomically."""
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,14 +15,37 @@ from recsys_db.source import Interactions, ModelConfig
 
 log = logging.getLogger(__name__)
 
+RECALL_TARGET = 0.98  # recall@10 an hnsw index must reach against exact search to be served
+RECALL_K = 10
+RECALL_SAMPLE = 200  # users whose top-10 is compared
+TIMING_SAMPLE = 40  # users timed per strategy when index = 'auto'
+EF_SEARCH_STEPS = (40, 80, 160, 320, 640)
+# index = 'auto' does not even build hnsw below this many items: an exact scan takes well
+# under a millisecond there (BENCHMARKS.md, MovieLens).
+AUTO_EXACT_BELOW = 5_000
+BUILD_MEMORY = "1GB"  # maintenance_work_mem for the hnsw build; beyond it the build crawls
+
 
 @dataclass(frozen=True)
 class VersionTables:
-    """A version number and its two factor tables (in schema recsys)."""
+    """A version number, its two factor tables (in schema recsys) and how to index them."""
 
+    model_id: int
     version: int
     user_table: str
     item_table: str
+    index: str  # the model's index param: auto | exact | hnsw
+
+
+@dataclass(frozen=True)
+class IndexChoice:
+    """How a version's items are searched, as measured when it was built."""
+
+    kind: str  # exact | hnsw
+    recall: float  # recall@10 against exact search over a sample of users
+    ef_search: int | None = None
+    exact_ms: float | None = None  # median per query over the timing sample, 'auto' only
+    hnsw_ms: float | None = None
 
 
 def allocate_version(conn: psycopg.Connection, model: ModelConfig, run_id: int) -> VersionTables:
@@ -32,7 +56,8 @@ def allocate_version(conn: psycopg.Connection, model: ModelConfig, run_id: int) 
          "params": psycopg.types.json.Jsonb(model.params)},
     ).fetchone()
     assert row is not None
-    return VersionTables(version=int(row[0]), user_table=row[1], item_table=row[2])
+    return VersionTables(model_id=model.id, version=int(row[0]), user_table=row[1],
+                         item_table=row[2], index=str(model.params.get("index", "auto")))
 
 
 def _copy_blocks(conn: psycopg.Connection, query: str, blocks: list[bytes]) -> None:
@@ -42,8 +67,9 @@ def _copy_blocks(conn: psycopg.Connection, query: str, blocks: list[bytes]) -> N
 
 
 def write(conn: psycopg.Connection, tables: VersionTables, data: Interactions,
-          user_factors: np.ndarray, item_factors: np.ndarray) -> None:
-    """Create the version's factor tables from the temp key maps and the fitted factors."""
+          user_factors: np.ndarray, item_factors: np.ndarray) -> IndexChoice:
+    """Create the version's factor tables from the temp key maps and the fitted factors, then
+    choose and build its index (see ``build_index``)."""
     dims = user_factors.shape[1]
     with conn.transaction():
         conn.execute(queries.compose("create_stage_tables", dims=sql.Literal(dims)))
@@ -58,6 +84,112 @@ def write(conn: psycopg.Connection, tables: VersionTables, data: Interactions,
         conn.execute(queries.compose(
             "create_item_table", table=sql.Identifier("recsys", tables.item_table)))
         conn.execute(queries.text("drop_stage_tables"))
+        return build_index(conn, tables, data, user_factors, item_factors)
+
+
+def _set_index(conn: psycopg.Connection, tables: VersionTables, choice: IndexChoice) -> None:
+    conn.execute(queries.text("perf_set_index"), {
+        "kind": choice.kind, "ef_search": choice.ef_search,
+        "recall": choice.recall, "model_id": tables.model_id, "version": tables.version})
+
+
+def exact_top_items(user_factors: np.ndarray, item_factors: np.ndarray, seen: np.ndarray,
+                    users: np.ndarray, k: int) -> list[set[int]]:
+    """Exact top-k item indices by inner product for some users, skipping what they have seen.
+
+    ``seen`` is the users x items CSR matrix of the version; the ground truth for recall.
+    """
+    scores = user_factors[users].astype(np.float64) @ item_factors.T.astype(np.float64)
+    for row, user in enumerate(users):
+        scores[row, seen.indices[seen.indptr[user]:seen.indptr[user + 1]]] = -np.inf
+    top: list[set[int]] = []
+    for row in scores:
+        kept = min(k, int(np.isfinite(row).sum()))
+        best = np.argpartition(-row, kept - 1)[:kept] if kept else np.array([], dtype=np.int64)
+        top.append({int(i) for i in best})
+    return top
+
+
+def _served_top_items(conn: psycopg.Connection, tables: VersionTables, users: np.ndarray,
+                      k: int) -> tuple[dict[int, set[int]], float]:
+    """Top-k per user through recsys._top_items as the version is now configured; also returns
+    the median seconds per user."""
+    found: dict[int, set[int]] = {}
+    timings = []
+    for user in users.tolist():
+        start = time.perf_counter()
+        rows = conn.execute(queries.compose(
+            "perf_top_items", users=sql.Identifier("recsys", tables.user_table)),
+            {"model_id": tables.model_id, "version": tables.version, "user": user,
+             "k": k}).fetchall()
+        timings.append(time.perf_counter() - start)
+        found[user] = {int(r[0]) for r in rows}
+    return found, float(np.median(timings)) if timings else 0.0
+
+
+def _recall(expected: list[set[int]], users: np.ndarray, found: dict[int, set[int]]) -> float:
+    hits = sum(len(want & found[user]) for want, user in zip(expected, users.tolist(),
+                                                              strict=True))
+    total = sum(len(want) for want in expected)
+    return hits / total if total else 1.0
+
+
+def build_index(conn: psycopg.Connection, tables: VersionTables, data: Interactions,
+                user_factors: np.ndarray, item_factors: np.ndarray) -> IndexChoice:
+    """Choose how recommend searches this version's items, build it and record it.
+
+    - ``exact``: no index; a scan is exact (recall 1).
+    - ``hnsw``: an hnsw inner-product index over the item factors; the smallest
+      ``ef_search`` of ``EF_SEARCH_STEPS`` reaching ``RECALL_TARGET`` is kept (the largest when
+      none does), with its measured recall@10. (Lifting the items to one norm so that l2 order
+      equals inner-product order measured worse: power-law catalogs put most items near one
+      point, and the graph strands the few far, popular ones; see BENCHMARKS.md.)
+    - ``auto``: exact below ``AUTO_EXACT_BELOW`` items; otherwise hnsw is built and kept only
+      when it reaches the recall target and is faster than an exact scan on a timed sample.
+
+    Runs inside ``write``'s transaction, on tables no one else can see yet.
+    """
+    if tables.index == "exact" or (tables.index == "auto" and data.items < AUTO_EXACT_BELOW):
+        choice = IndexChoice(kind="exact", recall=1.0)
+        _set_index(conn, tables, choice)
+        return choice
+    conn.execute(queries.text("perf_build_memory"), {"memory": BUILD_MEMORY})
+    started = time.perf_counter()
+    conn.execute(queries.compose(
+        "perf_create_hnsw", table=sql.Identifier("recsys", tables.item_table),
+        index=sql.Identifier(f"{tables.item_table}_hnsw")))
+    log.info("hnsw index on %d items built in %.1fs", data.items, time.perf_counter() - started)
+    rng = np.random.default_rng(tables.version)
+    sample = np.sort(rng.choice(data.users, size=min(RECALL_SAMPLE, data.users), replace=False))
+    expected = exact_top_items(user_factors, item_factors, data.matrix, sample, RECALL_K)
+    choice = IndexChoice(kind="hnsw", recall=0.0)
+    for ef_search in EF_SEARCH_STEPS:
+        choice = IndexChoice(kind="hnsw", recall=0.0, ef_search=ef_search)
+        _set_index(conn, tables, choice)
+        found, _ = _served_top_items(conn, tables, sample, RECALL_K)
+        choice = IndexChoice(kind="hnsw", recall=_recall(expected, sample, found),
+                             ef_search=ef_search)
+        log.info("hnsw ef_search=%d: recall@%d %.4f", ef_search, RECALL_K, choice.recall)
+        if choice.recall >= RECALL_TARGET:
+            break
+    if tables.index == "auto":
+        timed = sample[:TIMING_SAMPLE]
+        _set_index(conn, tables, IndexChoice(kind="exact", recall=1.0))
+        _, exact_seconds = _served_top_items(conn, tables, timed, RECALL_K)
+        _set_index(conn, tables, choice)
+        _, hnsw_seconds = _served_top_items(conn, tables, timed, RECALL_K)
+        exact_ms, hnsw_ms = exact_seconds * 1e3, hnsw_seconds * 1e3
+        if choice.recall < RECALL_TARGET or exact_seconds <= hnsw_seconds:
+            log.info("auto index: exact (%.2f ms) over hnsw (%.2f ms, recall %.4f)",
+                     exact_ms, hnsw_ms, choice.recall)
+            conn.execute(queries.compose(
+                "perf_drop_index", index=sql.Identifier("recsys", f"{tables.item_table}_hnsw")))
+            choice = IndexChoice(kind="exact", recall=1.0, exact_ms=exact_ms, hnsw_ms=hnsw_ms)
+        else:
+            choice = IndexChoice(kind="hnsw", recall=choice.recall, ef_search=choice.ef_search,
+                                 exact_ms=exact_ms, hnsw_ms=hnsw_ms)
+    _set_index(conn, tables, choice)
+    return choice
 
 
 def activate(conn: psycopg.Connection, model: ModelConfig, tables: VersionTables,

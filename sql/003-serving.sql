@@ -19,6 +19,41 @@ END
 $$;
 COMMENT ON FUNCTION recsys.popular IS 'the k items with the most distinct users in the active version';
 
+-- The k items of a version with the highest inner product with `query`, skipping the item
+-- indices in `skip`: exact scan, or the version's hnsw index (inner product over the plain factors
+-- column, so fold-in writes keep it current) with iterative scan so that skipped items do not
+-- leave fewer than k rows. Shared by recommend and the recall check after a build.
+CREATE OR REPLACE FUNCTION recsys._top_items(
+    v recsys.model_version, query vector, skip integer[], k integer
+) RETURNS TABLE (idx integer, key text, score double precision)
+LANGUAGE plpgsql STABLE
+SET hnsw.iterative_scan = 'relaxed_order' SET hnsw.ef_search = 40 SET enable_seqscan = on AS $$
+BEGIN
+    IF v.index_kind = 'hnsw' THEN
+        -- Local to this call: the SET clauses above restore both on exit. The version was
+        -- measured with its index; the planner's guess of hnsw cost must not swap in a scan.
+        PERFORM set_config('hnsw.ef_search', greatest(v.index_ef_search, k)::text, true);
+        PERFORM set_config('enable_seqscan', 'off', true);
+        -- relaxed_order may return rows slightly out of order; callers sort by score
+        RETURN QUERY EXECUTE format(
+            'SELECT i.idx, i.key, -(i.factors <#> $1)::double precision
+               FROM recsys.%I i
+              WHERE i.idx <> ALL ($2)
+              ORDER BY i.factors <#> $1
+              LIMIT $3', v.item_table)
+            USING query, skip, k;
+    ELSE
+        RETURN QUERY EXECUTE format(
+            'SELECT i.idx, i.key, -(i.factors <#> $1)::double precision
+               FROM recsys.%I i
+              WHERE NOT EXISTS (SELECT 1 FROM unnest($2) s (idx) WHERE s.idx = i.idx)
+              ORDER BY i.factors <#> $1, i.idx
+              LIMIT $3', v.item_table)
+            USING query, skip, k;
+    END IF;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION recsys.recommend(
     model text, user_key text, k integer DEFAULT 10, exclude_seen boolean DEFAULT true
 ) RETURNS TABLE (item_key text, score double precision, rank integer, reason text)
@@ -40,15 +75,11 @@ BEGIN
     IF exclude_seen IS DISTINCT FROM true THEN
         seen := '{}';
     END IF;
-    RETURN QUERY EXECUTE format(
-        'SELECT key, -distance, (row_number() OVER (ORDER BY distance, idx))::integer, ''als''::text
-           FROM (SELECT i.idx, i.key, i.factors <#> $1 AS distance
-                   FROM recsys.%I i
-                  WHERE NOT EXISTS (SELECT 1 FROM unnest($2) s (idx) WHERE s.idx = i.idx)
-                  ORDER BY distance, i.idx
-                  LIMIT $3) top
-          ORDER BY distance, idx', v.item_table)
-        USING query_vector, seen, k;
+    RETURN QUERY
+        SELECT t.key, t.score, (row_number() OVER (ORDER BY t.score DESC, t.idx))::integer,
+               'als'::text
+          FROM recsys._top_items(v, query_vector, seen, k) t
+         ORDER BY t.score DESC, t.idx;
 END
 $$;
 COMMENT ON FUNCTION recsys.recommend IS
