@@ -1,0 +1,139 @@
+"""Precomputed recommendations and similar items: same rows as the live SQL functions,
+switched with the active version, binary COPY of awkward keys."""
+
+from __future__ import annotations
+
+import numpy as np
+import psycopg
+import pytest
+
+from recsys_db import db, precompute, training
+
+from .conftest import rows
+
+TOLERANCE = 1e-5
+
+
+def assert_same_ranking(ours: list[tuple[str, float]], theirs: list[tuple[str, float]]) -> None:
+    """Same keys in the same order; only equal scores (within float noise) may swap."""
+    assert len(ours) == len(theirs)
+    assert np.allclose([s for _, s in ours], [s for _, s in theirs], atol=TOLERANCE)
+    for (our_key, _), (their_key, their_score) in zip(ours, theirs, strict=True):
+        if our_key != their_key:
+            tied = {k for k, s in theirs if abs(s - their_score) <= TOLERANCE}
+            assert our_key in tied
+
+
+@pytest.mark.slow
+def test_precomputed_rows_equal_live_recommend(movielens_url: str) -> None:
+    with db.connect(movielens_url) as conn:
+        (count, users), = rows(conn, "SELECT count(*), count(DISTINCT user_key)"
+                                     " FROM recsys.recommendations WHERE model = 'ml'")
+        (trained,), = rows(conn, "SELECT users FROM recsys.versions WHERE model = 'ml' AND active")
+        assert (count, users) == (trained * 10, trained)
+        sample = [r[0] for r in rows(conn, "SELECT DISTINCT user_key FROM recsys.recommendations"
+                                           " ORDER BY user_key LIMIT 60")]
+        for user in sample:
+            live = rows(conn, "SELECT item_key, score FROM recsys.recommend('ml', %s, 10)",
+                        (user,))
+            stored = rows(conn, "SELECT item_key, score FROM recsys.recommendations"
+                                " WHERE model = 'ml' AND user_key = %s ORDER BY rank", (user,))
+            assert_same_ranking(stored, live)
+        assert rows(conn, "SELECT min(rank), max(rank) FROM recsys.recommendations") == [(1, 10)]
+
+
+def make_catalog(conn: psycopg.Connection, params: str) -> None:
+    """Keys of every length and alphabet, including an empty one, quotes and tabs."""
+    users = ["", "u", "ü-ユーザー", "tab\there", "quote'\"", "x" * 300, "7", "back\\slash"]
+    items = ["", "i", "ítem", "商品-42", "new\nline", "y" * 120, "8"]
+    pairs = [(u, i) for n, u in enumerate(users) for m, i in enumerate(items) if (n + m) % 3]
+    conn.execute("CREATE TABLE public.odd (u text, i text)")
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO public.odd VALUES (%s, %s)", pairs)
+    conn.execute(f"SELECT recsys.create_model('odd', 'public.odd', 'u', 'i', params => {params})")
+
+
+def test_awkward_keys_round_trip_and_match_live(db_url: str, conn: psycopg.Connection) -> None:
+    make_catalog(conn, "recsys.als(factors => 3, recommendations_k => 3, similar_items_k => 2)")
+    result = training.train(db_url, "odd")
+    users = [r[0] for r in rows(conn, "SELECT DISTINCT u FROM public.odd ORDER BY 1")]
+    assert result.precomputed == {"recommendation": sum(
+        len(rows(conn, "SELECT 1 FROM recsys.recommend('odd', %s, 3)", (u,))) for u in users),
+        "similar_item": 7 * 2}
+    for user in users:
+        live = rows(conn, "SELECT item_key, score FROM recsys.recommend('odd', %s, 3)", (user,))
+        stored = rows(conn, "SELECT item_key, score FROM recsys.recommendations"
+                            " WHERE model = 'odd' AND user_key = %s ORDER BY rank", (user,))
+        assert live and all(reason == "als" for (reason,) in rows(
+            conn, "SELECT reason FROM recsys.recommend('odd', %s, 3)", (user,)))
+        assert_same_ranking(stored, live)
+    for (item,) in rows(conn, "SELECT DISTINCT i FROM public.odd"):
+        live = rows(conn, "SELECT item_key, score FROM recsys.similar_items('odd', %s, 2)",
+                    (item,))
+        stored = rows(conn, "SELECT similar_item_key, score FROM recsys.similar_items_top"
+                            " WHERE model = 'odd' AND item_key = %s ORDER BY rank", (item,))
+        assert_same_ranking(stored, live)
+
+
+def test_users_with_few_unseen_items_get_fewer_rows(db_url: str,
+                                                    conn: psycopg.Connection) -> None:
+    conn.execute("CREATE TABLE public.few (u text, i text)")
+    conn.execute("INSERT INTO public.few VALUES ('a', 'x'), ('a', 'y'), ('b', 'x'), ('c', 'z')")
+    conn.execute("SELECT recsys.create_model('few', 'public.few', 'u', 'i',"
+                 " params => recsys.als(factors => 2, recommendations_k => 5))")
+    training.train(db_url, "few")
+    assert rows(conn, "SELECT user_key, rank, item_key FROM recsys.recommendations"
+                      " ORDER BY user_key, rank") == [
+        ("a", 1, "z"), ("b", 1, rows(conn, "SELECT item_key FROM recsys.recommend('few', 'b', 1)")
+                        [0][0]), ("b", 2, rows(conn, "SELECT item_key FROM recsys.recommend("
+                                                     "'few', 'b', 2)")[1][0]),
+        ("c", 1, rows(conn, "SELECT item_key FROM recsys.recommend('few', 'c', 1)")[0][0]),
+        ("c", 2, rows(conn, "SELECT item_key FROM recsys.recommend('few', 'c', 2)")[1][0])]
+
+
+def partitions(conn: psycopg.Connection) -> list[str]:
+    return [r[0] for r in rows(conn, "SELECT c.relname FROM pg_inherits i JOIN pg_class c"
+                                     " ON c.oid = i.inhrelid ORDER BY 1")]
+
+
+def test_rows_follow_the_active_version(db_url: str, conn: psycopg.Connection) -> None:
+    make_catalog(conn, "recsys.als(factors => 3, recommendations_k => 2, keep_versions => 2)")
+    (model_id,), = rows(conn, "SELECT id FROM recsys.model")
+    training.train(db_url, "odd")
+    first = rows(conn, "SELECT * FROM recsys.recommendations ORDER BY user_key, rank")
+    conn.execute("INSERT INTO public.odd VALUES ('u', 'fresh'), ('7', 'fresh')")
+    training.train(db_url, "odd")
+    second = rows(conn, "SELECT * FROM recsys.recommendations ORDER BY user_key, rank")
+    assert "fresh" in {r[3] for r in second} and "fresh" not in {r[3] for r in first}
+    conn.execute("SELECT recsys.rollback('odd', 1)")
+    assert rows(conn, "SELECT * FROM recsys.recommendations ORDER BY user_key, rank") == first
+    conn.execute("SELECT recsys.rollback('odd', 2)")
+    # a third version expires the first: its partition goes with it
+    training.train(db_url, "odd")
+    assert partitions(conn) == [f"m{model_id}_v2_recs", f"m{model_id}_v3_recs"]
+    assert len(rows(conn, "SELECT * FROM recsys.recommendations")) == len(second)
+
+
+def test_failed_run_and_dropped_model_leave_no_partitions(db_url: str,
+                                                          conn: psycopg.Connection) -> None:
+    make_catalog(conn, "recsys.als(factors => 3, similar_items_k => 1)")
+    (model_id,), = rows(conn, "SELECT id FROM recsys.model")
+    training.train(db_url, "odd")
+    assert partitions(conn) == [f"m{model_id}_v1_recs", f"m{model_id}_v1_similar"]
+    # the second version fails while being written: its partitions are not left behind
+    conn.execute(f"CREATE TABLE recsys.m{model_id}_v2_similar (x int)")
+    with pytest.raises(psycopg.errors.DuplicateTable):
+        training.train(db_url, "odd")
+    assert partitions(conn) == [f"m{model_id}_v1_recs", f"m{model_id}_v1_similar"]
+    assert rows(conn, "SELECT count(*) > 0 FROM recsys.similar_items_top") == [(True,)]
+    conn.execute("SELECT recsys.drop_model('odd')")
+    assert rows(conn, "SELECT count(*) FROM recsys.recommendations") == [(0,)]
+    assert partitions(conn) == []
+    assert precompute.prune(conn) == []
+
+
+def test_precompute_off(db_url: str, conn: psycopg.Connection) -> None:
+    make_catalog(conn, "recsys.als(factors => 3, recommendations_k => 0)")
+    result = training.train(db_url, "odd")
+    assert result.precomputed == {}
+    assert partitions(conn) == []
