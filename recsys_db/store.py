@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import psycopg
+import scipy.sparse as sp
 from psycopg import sql
 
 from recsys_db import copybin, queries
@@ -93,7 +94,7 @@ def _set_index(conn: psycopg.Connection, tables: VersionTables, choice: IndexCho
         "recall": choice.recall, "model_id": tables.model_id, "version": tables.version})
 
 
-def exact_top_items(user_factors: np.ndarray, item_factors: np.ndarray, seen: np.ndarray,
+def exact_top_items(user_factors: np.ndarray, item_factors: np.ndarray, seen: sp.csr_matrix,
                     users: np.ndarray, k: int) -> list[set[int]]:
     """Exact top-k item indices by inner product for some users, skipping what they have seen.
 

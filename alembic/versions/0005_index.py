@@ -26,6 +26,6 @@ def upgrade() -> None:
         COMMENT ON COLUMN recsys.model_version.index_ef_search IS
             'hnsw only: the ef_search recommend uses, the smallest that reached the recall target';
         COMMENT ON COLUMN recsys.model_version.index_recall IS
-            'recall@10 of the served search against exact search, measured when the version was built';
+            'recall@10 of the served search against exact search, measured at build time';
         """
     )
