@@ -8,6 +8,8 @@ import numpy as np
 import scipy.sparse as sp
 from implicit.nearest_neighbours import bm25_weight, tfidf_weight
 
+from recsys_db.errors import ConfigError
+
 SCHEMES = ("none", "confidence", "bm25", "tfidf", "log")
 
 
@@ -21,6 +23,8 @@ def apply(matrix: sp.csr_matrix, params: dict[str, Any]) -> sp.csr_matrix:
       its "document"), as in implicit's own examples; ``bm25_k1`` and ``bm25_b`` apply.
     """
     scheme = params["weighting"]
+    if scheme not in SCHEMES:
+        raise ConfigError(f'unknown weighting "{scheme}"; use one of: {", ".join(SCHEMES)}')
     alpha = float(params["alpha"])
     weighted = matrix.astype(np.float64, copy=True).tocsr()
     if scheme == "none":
@@ -32,8 +36,6 @@ def apply(matrix: sp.csr_matrix, params: dict[str, Any]) -> sp.csr_matrix:
     elif scheme == "bm25":
         weighted = bm25_weight(weighted.T.tocoo(), K1=float(params["bm25_k1"]),
                                B=float(params["bm25_b"])).T.tocsr()
-    elif scheme == "tfidf":
+    else:  # tfidf
         weighted = tfidf_weight(weighted.T.tocoo()).T.tocsr()
-    else:
-        raise ValueError(f"unknown weighting {scheme!r}, expected one of {', '.join(SCHEMES)}")
     return weighted.astype(np.float32)
