@@ -26,7 +26,7 @@ from implicit.recommender_base import ModelFitError
 from psycopg.types.json import Jsonb
 from threadpoolctl import threadpool_limits
 
-from recsys_db import db, evaluation, precompute, queries, source, store, weighting
+from recsys_db import db, evaluation, features, precompute, queries, source, store, weighting
 from recsys_db.errors import RecsysError, TrainingError
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ class RunResult:
     dropped_versions: list[int] = field(default_factory=list)
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     precomputed: dict[str, int] = field(default_factory=dict)
+    cold: dict[str, int] = field(default_factory=dict)  # feature-mapped items / users added
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form, used by ``--json``."""
@@ -259,6 +260,9 @@ def train(url: str, model_name: str, *, progress: Progress | None = None,
                 result.version = tables.version
                 with stage("write"):
                     store.write(conn, tables, data, user_factors, item_factors)
+                with stage("features"):
+                    result.cold = features.apply(conn, model, result.run_id, tables.user_table,
+                                                 tables.item_table, user_factors, item_factors)
                 with stage("precompute"):
                     result.precomputed = _precompute(conn, model, tables, data, user_factors,
                                                      item_factors)
