@@ -77,7 +77,7 @@ SELECT pg_try_advisory_xact_lock(%(key)s);
 -- name: job_fail_abandoned_runs
 UPDATE recsys.run
    SET status = 'failed', finished_at = clock_timestamp(),
-       error = format('abandoned: worker %s stopped before the run finished', worker)
+       error = format('abandoned: worker %%s stopped before the run finished', worker)
  WHERE model_id = %(model_id)s AND status = 'running'
 RETURNING id;
 

@@ -80,20 +80,22 @@ END
 $$;
 
 -- Claim the next runnable job for a worker: queued, past its run_after, and its model not
--- being refreshed by another job. SKIP LOCKED on the job and the model row lets concurrent
--- workers pass each other without claiming two jobs of one model.
+-- being refreshed by another job. SKIP LOCKED lets concurrent workers pass each other.
+-- Two jobs of one model are never claimed at once: a model has at most one queued job, and
+-- a new one can only be queued once the previous claim has committed (the partial unique
+-- index makes request_refresh wait for it), so any claimer that sees the new job also sees
+-- the running one. The unique index on running jobs is the backstop.
 CREATE OR REPLACE FUNCTION recsys._claim_job(worker_id bigint) RETURNS SETOF recsys.job
 LANGUAGE sql AS $$
     WITH candidate AS (
         SELECT j.id
-          FROM recsys.job j JOIN recsys.model m ON m.id = j.model_id
+          FROM recsys.job j
          WHERE j.status = 'queued' AND j.run_after <= clock_timestamp()
            AND NOT EXISTS (SELECT 1 FROM recsys.job r
                             WHERE r.model_id = j.model_id AND r.status = 'running')
          ORDER BY j.run_after, j.id
          LIMIT 1
-           FOR UPDATE OF j SKIP LOCKED
-           FOR NO KEY UPDATE OF m SKIP LOCKED
+           FOR UPDATE SKIP LOCKED
     )
     UPDATE recsys.job j
        SET status = 'running', attempts = j.attempts + 1, worker_id = w.id, worker = w.name,
