@@ -269,8 +269,20 @@ def test_retries_with_backoff_then_gives_up(db_url: str, conn: psycopg.Connectio
     assert rows(conn, "SELECT count(*) FROM recsys.jobs") == [(1,)]
 
 
-def test_bad_worker_settings(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_worker_settings_and_status_text(db_url: str, conn: psycopg.Connection,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["--database-url", db_url, "worker", "--poll", "0"]) == 1
     assert capsys.readouterr().err.strip() == "error: worker poll must be positive, not 0"
     assert cli.main(["--database-url", db_url, "worker", "--max-attempts", "0"]) == 1
     assert capsys.readouterr().err.strip() == "error: max attempts must be at least 1, not 0"
+    assert cli.main(["--database-url", db_url, "status"]) == 0
+    assert capsys.readouterr().out.split() == ["models:", "(none)", "workers:", "(none)",
+                                               "jobs:", "(none)"]
+    make_source(conn, "t")
+    conn.execute(f"SELECT recsys.create_model('t', 'public.t', 'u', 'i', params => {SMALL})")
+    conn.execute("SELECT recsys.request_refresh('t', 'incremental')")
+    assert cli.main(["--database-url", db_url, "status"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].split()[:4] == ["name", "active_version", "last_success_at", "next_due_at"]
+    jobs_header = out.index("jobs:") + 1
+    assert out[jobs_header + 2].split()[1:5] == ["t", "incremental", "requested", "queued"]
