@@ -103,7 +103,7 @@ def _check_columns(conn: psycopg.Connection, model: ModelConfig) -> dict[str, st
     if not rows:
         raise ConfigError(f'source relation "{model.source_label}" of model "{model.name}" '
                           "does not exist")
-    types = dict(rows)
+    types: dict[str, str] = dict(rows)
     for role in ("user_column", "item_column", "weight_column", "event_column"):
         column = getattr(model, role)
         if column is not None and column not in types:

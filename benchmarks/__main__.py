@@ -1,0 +1,61 @@
+"""``python -m benchmarks --scale 1m [--scale ml100k ...]``: run, save results, write BENCHMARKS.md.
+
+Each scale runs in a fresh database on the embedded server (or ``--database-url``'s server);
+its results go to ``benchmarks/results/<scale>.json`` and BENCHMARKS.md is rewritten from every
+results file there, so scales can be run one at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from benchmarks import report, suite, synthetic
+from recsys_db import embedded, install
+
+RESULTS = Path(__file__).parent / "results"
+SCALES = ["ml100k", *synthetic.SCALES]
+
+
+def main() -> None:
+    """Parse arguments and run the chosen scales."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--scale", action="append", choices=SCALES, required=True,
+                        help="data set to run (repeatable): ml100k (real) or synthetic size")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per timed figure")
+    parser.add_argument("--database-url", help="server to use (default: embedded, in "
+                        "$RECSYS_DATA_DIR or /tmp/recsys-bench)")
+    parser.add_argument("--output", type=Path, default=Path("BENCHMARKS.md"))
+    args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error(f"--repeat must be at least 1, not {args.repeat}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    server = args.database_url or embedded.start(Path("/tmp/recsys-bench/pgdata"))
+    RESULTS.mkdir(exist_ok=True)
+    for scale in args.scale:
+        name = f"recsys_bench_{scale}"
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+                          .format(sql.Identifier(name)))
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        url = make_conninfo(server, dbname=name)
+        install.install(url)
+        results = suite.run(url, scale, args.repeat)
+        results["machine"] = report.machine(url)
+        results["repeats"] = args.repeat
+        (RESULTS / f"{scale}.json").write_text(json.dumps(results, indent=1, default=str))
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+                          .format(sql.Identifier(name)))
+    args.output.write_text(report.render(RESULTS))
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,334 @@
+"""The measurements of one data set; every figure is taken next to its peer in the same run."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import psycopg
+import scipy.sparse as sp
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+from benchmarks import measure, peers, synthetic
+from recsys_db import copybin, datasets, db, embedded, source, store, training, weighting
+
+log = logging.getLogger(__name__)
+
+MODEL = "bench"
+PARAMS = {"factors": 64, "iterations": 15, "regularization": 0.05, "alpha": 2.0,
+          # The holdout refits the model once more on a split; the refresh ratio is about the
+          # pipeline around one fit, so it is off here (BENCHMARKS.md says so).
+          "eval_split": "off", "recommendations_k": 10}
+WRITE_ROWS = 200_000  # rows written by both write paths
+LATENCY_QUERIES = 1000
+EXACT_QUERIES_LARGE = 100  # exact scans over a million items take long
+PGBENCH_SECONDS = 20
+PGBENCH_CLIENTS = 8
+LOOP_USERS = 20_000  # seed-000 loop: users timed, then scaled to all users
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A benchmark data set in table ``table``."""
+
+    name: str
+    label: str  # synthetic | real
+    table: sql.Identifier
+    user: str
+    item: str
+    weight: str
+
+
+def prepare(conn: psycopg.Connection, name: str) -> Dataset:
+    """Load the data set ``name`` (``ml100k`` or a synthetic scale) and create the model."""
+    conn.execute("CREATE SCHEMA IF NOT EXISTS bench")  # scratch tables of the benchmarks
+    if name == "ml100k":
+        datasets.write_movielens(conn, datasets.load_recbole())
+        data = Dataset(name, "real (MovieLens 100K ratings)",
+                       sql.Identifier("movielens", "ratings"), "user_id", "item_id", "rating")
+    else:
+        table = sql.Identifier("bench", "events")
+        synthetic.load(conn, synthetic.SCALES[name], table)
+        data = Dataset(name, "synthetic (power-law users and items, seeded)", table,
+                       "user_id", "item_id", "weight")
+    conn.execute(
+        "SELECT recsys.create_model(%s, %s::regclass, %s, %s, weight_column => %s,"
+        " params => %s::jsonb)",
+        (MODEL, data.table.as_string(conn), data.user, data.item, data.weight,
+         json.dumps(PARAMS)))
+    return data
+
+
+def _keys(conn: psycopg.Connection, table: str) -> list[str]:
+    return [row[0] for row in conn.execute(
+        sql.SQL("SELECT key FROM {} ORDER BY idx").format(sql.Identifier(table)))]
+
+
+def same_matrix(ours: sp.csr_matrix, our_users: list[str], our_items: list[str],
+                theirs: sp.csr_matrix, their_users: list[str], their_items: list[str]) -> bool:
+    """Whether two matrices hold the same (user key, item key, weight) entries."""
+    if sorted(our_users) != sorted(their_users) or sorted(our_items) != sorted(their_items):
+        return False
+    user_at = {key: idx for idx, key in enumerate(our_users)}
+    item_at = {key: idx for idx, key in enumerate(our_items)}
+    rows = np.array([user_at[k] for k in their_users])
+    cols = np.array([item_at[k] for k in their_items])
+    coo = theirs.tocoo()
+    moved = sp.csr_matrix((coo.data, (rows[coo.row], cols[coo.col])), shape=ours.shape)
+    moved.sum_duplicates()
+    difference = abs(moved - ours)
+    return bool(difference.nnz == 0 or difference.max() < 1e-9)
+
+
+def bench_load(url: str, data: Dataset, repeats: int) -> dict[str, Any]:
+    """source.load (keys mapped in SQL, binary COPY of integers) vs pandas.read_sql."""
+    with db.connect(url) as conn:
+        model = source.get_model(conn, MODEL)
+        ours = measure.repeat(lambda: source.load(conn, model), repeats)
+        loaded = source.load(conn, model)
+        our_users, our_items = _keys(conn, "recsys_user_map"), _keys(conn, "recsys_item_map")
+    theirs = measure.repeat(
+        lambda: peers.pandas_load(url, data.table, data.user, data.item, data.weight), repeats)
+    matrix, their_users, their_items = peers.pandas_load(url, data.table, data.user, data.item,
+                                                         data.weight)
+    same = same_matrix(loaded.matrix, our_users, our_items, matrix, their_users, their_items)
+    return {"ours": measure.summary(ours), "peer": measure.summary(theirs),
+            "speedup": float(np.median(theirs) / np.median(ours)), "same_matrix": same,
+            "rows": loaded.rows_read, "users": loaded.users, "items": loaded.items,
+            "nnz": int(loaded.matrix.nnz)}
+
+
+def _train_child(url: str) -> dict[str, Any]:
+    with measure.system_memory() as memory:
+        done = subprocess.run([sys.executable, "-m", "benchmarks.child", url, MODEL],
+                              check=True, capture_output=True, text=True)
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    result["system_peak_rise_bytes"] = memory["peak_rise_bytes"]
+    return result
+
+
+def bench_refresh(url: str, repeats: int) -> dict[str, Any]:
+    """A full refresh (recsys-db train, own process) vs implicit's fit on the same matrix."""
+    runs = [_train_child(url) for _ in range(repeats)]
+    with db.connect(url) as conn:
+        model = source.get_model(conn, MODEL)
+        weighted = weighting.apply(source.load(conn, model).matrix, model.params)
+        conn.execute("DROP TABLE IF EXISTS recsys_user_map, recsys_item_map")
+    fits = measure.repeat(lambda: training.fit(weighted, model.params), repeats)
+    seconds = [run["seconds"] for run in runs]
+    return {"ours": measure.summary(seconds), "peer": measure.summary(fits),
+            "ratio": float(np.median(seconds) / np.median(fits)),
+            "stages": runs[-1]["stages"],
+            "peak_rss_bytes": max(run["peak_rss_bytes"] for run in runs),
+            "system_peak_rise_bytes": max(run["system_peak_rise_bytes"] for run in runs)}
+
+
+def _active(conn: psycopg.Connection) -> dict[str, Any]:
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        row = cur.execute(
+            "SELECT v.* FROM recsys.model_version v JOIN recsys.model m ON m.id = v.model_id"
+            " AND v.version = m.active_version WHERE m.name = %s", (MODEL,)).fetchone()
+    assert row is not None
+    return row
+
+
+def _factors(conn: psycopg.Connection, table: str) -> tuple[list[str], np.ndarray]:
+    keys, vectors = [], []
+    with conn.cursor(binary=True) as cur:
+        for key, factors in cur.execute(sql.SQL("SELECT key, factors FROM {} ORDER BY idx")
+                                        .format(sql.Identifier("recsys", table))):
+            keys.append(key)
+            vectors.append(factors.to_numpy())
+    return keys, np.stack(vectors)
+
+
+def _seen(conn: psycopg.Connection, table: str, items: int) -> sp.csr_matrix:
+    lists = [row[0] for row in conn.execute(sql.SQL("SELECT seen FROM {} ORDER BY idx")
+                                            .format(sql.Identifier("recsys", table)))]
+    indptr = np.zeros(len(lists) + 1, dtype=np.int64)
+    np.cumsum([len(seen) for seen in lists], out=indptr[1:])
+    indices = np.fromiter((i for seen in lists for i in seen), dtype=np.int32, count=indptr[-1])
+    return sp.csr_matrix((np.ones(len(indices), dtype=np.float32), indices, indptr),
+                         shape=(len(lists), items))
+
+
+def bench_write(url: str, user_factors: np.ndarray, seen: sp.csr_matrix,
+                repeats: int) -> dict[str, Any]:
+    """Factor rows (idx, vector, int4[]) by binary COPY (store's path) vs executemany."""
+    count = min(WRITE_ROWS, len(user_factors))
+    factors, lists = user_factors[:count], seen[:count]
+    table = sql.Identifier("bench", "write_test")
+    with db.connect(url) as conn:
+        def reset() -> None:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
+            conn.execute(sql.SQL("CREATE TABLE {} (idx integer, factors vector({}),"
+                                 " seen integer[])").format(table, factors.shape[1]))
+
+        def copy() -> None:
+            with conn.transaction(), conn.cursor() as cur, cur.copy(
+                    sql.SQL("COPY {} (idx, factors, seen) FROM STDIN (FORMAT BINARY)")
+                    .format(table)) as out:
+                for block in copybin.encode_vectors_arrays(
+                        np.arange(count, dtype=np.int32), factors, lists):
+                    out.write(block)
+
+        ours, theirs = [], []
+        for _ in range(repeats):
+            reset()
+            ours.append(measure.timed(copy)[0])
+            reset()
+            theirs.append(measure.timed(lambda: peers.executemany_write(conn, table, factors,
+                                                                         lists))[0])
+        conn.execute(sql.SQL("DROP TABLE {}").format(table))
+    return {"rows": count, "ours": measure.summary(ours), "peer": measure.summary(theirs),
+            "speedup": float(np.median(theirs) / np.median(ours))}
+
+
+def _serve(conn: psycopg.Connection, keys: list[str]) -> tuple[list[float], list[set[str]]]:
+    seconds, results = [], []
+    query = "SELECT item_key FROM recsys.recommend(%s, %s, 10)"
+    conn.execute(query, (MODEL, keys[0]), prepare=True)
+    for key in keys:
+        start = time.perf_counter()
+        rows = conn.execute(query, (MODEL, key), prepare=True).fetchall()
+        seconds.append(time.perf_counter() - start)
+        results.append({row[0] for row in rows})
+    return seconds, results
+
+
+def bench_recommend(url: str, version: dict[str, Any], user_keys: list[str],
+                    user_factors: np.ndarray, item_factors: np.ndarray,
+                    seen: sp.csr_matrix) -> dict[str, Any]:
+    """recsys.recommend as served vs the same call forced to an exact scan, vs implicit's
+    in-process recommend; recall@10 of the served lists against the exact ones."""
+    rng = np.random.default_rng(1)
+    sample = rng.choice(len(user_keys), size=min(LATENCY_QUERIES, len(user_keys)), replace=False)
+    keys = [user_keys[i] for i in sample]
+    exact_count = len(keys) if version["items"] <= 200_000 else EXACT_QUERIES_LARGE
+    with db.connect(url) as conn:
+        served, served_lists = _serve(conn, keys)
+        with conn.transaction():
+            conn.execute("UPDATE recsys.model_version SET index_kind = 'exact'"
+                         " WHERE model_id = %s AND version = %s",
+                         (version["model_id"], version["version"]))
+            exact, exact_lists = _serve(conn, keys[:exact_count])
+            conn.execute("UPDATE recsys.model_version SET index_kind = %s"
+                         " WHERE model_id = %s AND version = %s",
+                         (version["index_kind"], version["model_id"], version["version"]))
+    hits = sum(len(a & b) for a, b in zip(served_lists, exact_lists, strict=False))
+    model = peers.implicit_model(user_factors, item_factors)
+    in_process = []
+    for user in sample.tolist():
+        start = time.perf_counter()
+        model.recommend(user, seen[user], N=10)
+        in_process.append(time.perf_counter() - start)
+    ours = measure.latency(served)
+    return {"index_kind": version["index_kind"], "index_recall_stored": version["index_recall"],
+            "index_ef_search": version["index_ef_search"], "items": version["items"],
+            "ours": ours, "exact": measure.latency(exact), "implicit": measure.latency(in_process),
+            "recall_vs_exact": hits / sum(len(b) for b in exact_lists)}
+
+
+def bench_pgbench(url: str, users: int) -> dict[str, Any]:
+    """pgbench (shipped with the embedded server), 8 clients calling recsys.recommend."""
+    params = conninfo_to_dict(url)
+    env = dict(os.environ, PGHOST=str(params.get("host", "")), PGPORT=str(params.get("port", "")),
+               PGUSER=str(params.get("user", "")), PGDATABASE=str(params.get("dbname", "")),
+               PGPASSWORD=str(params.get("password", "")))
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as script:
+        script.write(f"\\set uid random(1, {users})\n"
+                     f"SELECT * FROM recsys.recommend('{MODEL}', :uid::text, 10);\n")
+    try:
+        done = subprocess.run(
+            [str(embedded.bin_dir() / "pgbench"), "-n", "-M", "prepared",
+             "-c", str(PGBENCH_CLIENTS), "-j", "2", "-T", str(PGBENCH_SECONDS), "-f", script.name],
+            check=True, capture_output=True, text=True, env=env)
+    finally:
+        os.unlink(script.name)
+    tps = re.search(r"tps = ([\d.]+) \(without initial connection time\)", done.stdout)
+    latency = re.search(r"latency average = ([\d.]+) ms", done.stdout)
+    assert tps is not None, done.stdout
+    return {"clients": PGBENCH_CLIENTS, "seconds": PGBENCH_SECONDS, "qps": float(tps.group(1)),
+            "latency_avg_ms": float(latency.group(1)) if latency else None}
+
+
+def bench_precompute(url: str, stages: dict[str, float], users: int,
+                     user_keys: list[str]) -> dict[str, Any]:
+    """All users' top-10 written by the refresh (stage 'precompute') vs the same rows from a SQL
+    loop of recsys.recommend over users, written to a table."""
+    count = min(LOOP_USERS, len(user_keys))
+    with db.connect(url) as conn:
+        conn.execute("CREATE TEMP TABLE loop_top (user_key text, item_key text, rank integer)")
+        seconds, _ = measure.timed(lambda: conn.execute(
+            "INSERT INTO loop_top SELECT u.key, r.item_key, r.rank"
+            " FROM unnest(%s::text[]) u (key), LATERAL recsys.recommend(%s, u.key, 10) r",
+            (user_keys[:count], MODEL)))
+    ours = users / stages["precompute"]
+    peer = count / seconds
+    return {"users": users, "ours_users_per_s": ours, "peer_users_per_s": peer,
+            "peer_users": count, "speedup": ours / peer}
+
+
+def bench_interested(url: str, version: dict[str, Any], user_factors: np.ndarray,
+                     item_factors: np.ndarray, seen: sp.csr_matrix,
+                     item_keys: list[str]) -> dict[str, Any]:
+    """recsys.interested_users vs seed 000's loop of recommend over every user."""
+    popularity = np.diff(seen.tocsc().indptr)
+    item = int(np.argsort(popularity)[len(popularity) // 2])  # a middling item
+    with db.connect(url) as conn:
+        query = "SELECT user_key FROM recsys.interested_users(%s, %s, 20)"
+        conn.execute(query, (MODEL, item_keys[item]), prepare=True)
+        ours = measure.repeat(lambda: conn.execute(query, (MODEL, item_keys[item]),
+                                                   prepare=True).fetchall(), 5)
+    model = peers.implicit_model(user_factors, item_factors)
+    users = np.arange(min(LOOP_USERS, len(user_factors)))
+    loop, _ = measure.timed(lambda: peers.seed000_interested_users(model, seen, item, users))
+    peer = loop * len(user_factors) / len(users)
+    return {"ours_s": float(np.median(ours)), "peer_s": peer, "peer_users_timed": len(users),
+            "users": len(user_factors), "speedup": peer / float(np.median(ours))}
+
+
+def run(url: str, name: str, repeats: int) -> dict[str, Any]:
+    """Every figure for data set ``name`` in database ``url`` (recsys installed, empty)."""
+    with db.connect(url) as conn:
+        log.info("%s: loading data", name)
+        data = prepare(conn, name)
+    results: dict[str, Any] = {"dataset": name, "label": data.label}
+    log.info("%s: load", name)
+    results["load"] = bench_load(url, data, repeats)
+    log.info("%s: refresh", name)
+    results["refresh"] = bench_refresh(url, repeats)
+    with db.connect(url) as conn:
+        version = _active(conn)
+        user_keys, user_factors = _factors(conn, version["user_table"])
+        item_keys, item_factors = _factors(conn, version["item_table"])
+        seen = _seen(conn, version["user_table"], len(item_keys))
+    results["version"] = {k: version[k] for k in ("users", "items", "nnz", "factors",
+                                                  "index_kind", "index_recall",
+                                                  "index_ef_search")}
+    log.info("%s: write", name)
+    results["write"] = bench_write(url, user_factors, seen, repeats)
+    log.info("%s: recommend", name)
+    results["recommend"] = bench_recommend(url, version, user_keys, user_factors, item_factors,
+                                           seen)
+    log.info("%s: pgbench", name)
+    results["pgbench"] = bench_pgbench(url, len(user_keys))
+    log.info("%s: precompute", name)
+    results["precompute"] = bench_precompute(url, results["refresh"]["stages"], len(user_keys),
+                                             user_keys)
+    log.info("%s: interested_users", name)
+    results["interested"] = bench_interested(url, version, user_factors, item_factors, seen,
+                                             item_keys)
+    if version["index_kind"] == "exact" and version["items"] >= store.AUTO_EXACT_BELOW:
+        results["index_note"] = "auto measured exact faster than hnsw"
+    return results
