@@ -124,6 +124,13 @@ BEGIN
         event_ok := format('%s IS NOT NULL', event_weight);
     END IF;
     IF for_user THEN
+        -- Serving functions run as their owner; a user's history is only shown to a login
+        -- that may read the source itself (recsys_reader alone may not).
+        IF NOT has_table_privilege(session_user, src, 'SELECT') THEN
+            RAISE EXCEPTION 'permission denied for table %', src
+                USING ERRCODE = 'insufficient_privilege',
+                      DETAIL = 'explain reads the user''s history from the model''s source';
+        END IF;
         user_filter := format('s.%I = $1::%s', m.user_column,
                               recsys._column_type(src, m.user_column));
     END IF;

@@ -56,7 +56,10 @@ def test_reader_serves_but_cannot_change_anything(trained: str, conn: psycopg.Co
         assert len(rows(reader, "SELECT * FROM recsys.interested_users('m', 'i1', 2)")) == 2
         assert rows(reader, "SELECT name FROM recsys.models") == [("m",)]
         assert rows(reader, "SELECT count(*) FROM recsys.runs") == [(1,)]
+        assert len(rows(reader, "SELECT * FROM recsys.recommend_for_items('m', ARRAY['i1'],"
+                                " 3)")) == 3
         for forbidden in (
+            "SELECT * FROM recsys.explain('m', 'u1', 'i1')",
             "SELECT recsys.create_model('x', 'public.secret_events', 'u', 'i')",
             "SELECT recsys.drop_model('m')",
             "SELECT recsys.rollback('m', 1)",
@@ -68,6 +71,10 @@ def test_reader_serves_but_cannot_change_anything(trained: str, conn: psycopg.Co
         ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 reader.execute(forbidden)
+    conn.execute(f"GRANT SELECT ON public.secret_events TO {role}")
+    with as_role(trained, role) as reader:
+        assert rows(reader, "SELECT count(*) > 0 FROM recsys.explain('m', 'u1', 'i1')") == [
+            (True,)]
 
 
 def test_serving_functions_pin_search_path(conn: psycopg.Connection) -> None:
