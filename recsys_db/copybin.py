@@ -110,8 +110,9 @@ def encode_vectors_arrays(ids: npt.NDArray[np.integer], factors: npt.NDArray[np.
         full = ~empty
         head_cols = np.arange(head_bytes.shape[1])
         out[(starts[:-1][full] + width)[:, None] + head_cols] = head_bytes[full]
-        short_cols = np.arange(12)
-        out[(starts[:-1][empty] + width)[:, None] + short_cols] = head_bytes[empty][:, :12]
+        # length, ndim, flags and element type: 16 bytes
+        short_cols = np.arange(16)
+        out[(starts[:-1][empty] + width)[:, None] + short_cols] = head_bytes[empty][:, :16]
         values = indices[indptr[start] : indptr[stop]]
         if values.size:
             elements = np.zeros(values.size, dtype=[("l", ">i4"), ("v", ">i4")])
