@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from recsys_db import queries, source, store, training
+from recsys_db import queries, source, training
 
 log = logging.getLogger(__name__)
 
@@ -129,16 +129,7 @@ def recover(conn: psycopg.Connection, *, lease: float, max_attempts: int,
 
 def _recover_model(conn: psycopg.Connection, model_id: int, model_name: str, *,
                    max_attempts: int, backoff: float) -> Recovered:
-    runs = [int(r[0]) for r in conn.execute(queries.text("job_fail_abandoned_runs"),
-                                            {"model_id": model_id}).fetchall()]
-    versions = conn.execute(queries.text("job_building_versions"),
-                            {"model_id": model_id}).fetchall()
-    if versions:
-        model = source.get_model(conn, model_name)
-        for version, user_table, item_table in versions:
-            store.discard(conn, model, store.VersionTables(
-                model_id=model.id, version=int(version), user_table=user_table,
-                item_table=item_table, index=str(model.params.get("index", "auto"))))
+    runs, versions = training.abandon(conn, source.get_model(conn, model_name))
     jobs: dict[int, str] = {}
     for job_id, worker in conn.execute(queries.text("job_expired"),
                                        {"model_id": model_id}).fetchall():
@@ -153,8 +144,8 @@ def _recover_model(conn: psycopg.Connection, model_id: int, model_name: str, *,
         status = retry(conn, job_id, f"worker {worker} stopped heartbeating (lease expired)",
                        max_attempts=max_attempts, backoff=backoff)
         jobs[job_id] = status or "unchanged"
-    recovered = Recovered(model=model_name, failed_runs=runs,
-                          discarded_versions=[int(v[0]) for v in versions], jobs=jobs)
+    recovered = Recovered(model=model_name, failed_runs=runs, discarded_versions=versions,
+                          jobs=jobs)
     log.warning("%s: recovered after a dead worker: %s", model_name, recovered)
     return recovered
 

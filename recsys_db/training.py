@@ -211,6 +211,24 @@ def _finish(url: str, result: RunResult) -> None:
             pause = min(pause * 2, 2.0)
 
 
+def abandon(conn: psycopg.Connection, model: source.ModelConfig) -> tuple[list[int], list[int]]:
+    """Clean up after runs of this model whose process died: mark their runs failed and
+    discard their half-built versions. Call it only while holding the model's training lock:
+    then no run of the model can be alive. Returns (failed run ids, discarded versions)."""
+    runs = [int(r[0]) for r in conn.execute(queries.text("job_fail_abandoned_runs"),
+                                            {"model_id": model.id}).fetchall()]
+    versions = conn.execute(queries.text("job_building_versions"),
+                            {"model_id": model.id}).fetchall()
+    for version, user_table, item_table in versions:
+        store.discard(conn, model, store.VersionTables(
+            model_id=model.id, version=int(version), user_table=user_table,
+            item_table=item_table, index=str(model.params.get("index", "auto"))))
+    if runs or versions:
+        log.warning("%s: cleaned up after a dead run: runs %s failed, versions %s discarded",
+                    model.name, runs, [int(v[0]) for v in versions])
+    return runs, [int(v[0]) for v in versions]
+
+
 def train(url: str, model_name: str, *, progress: Progress | None = None,
           worker: str | None = None) -> RunResult:
     """Train a new version of a model and activate it.
@@ -225,6 +243,7 @@ def train(url: str, model_name: str, *, progress: Progress | None = None,
                               (model_lock_key(model.id),)).fetchone()
         if not (locked and locked[0]):
             raise RecsysError(f'model "{model_name}" is already being trained')
+        abandon(conn, model)
         row = conn.execute(queries.text("start_run"), {
             "model_id": model.id, "kind": "full", "worker": worker or worker_name(),
             "params": Jsonb(model.params)}).fetchone()

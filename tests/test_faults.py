@@ -115,6 +115,10 @@ def test_kill_9_mid_training(db_url: str, conn: psycopg.Connection) -> None:
     result = training.train(db_url, "m")
     assert (result.status, result.version) == ("succeeded", 2)
     assert len(served(conn)) == 5
+    # the killed process's run was left 'running'; the next training marks it failed
+    assert rows(conn, "SELECT status, error LIKE 'abandoned: worker %' FROM recsys.runs"
+                      " ORDER BY run_id") == [("succeeded", None), ("failed", True),
+                                              ("succeeded", None)]
 
 
 def test_server_restart_mid_training(db_url: str, conn: psycopg.Connection,

@@ -159,6 +159,8 @@ def test_kill_9_mid_training_recovered_by_another_worker(
         holder.commit()
         holder.close()
     wait_for(conn, "SELECT active_version FROM recsys.models", lambda v: v == 3)
+    # the worker closes the job just after the version is activated
+    wait_for(conn, "SELECT status FROM recsys.jobs", lambda v: v == "succeeded")
     assert rows(conn, "SELECT version, status FROM recsys.versions ORDER BY version") == [
         (1, "ready"), (2, "failed"), (3, "ready")]
     assert rows(conn, "SELECT to_regclass('recsys.m1_v2_items')") == [(None,)]
