@@ -21,3 +21,33 @@ SELECT t.idx
   FROM recsys.model_version v, {users} u,
        LATERAL recsys._top_items(v, u.factors, u.seen, %(k)s) t
  WHERE v.model_id = %(model_id)s AND v.version = %(version)s AND u.idx = %(user)s;
+
+-- Key maps for source.load. `native` is the key in the source's own type where its equality is
+-- text equality (integers, text, uuid), so the big join below hashes integers, not strings;
+-- otherwise it is the text key. Indices still follow text order of the key.
+
+-- name: perf_create_user_map
+CREATE TEMP TABLE recsys_user_map AS
+SELECT (row_number() OVER (ORDER BY native::text) - 1)::integer AS idx, native::text AS key,
+       native
+  FROM (SELECT DISTINCT {user_native} AS native FROM {source} s
+         WHERE {user} IS NOT NULL AND {item} IS NOT NULL AND {raw_weight} IS NOT NULL
+           AND {event_ok}) keys;
+
+-- name: perf_create_item_map
+CREATE TEMP TABLE recsys_item_map AS
+SELECT (row_number() OVER (ORDER BY native::text) - 1)::integer AS idx, native::text AS key,
+       native
+  FROM (SELECT DISTINCT {item_native} AS native FROM {source} s
+         WHERE {user} IS NOT NULL AND {item} IS NOT NULL AND {raw_weight} IS NOT NULL
+           AND {event_ok}) keys;
+
+-- name: perf_copy_interactions
+-- One row of three arrays, not one row per interaction: reading a COPY row costs the client far
+-- more than the server's join (4 s against 0.3 s per million rows, measured).
+COPY (SELECT array_agg(u.idx), array_agg(i.idx), array_agg(({weight})::double precision)
+        FROM {source} s
+        JOIN recsys_user_map u ON u.native = {user_native}
+        JOIN recsys_item_map i ON i.native = {item_native}
+       WHERE {raw_weight} IS NOT NULL AND {event_ok} AND u.idx BETWEEN %(first)s AND %(last)s)
+  TO STDOUT (FORMAT BINARY);

@@ -22,6 +22,9 @@ from recsys_db.errors import ConfigError, DataError
 log = logging.getLogger(__name__)
 
 NUMERIC_TYPES = {"smallint", "integer", "bigint", "real", "double precision", "boolean"}
+ROWS_PER_COPY = 40_000_000  # about 500 MB of binary arrays in one value
+# Key types whose equality is equality of their text form: joined on as they are, not as text.
+NATIVE_KEY_TYPES = {"smallint", "integer", "bigint", "text", "uuid"}
 
 
 @dataclass(frozen=True)
@@ -140,10 +143,17 @@ def _expressions(model: ModelConfig, types: dict[str, str]) -> dict[str, sql.Com
         event_weight = sql.SQL("(CASE {}::text {} END)").format(column(model.event_column), cases)
         weight = sql.SQL("({} * {})").format(weight, event_weight)
         event_ok = sql.SQL("{} IS NOT NULL").format(event_weight)
+    def native(name: str) -> sql.Composable:
+        if types[name] in NATIVE_KEY_TYPES:
+            return column(name)
+        return sql.SQL("{}::text").format(column(name))
+
     return {
         "source": model.source,
         "user": column(model.user_column),
         "item": column(model.item_column),
+        "user_native": native(model.user_column),
+        "item_native": native(model.item_column),
         "raw_weight": raw_weight,
         "weight": weight,
         "event_ok": event_ok,
@@ -179,17 +189,26 @@ def load(conn: psycopg.Connection, model: ModelConfig) -> Interactions:
         row = conn.execute(queries.compose("count_rows", **parts)).fetchone()
         assert row is not None
         rows_read, skipped_null, skipped_event = (int(x) for x in row)
-        conn.execute(queries.compose("create_user_map", **parts))
-        conn.execute(queries.compose("create_item_map", **parts))
+        conn.execute(queries.compose("perf_create_user_map", **parts))
+        conn.execute(queries.compose("perf_create_item_map", **parts))
         conn.execute(queries.text("index_maps"))
         users_row = conn.execute("SELECT count(*) FROM recsys_user_map").fetchone()
         items_row = conn.execute("SELECT count(*) FROM recsys_item_map").fetchone()
         assert users_row is not None and items_row is not None
         users, items = int(users_row[0]), int(items_row[0])
-        buffer = bytearray()
-        with conn.cursor() as cur, cur.copy(queries.compose("copy_interactions", **parts)) as copy:
-            for block in copy:
-                buffer += block
+        # Users in ranges, so that no array nears PostgreSQL's 1 GB value limit.
+        parts_of_users = max(1, -(-rows_read // ROWS_PER_COPY))
+        step = -(-max(users, 1) // parts_of_users)
+        pieces = []
+        copy_query = queries.compose("perf_copy_interactions", **parts)
+        for first in range(0, max(users, 1), step):
+            buffer = bytearray()
+            with conn.cursor() as cur, cur.copy(
+                    copy_query, {"first": first, "last": first + step - 1}) as copy:
+                for block in copy:
+                    buffer += block
+            pieces.append(copybin.parse_array_row(buffer, (">i4", ">i4", ">f8")))
+            del buffer
     if rows_read == 0:
         raise DataError(f'source "{model.source_label}" of model "{model.name}" is empty')
     if users == 0:
@@ -197,8 +216,9 @@ def load(conn: psycopg.Connection, model: ModelConfig) -> Interactions:
             f'source "{model.source_label}" of model "{model.name}" has no usable rows: '
             f"{skipped_null} with NULL keys or weights, {skipped_event} with unmapped events"
         )
-    user_idx, item_idx, weights = copybin.parse_int_int_float(buffer)
-    del buffer
+    user_idx, item_idx, weights = (np.concatenate(column) for column in zip(*pieces,
+                                                                              strict=True))
+    del pieces
     _check_weights(model, weights)
     matrix = sp.csr_matrix((weights, (user_idx, item_idx)), shape=(users, items), dtype=np.float64)
     matrix.sum_duplicates()
