@@ -34,6 +34,7 @@ from psycopg.types.json import Jsonb
 from threadpoolctl import threadpool_limits
 
 from recsys_db import copybin, db, queries, source, training, weighting
+from recsys_db import watermark as marks
 from recsys_db.errors import ConfigError, DataError, RecsysError, TrainingError
 
 log = logging.getLogger(__name__)
@@ -85,28 +86,6 @@ class _Changes:
     watermark: str | None
 
 
-def current_watermark(conn: psycopg.Connection, model: source.ModelConfig) -> str | None:
-    """The newest value of the model's time column (as text), or None without one."""
-    if model.time_column is None:
-        return None
-    row = conn.execute(queries.compose(
-        "foldin_max_time", time=_time_expression(model), source=model.source)).fetchone()
-    return None if row is None else row[0]
-
-
-def record_watermark(conn: psycopg.Connection, model_id: int, version: int,
-                     value: str | None) -> None:
-    """Remember up to which time a version has seen the source (no-op for None)."""
-    if value is not None:
-        conn.execute(queries.text("foldin_record_watermark"),
-                     {"model_id": model_id, "version": version, "value": value})
-
-
-def _time_expression(model: source.ModelConfig) -> sql.Composable:
-    assert model.time_column is not None
-    return sql.SQL("s.{}").format(sql.Identifier(model.time_column))
-
-
 def fold_in(url: str, model_name: str, *, progress: Progress | None = None,
             worker: str | None = None) -> FoldInResult:
     """Fold users with new events (and new items) into the model's active version.
@@ -154,7 +133,7 @@ def fold_in(url: str, model_name: str, *, progress: Progress | None = None,
                     _write(conn, model, result.version, changes, user_vectors, item_vectors,
                            tables, int(dims))
             else:
-                record_watermark(conn, model.id, result.version, changes.watermark)
+                marks.record(conn, model.id, result.version, changes.watermark)
             result.status = "succeeded"
         except BaseException as exc:
             result.status = "failed"
@@ -205,11 +184,11 @@ def _load_changes(conn: psycopg.Connection, model: source.ModelConfig, version: 
         row = conn.execute(queries.text("foldin_watermark"),
                            {"model_id": model.id, "version": version}).fetchone()
         if model.time_column is not None and row is not None:
-            conn.execute(queries.compose("foldin_keys_since", time=_time_expression(model),
+            conn.execute(queries.compose("foldin_keys_since", time=marks.time_expression(model),
                                          **parts), {"watermark": row[0]})
         else:
             conn.execute(queries.compose("foldin_keys_changed", **parts))
-        watermark = current_watermark(conn, model)
+        watermark = marks.current(conn, model)
         conn.execute(queries.compose("foldin_map_users", **parts))
         conn.execute(queries.compose("foldin_map_items", **parts))
         buffer = bytearray()
@@ -331,5 +310,5 @@ def _write(conn: psycopg.Connection, model: source.ModelConfig, version: int,
             "model_id": model.id, "version": version})
         conn.execute(queries.compose("foldin_update_users", **tables))
         conn.execute(queries.compose("foldin_insert_users", **tables))
-        record_watermark(conn, model.id, version, changes.watermark)
+        marks.record(conn, model.id, version, changes.watermark)
         conn.execute(queries.text("drop_stage_tables"))

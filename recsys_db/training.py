@@ -27,6 +27,7 @@ from psycopg.types.json import Jsonb
 from threadpoolctl import threadpool_limits
 
 from recsys_db import db, evaluation, features, precompute, queries, source, store, weighting
+from recsys_db import watermark as marks
 from recsys_db.errors import RecsysError, TrainingError
 
 log = logging.getLogger(__name__)
@@ -211,6 +212,14 @@ def _finish(url: str, result: RunResult) -> None:
             pause = min(pause * 2, 2.0)
 
 
+def _watermark(conn: psycopg.Connection, model: source.ModelConfig) -> str | None:
+    # Read before the refresh: rows that arrive meanwhile are newer and get folded in later.
+    try:
+        return marks.current(conn, model)
+    except psycopg.errors.ObjectNotInPrerequisiteState:
+        return None  # a materialized view not populated yet; the refresh fills it
+
+
 def abandon(conn: psycopg.Connection, model: source.ModelConfig) -> tuple[list[int], list[int]]:
     """Clean up after runs of this model whose process died: mark their runs failed and
     discard their half-built versions. Call it only while holding the model's training lock:
@@ -252,6 +261,7 @@ def train(url: str, model_name: str, *, progress: Progress | None = None,
         stage = _Stages(result, progress)
         tables: store.VersionTables | None = None
         try:
+            since = _watermark(conn, model)
             with stage("refresh"):
                 source.refresh(conn, model)
             with stage("load"):
@@ -287,6 +297,7 @@ def train(url: str, model_name: str, *, progress: Progress | None = None,
                                                      item_factors)
                 with stage("activate"):
                     result.dropped_versions = store.activate(conn, model, tables, data)
+                marks.record(conn, model.id, tables.version, since)
                 result.status = "succeeded"
         except BaseException as exc:
             result.status = "failed"

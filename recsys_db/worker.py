@@ -264,11 +264,4 @@ class Worker:
         model = source.get_model(conn, job.model)
         if job.mode == "incremental" and model.active_version is not None:
             return foldin.fold_in(self.url, job.model, progress=progress, worker=self.name)
-        try:
-            watermark = foldin.current_watermark(conn, model)
-        except psycopg.errors.ObjectNotInPrerequisiteState:
-            watermark = None  # a materialized view not populated yet; training refreshes it
-        result = training.train(self.url, job.model, progress=progress, worker=self.name)
-        assert result.version is not None
-        foldin.record_watermark(conn, model.id, result.version, watermark)
-        return result
+        return training.train(self.url, job.model, progress=progress, worker=self.name)

@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 
-from recsys_db import foldin, worker
+from recsys_db import foldin, training, worker
 from recsys_db.errors import ConfigError
 
 from .conftest import rows
@@ -148,3 +148,15 @@ def test_incremental_request_and_errors(db_url: str, conn: psycopg.Connection) -
         conn.execute("SELECT recsys.request_refresh('m', mode => 'partial')")
     with pytest.raises(psycopg.errors.UndefinedObject, match='model "ghost" does not exist'):
         conn.execute("SELECT recsys.request_refresh('ghost')")
+
+
+def test_any_full_training_records_the_watermark(db_url: str, conn: psycopg.Connection) -> None:
+    make_events(conn)
+    training.train(db_url, "m")  # recsys-db train, not the worker
+    assert rows(conn, "SELECT version, value::timestamptz = '2024-01-01'"
+                      " FROM recsys.watermark") == [(1, True)]
+    conn.execute("INSERT INTO public.events VALUES ('late', 'a0', 1, '2024-03-01')")
+    assert run_worker_once(db_url) == 0  # the new row is due for fold-in, no full retrain
+    assert rows(conn, "SELECT kind, status FROM recsys.runs ORDER BY run_id") == [
+        ("full", "succeeded"), ("incremental", "succeeded")]
+    assert rows(conn, "SELECT reason FROM recsys.recommend('m', 'late', 1)") == [("als",)]

@@ -1,0 +1,35 @@
+"""How far in time a version has read its source: the newest value of the time column.
+
+Recorded per version in ``recsys.watermark`` by every full training; incremental fold-in takes
+users with rows newer than it.
+"""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+
+from recsys_db import queries
+from recsys_db.source import ModelConfig
+
+
+def time_expression(model: ModelConfig) -> sql.Composable:
+    """The model's time column, qualified with the source alias ``s``."""
+    assert model.time_column is not None
+    return sql.SQL("s.{}").format(sql.Identifier(model.time_column))
+
+
+def current(conn: psycopg.Connection, model: ModelConfig) -> str | None:
+    """The newest value of the model's time column (as text), or None without one."""
+    if model.time_column is None:
+        return None
+    row = conn.execute(queries.compose(
+        "foldin_max_time", time=time_expression(model), source=model.source)).fetchone()
+    return None if row is None else row[0]
+
+
+def record(conn: psycopg.Connection, model_id: int, version: int, value: str | None) -> None:
+    """Remember up to which time a version has seen the source (no-op for None)."""
+    if value is not None:
+        conn.execute(queries.text("foldin_record_watermark"),
+                     {"model_id": model_id, "version": version, "value": value})
