@@ -66,6 +66,8 @@ def encode_rows(model_id: int, version: int, left: Keys, left_idx: npt.NDArray[n
     Text fields vary in length, so rows are grouped by their two key lengths; within a group
     every row has the same layout and is built as one numpy record array.
     """
+    if not len(left_idx):
+        return b""
     left_len = left.lengths[left_idx]
     right_len = right.lengths[right_idx]
     group = left_len * (int(right.lengths.max(initial=0)) + 1) + right_len

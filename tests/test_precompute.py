@@ -132,6 +132,17 @@ def test_failed_run_and_dropped_model_leave_no_partitions(db_url: str,
     assert precompute.prune(conn) == []
 
 
+def test_nothing_left_to_recommend(db_url: str, conn: psycopg.Connection) -> None:
+    conn.execute("CREATE TABLE public.solo AS SELECT 'only' AS u, i FROM unnest('{x,y}'::text[]) i")
+    conn.execute("SELECT recsys.create_model('solo', 'public.solo', 'u', 'i',"
+                 " params => recsys.als(factors => 2, similar_items_k => 3))")
+    result = training.train(db_url, "solo")
+    assert result.precomputed == {"recommendation": 0, "similar_item": 2}
+    assert rows(conn, "SELECT count(*) FROM recsys.recommendations") == [(0,)]
+    assert rows(conn, "SELECT item_key, similar_item_key FROM recsys.similar_items_top"
+                      " ORDER BY 1") == [("x", "y"), ("y", "x")]
+
+
 def test_precompute_off(db_url: str, conn: psycopg.Connection) -> None:
     make_catalog(conn, "recsys.als(factors => 3, recommendations_k => 0)")
     result = training.train(db_url, "odd")
