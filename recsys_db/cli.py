@@ -165,6 +165,41 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                     as_json=args.json)
 
 
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from recsys_db import tuning
+
+    grid = tuning.parse_grid(args.grid)
+    bar = None
+    if not (args.json or args.quiet):
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(tuning.combinations(grid)), unit="trial", file=sys.stderr)
+
+    def advance(done: int, total: int, trial: tuning.Trial) -> None:
+        assert bar is not None
+        bar.set_postfix_str(" ".join(f"{k}={v}" for k, v in trial.params.items()))
+        bar.update(1)
+
+    result = tuning.tune(_url(args), args.model, grid, metric=args.metric, apply=args.apply,
+                         progress=advance if bar is not None else None)
+    if bar is not None:
+        bar.close()
+    if args.json:
+        _emit(args, result.as_dict())
+        return 0
+    name = f"{result.metric}@{result.k}"
+    _print_rows(["rank", *grid, name, "popular", "seconds", "error"], [
+        (rank, *(t.params[key] for key in grid),
+         None if t.value is None else f"{t.value:.4f}",
+         None if t.baseline is None else f"{t.baseline:.4f}", f"{t.seconds:.2f}", t.error)
+        for rank, t in enumerate(result.trials, start=1)])
+    if result.applied and result.best is not None:
+        print(f"applied to model {result.model}: "
+              + ", ".join(f"{k}={v}" for k, v in result.best.params.items())
+              + f"; train it with: recsys-db train {result.model}")
+    return 0
+
+
 def _cmd_worker(args: argparse.Namespace) -> int:
     from recsys_db import worker
 
@@ -246,6 +281,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("user")
     p.add_argument("-k", type=int, default=10)
     p.set_defaults(func=_cmd_recommend)
+
+    p = sub.add_parser("tune", help="grid search of training parameters on a holdout split",
+                       description="Fit every combination of the grid on the same holdout split, "
+                                   "rank them by a metric (stored in recsys.tuning_trials), and "
+                                   "optionally merge the best into the model's params.")
+    p.add_argument("model")
+    p.add_argument("--grid", nargs="+", required=True, metavar="NAME=V1,V2",
+                   help="e.g. factors=32,64,128 regularization=0.01,0.1")
+    p.add_argument("--metric", default="ndcg",
+                   help="metric that ranks the trials (default ndcg)")
+    p.add_argument("--apply", action="store_true",
+                   help="set the best combination on the model (train to use it)")
+    p.set_defaults(func=_cmd_tune)
 
     p = sub.add_parser("worker", help="run refresh jobs: requested, scheduled, incremental",
                        description="Claim and run refresh jobs until SIGTERM/SIGINT: requests "
