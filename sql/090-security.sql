@@ -68,6 +68,22 @@ BEGIN
         EXECUTE format('GRANT SELECT ON %s TO recsys_reader', rel);
     END LOOP;
 
+    -- Precomputed rows live in per-version partitions that training attaches; attaching needs
+    -- ownership of the partitioned parent, so the worker owns those two (the installer keeps
+    -- reading them through the views).
+    FOR rel IN SELECT c.oid::regclass FROM pg_class c
+                WHERE c.relnamespace = 'recsys'::regnamespace AND c.relkind = 'p'
+                  AND c.relowner <> 'recsys_worker'::regrole
+    LOOP
+        BEGIN
+            EXECUTE format('GRANT ALL ON %s TO %I', rel, current_user);
+            EXECUTE format('ALTER TABLE %s OWNER TO recsys_worker', rel);
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE NOTICE '% stays owned by %: only its owner can store precomputed rows',
+                rel, current_user
+                USING HINT = 'run install as a superuser, or GRANT recsys_worker TO the installer';
+        END;
+    END LOOP;
     GRANT USAGE, CREATE ON SCHEMA recsys TO recsys_worker;
     GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA recsys TO recsys_worker;
     GRANT USAGE ON ALL SEQUENCES IN SCHEMA recsys TO recsys_worker;
