@@ -21,8 +21,8 @@ RECALL_K = 10
 RECALL_SAMPLE = 200  # users whose top-10 is compared
 TIMING_SAMPLE = 40  # users timed per strategy when index = 'auto'
 EF_SEARCH_STEPS = (40, 80, 160, 320, 640)
-# index = 'auto' does not even build hnsw below this many items: an exact scan takes well
-# under a millisecond there (BENCHMARKS.md, MovieLens).
+# index = 'auto' does not even build hnsw below this many items: an exact scan takes about a
+# millisecond there (BENCHMARKS.md, MovieLens).
 AUTO_EXACT_BELOW = 5_000
 BUILD_MEMORY = "1GB"  # maintenance_work_mem for the hnsw build; beyond it the build crawls
 

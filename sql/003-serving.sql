@@ -27,11 +27,13 @@ CREATE OR REPLACE FUNCTION recsys._top_items(
     v recsys.model_version, query vector, skip integer[], k integer
 ) RETURNS TABLE (idx integer, key text, score double precision)
 LANGUAGE plpgsql STABLE
-SET hnsw.iterative_scan = 'relaxed_order' SET hnsw.ef_search = 40 SET enable_seqscan = on AS $$
+SET hnsw.iterative_scan = 'relaxed_order' SET hnsw.ef_search = 40
+SET enable_seqscan = on SET enable_indexscan = on AS $$
 BEGIN
+    -- set_config(..., true) here is local to this call: the SET clauses above restore on exit.
     IF v.index_kind = 'hnsw' THEN
-        -- Local to this call: the SET clauses above restore both on exit. The version was
-        -- measured with its index; the planner's guess of hnsw cost must not swap in a scan.
+        -- The version was measured with its index: the planner's guess of hnsw cost must not
+        -- swap in a scan.
         PERFORM set_config('hnsw.ef_search', greatest(v.index_ef_search, k)::text, true);
         PERFORM set_config('enable_seqscan', 'off', true);
         -- relaxed_order may return rows slightly out of order; callers sort by score
@@ -43,6 +45,9 @@ BEGIN
               LIMIT $3', v.item_table)
             USING query, skip, k;
     ELSE
+        -- An index on the table (an auto build that lost, kept by no one; or a version switched
+        -- to exact) would otherwise serve the first sort key, approximately.
+        PERFORM set_config('enable_indexscan', 'off', true);
         RETURN QUERY EXECUTE format(
             'SELECT i.idx, i.key, -(i.factors <#> $1)::double precision
                FROM recsys.%I i
