@@ -35,6 +35,9 @@ EXACT_QUERIES_LARGE = 100  # exact scans over a million items take long
 PGBENCH_SECONDS = 20
 PGBENCH_CLIENTS = 8
 LOOP_USERS = 20_000  # seed-000 loop: users timed, then scaled to all users
+# Precompute ranks a dense block of 4,096 users x all items at a time (recsys_db/precompute.py):
+# over 100k items that block and its argpartition outgrow a shared 24 GiB machine.
+PRECOMPUTE_MAX_ITEMS = 100_000
 
 
 @dataclass(frozen=True)
@@ -61,11 +64,13 @@ def prepare(conn: psycopg.Connection, name: str) -> Dataset:
         synthetic.load(conn, synthetic.SCALES[name], table)
         data = Dataset(name, "synthetic (power-law users and items, seeded)", table,
                        "user_id", "item_id", "weight")
+    items = synthetic.SCALES[name].items if name in synthetic.SCALES else 0
+    params = dict(PARAMS, recommendations_k=10 if items <= PRECOMPUTE_MAX_ITEMS else 0)
     conn.execute(
         "SELECT recsys.create_model(%s, %s::regclass, %s, %s, weight_column => %s,"
         " params => %s::jsonb)",
         (MODEL, data.table.as_string(conn), data.user, data.item, data.weight,
-         json.dumps(PARAMS)))
+         json.dumps(params)))
     return data
 
 
@@ -298,6 +303,54 @@ def bench_interested(url: str, version: dict[str, Any], user_factors: np.ndarray
             "users": len(user_factors), "speedup": peer / float(np.median(ours))}
 
 
+def _variant_recall(conn: psycopg.Connection, order: str, queries: np.ndarray,
+                    expected: list[set[int]], ef_search: int) -> float:
+    conn.execute(sql.SQL("SET hnsw.ef_search = {}").format(ef_search))
+    hits = 0
+    for query, want in zip(queries, expected, strict=True):
+        found = conn.execute(sql.SQL("SELECT idx FROM bench.items ORDER BY {} LIMIT 10")
+                             .format(sql.SQL(order)), {"q": query}).fetchall()
+        hits += len(want & {row[0] for row in found})
+    return hits / sum(len(want) for want in expected)
+
+
+def bench_index_variants(url: str, version: dict[str, Any], user_factors: np.ndarray,
+                         item_factors: np.ndarray) -> dict[str, Any]:
+    """hnsw recall@10 (no filter) of the two ways to search inner product: over the factors
+    (what store builds) and over items lifted to one norm by an extra dimension (l2)."""
+    rng = np.random.default_rng(2)
+    sample = rng.choice(len(user_factors), size=min(200, len(user_factors)), replace=False)
+    expected = [{int(i) for i in np.argpartition(-(item_factors @ user_factors[u]), 10)[:10]}
+                for u in sample]
+    norm = float(np.linalg.norm(item_factors.astype(np.float64), axis=1).max())
+    dims = item_factors.shape[1] + 1
+    lifted = (f"(factors || ARRAY[sqrt(greatest({norm!r} ^ 2 - vector_norm(factors) ^ 2, 0))]"
+              f"::vector)::vector({dims})")
+    variants = {
+        "inner product over factors": ("factors vector_ip_ops", "factors <#> %(q)s"),
+        "lifted, l2": (f"({lifted}) vector_l2_ops",
+                       f"{lifted} <-> (%(q)s || '[0]'::vector)::vector({dims})"),
+    }
+    found: dict[str, Any] = {}
+    with db.connect(url) as conn:
+        conn.execute(sql.SQL("CREATE TABLE bench.items AS SELECT idx, factors FROM {}")
+                     .format(sql.Identifier("recsys", version["item_table"])))
+        conn.execute("SET maintenance_work_mem = '1GB'")
+        conn.execute("SET enable_seqscan = off")
+        for name, (index, order) in variants.items():
+            create = sql.SQL("CREATE INDEX bench_items_hnsw ON bench.items USING hnsw ({})"
+                             ).format(sql.SQL(index))
+            start = time.perf_counter()
+            conn.execute(create)
+            build = time.perf_counter() - start
+            found[name] = {"build_s": build, **{
+                f"recall_ef{ef}": _variant_recall(conn, order, user_factors[sample], expected, ef)
+                for ef in (40, 200)}}
+            conn.execute("DROP INDEX bench.bench_items_hnsw")
+        conn.execute("DROP TABLE bench.items")
+    return found
+
+
 def run(url: str, name: str, repeats: int) -> dict[str, Any]:
     """Every figure for data set ``name`` in database ``url`` (recsys installed, empty)."""
     with db.connect(url) as conn:
@@ -323,12 +376,15 @@ def run(url: str, name: str, repeats: int) -> dict[str, Any]:
                                            seen)
     log.info("%s: pgbench", name)
     results["pgbench"] = bench_pgbench(url, len(user_keys))
-    log.info("%s: precompute", name)
-    results["precompute"] = bench_precompute(url, results["refresh"]["stages"], len(user_keys),
-                                             user_keys)
+    if "precompute" in results["refresh"]["stages"]:
+        log.info("%s: precompute", name)
+        results["precompute"] = bench_precompute(url, results["refresh"]["stages"],
+                                                 len(user_keys), user_keys)
     log.info("%s: interested_users", name)
     results["interested"] = bench_interested(url, version, user_factors, item_factors, seen,
                                              item_keys)
-    if version["index_kind"] == "exact" and version["items"] >= store.AUTO_EXACT_BELOW:
-        results["index_note"] = "auto measured exact faster than hnsw"
+    if version["items"] >= store.AUTO_EXACT_BELOW and version["items"] <= 200_000:
+        log.info("%s: index variants", name)
+        results["index_variants"] = bench_index_variants(url, version, user_factors,
+                                                         item_factors)
     return results
