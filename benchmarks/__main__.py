@@ -26,8 +26,10 @@ SCALES = ["ml100k", *synthetic.SCALES]
 def main() -> None:
     """Parse arguments and run the chosen scales."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--scale", action="append", choices=SCALES, required=True,
+    parser.add_argument("--scale", action="append", choices=SCALES, default=[],
                         help="data set to run (repeatable): ml100k (real) or synthetic size")
+    parser.add_argument("--report-only", action="store_true",
+                        help="only rewrite the report from the saved results")
     parser.add_argument("--repeat", type=int, default=3, help="runs per timed figure")
     parser.add_argument("--database-url", help="server to use (default: embedded, in "
                         "$RECSYS_DATA_DIR or /tmp/recsys-bench)")
@@ -35,6 +37,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.repeat < 1:
         parser.error(f"--repeat must be at least 1, not {args.repeat}")
+    if not args.scale and not args.report_only:
+        parser.error("give at least one --scale, or --report-only")
+    if args.report_only:
+        args.output.write_text(report.render(RESULTS))
+        print(f"wrote {args.output}")
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     server = args.database_url or embedded.start(Path("/tmp/recsys-bench/pgdata"))
     RESULTS.mkdir(exist_ok=True)
