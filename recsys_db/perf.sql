@@ -9,6 +9,9 @@ UPDATE recsys.model_version
 -- name: perf_build_memory
 SELECT set_config('maintenance_work_mem', %(memory)s, true);
 
+-- name: perf_load_memory
+SELECT set_config('work_mem', %(memory)s, true);
+
 -- name: perf_create_hnsw
 -- Inner product over the factors column itself, the ORDER BY of recsys._top_items.
 CREATE INDEX {index} ON {table} USING hnsw (factors vector_ip_ops);
