@@ -33,7 +33,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 from threadpoolctl import threadpool_limits
 
-from recsys_db import copybin, db, queries, source, training, weighting
+from recsys_db import copybin, db, precompute, queries, source, training, weighting
 from recsys_db import watermark as marks
 from recsys_db.errors import ConfigError, DataError, RecsysError, TrainingError
 
@@ -310,5 +310,7 @@ def _write(conn: psycopg.Connection, model: source.ModelConfig, version: int,
             "model_id": model.id, "version": version})
         conn.execute(queries.compose("foldin_update_users", **tables))
         conn.execute(queries.compose("foldin_insert_users", **tables))
+        precompute.refresh_users(conn, model.name, model.id, version,
+                                 int(model.params.get("recommendations_k", 0)), tables["users"])
         marks.record(conn, model.id, version, changes.watermark)
         conn.execute(queries.text("drop_stage_tables"))

@@ -207,6 +207,21 @@ def write(conn: psycopg.Connection, model_id: int, version: int, params: dict[st
     return written
 
 
+def refresh_users(conn: psycopg.Connection, model: str, model_id: int, version: int, k: int,
+                  users: sql.Identifier) -> int:
+    """Recompute the precomputed rows of the users staged by a fold-in (``recsys_stage_users``)
+    from ``recsys.recommend``; returns the rows written (0 when the version has none)."""
+    name = partition_name(model_id, version, RECOMMENDATIONS)
+    row = conn.execute("SELECT to_regclass(%s)", (f"recsys.{name}",)).fetchone()
+    if k <= 0 or row is None or row[0] is None:
+        return 0
+    cur = conn.execute(
+        queries.compose("quality_refresh_recommendations", users=users,
+                        partition=sql.Identifier("recsys", name)),
+        {"model_id": model_id, "version": version, "model": model, "k": k})
+    return int(cur.rowcount)
+
+
 def discard(conn: psycopg.Connection, model_id: int, version: int) -> None:
     """Drop a version's partitions (those that exist)."""
     for kind in KINDS:

@@ -78,3 +78,15 @@ UPDATE recsys.tuning
 UPDATE recsys.model
    SET params = recsys._check_params(params || %(params)s::jsonb), updated_at = now()
  WHERE id = %(model_id)s;
+
+-- name: quality_refresh_recommendations
+-- After a fold-in: replace the precomputed rows of the users in recsys_stage_users with what
+-- recsys.recommend serves now.
+WITH changed AS (
+    SELECT u.key FROM recsys_stage_users s JOIN {users} u ON u.idx = s.idx
+), gone AS (
+    DELETE FROM {partition} p USING changed c WHERE p.user_key = c.key
+)
+INSERT INTO {partition} (model_id, version, user_key, rank, item_key, score)
+SELECT %(model_id)s, %(version)s, c.key, r.rank, r.item_key, r.score
+  FROM changed c, recsys.recommend(%(model)s, c.key, %(k)s) r;

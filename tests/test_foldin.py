@@ -73,6 +73,10 @@ def test_new_user_gets_recalculate_user_vector(db_url: str, conn: psycopg.Connec
     assert [r[2] for r in recs] == ["als"] * 3
     assert recs[0][0] == "a5"  # the one a-item the user has not seen, not a popular b-item
     assert [r[0] for r in recs] != popular
+    # the precomputed rows of the folded-in user follow (recommendations_k defaults to 10)
+    assert rows(conn, "SELECT item_key, rank FROM recsys.recommendations"
+                      " WHERE model = 'm' AND user_key = 'newbie' ORDER BY rank") == rows(
+        conn, "SELECT item_key, rank FROM recsys.recommend('m', 'newbie', 10)")
 
     # the stored vector is what implicit computes for this history against the item factors
     users, items = version_tables(conn)
