@@ -132,9 +132,15 @@ UPDATE recsys.model_version
 UPDATE recsys.model SET active_version = %(version)s, updated_at = now() WHERE id = %(model_id)s;
 
 -- name: expired_versions
-SELECT version, user_table, item_table FROM recsys.model_version
- WHERE model_id = %(model_id)s AND status = 'ready' AND version <> %(active)s
- ORDER BY version DESC OFFSET %(keep)s - 1;
+-- Versions beyond retention whose retirement is older than every open transaction of this
+-- database (one that started before could still see them as active); the rest wait.
+SELECT version, user_table, item_table FROM (
+    SELECT version, user_table, item_table, retired_at FROM recsys.model_version
+     WHERE model_id = %(model_id)s AND status = 'ready' AND version <> %(active)s
+     ORDER BY version DESC OFFSET %(keep)s - 1) beyond
+ WHERE retired_at IS NULL
+    OR retired_at < (SELECT coalesce(min(xact_start), 'infinity') FROM pg_stat_activity
+                      WHERE datname = current_database() AND pid <> pg_backend_pid());
 
 -- name: drop_version_tables
 DROP TABLE IF EXISTS {user_table}, {item_table};

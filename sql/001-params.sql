@@ -11,7 +11,7 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
         'bm25_k1', 100.0,
         'bm25_b', 0.8,
         'random_state', 42,
-        'keep_versions', 3,
+        'keep_versions', 2,
         'index', 'auto',
         'eval_split', 'auto',
         'eval_k', 10,

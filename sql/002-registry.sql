@@ -245,3 +245,21 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION recsys.rollback IS 'activate a kept version of a model';
+
+-- Versions remember when they stop being active (activation of another one, rollback), so that
+-- retention can wait until every transaction that may still read them has ended.
+CREATE OR REPLACE FUNCTION recsys._track_active_version() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF OLD.active_version IS DISTINCT FROM NEW.active_version THEN
+        UPDATE recsys.model_version SET retired_at = clock_timestamp()
+         WHERE model_id = NEW.id AND version = OLD.active_version;
+        UPDATE recsys.model_version SET retired_at = NULL
+         WHERE model_id = NEW.id AND version = NEW.active_version;
+    END IF;
+    RETURN NULL;
+END
+$$;
+DROP TRIGGER IF EXISTS track_active_version ON recsys.model;
+CREATE TRIGGER track_active_version AFTER UPDATE OF active_version ON recsys.model
+    FOR EACH ROW EXECUTE FUNCTION recsys._track_active_version();

@@ -186,3 +186,20 @@ def test_readers_see_no_errors_during_swaps(db_url: str, conn: psycopg.Connectio
     assert problems == []
     assert counts["queries"] > 100
     assert rows(conn, "SELECT active_version FROM recsys.models") == [(10,)]
+
+
+def test_retention_waits_for_transactions_that_may_read_a_version(
+        db_url: str, conn: psycopg.Connection) -> None:
+    make_model(conn, keep=1)
+    training.train(db_url, "m")
+    with db.connect(db_url, autocommit=False) as reader:
+        reader.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        before = served(reader)  # this snapshot sees version 1 as the active one
+        training.train(db_url, "m")
+        assert rows(conn, "SELECT version, status FROM recsys.versions ORDER BY version") == [
+            (1, "ready"), (2, "ready")]  # keep_versions 1, but a reader may still need v1
+        assert served(reader) == before
+        reader.commit()
+    training.train(db_url, "m")
+    assert rows(conn, "SELECT version, status FROM recsys.versions ORDER BY version") == [
+        (1, "dropped"), (2, "dropped"), (3, "ready")]

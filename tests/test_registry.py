@@ -40,7 +40,7 @@ def test_create_model_registers_config(conn: psycopg.Connection, events: str) ->
 def test_als_merges_defaults(conn: psycopg.Connection) -> None:
     (params,) = rows(conn, "SELECT recsys.als(factors => 16, weighting => 'bm25')")[0]
     assert params["factors"] == 16 and params["weighting"] == "bm25"
-    assert params["iterations"] == 15 and params["keep_versions"] == 3
+    assert params["iterations"] == 15 and params["keep_versions"] == 2
 
 
 @pytest.mark.parametrize(("call", "message"), [
