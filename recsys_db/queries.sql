@@ -142,6 +142,9 @@ SELECT version, user_table, item_table FROM (
     OR retired_at < (SELECT coalesce(min(xact_start), 'infinity') FROM pg_stat_activity
                       WHERE datname = current_database() AND pid <> pg_backend_pid());
 
+-- name: drop_lock_timeout
+SET LOCAL lock_timeout = '200ms';
+
 -- name: drop_version_tables
 DROP TABLE IF EXISTS {user_table}, {item_table};
 

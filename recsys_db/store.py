@@ -211,9 +211,17 @@ def activate(conn: psycopg.Connection, model: ModelConfig, tables: VersionTables
             "model_id": model.id, "active": tables.version,
             "keep": int(model.params["keep_versions"])}).fetchall()
         for version, user_table, item_table in expired:
-            conn.execute(queries.compose(
-                "drop_version_tables", user_table=sql.Identifier("recsys", user_table),
-                item_table=sql.Identifier("recsys", item_table)))
+            try:
+                # A reader still inside an old version holds a lock on its tables: do not wait
+                # for it (nor make new readers queue behind the drop); try again next time.
+                with conn.transaction():
+                    conn.execute(queries.text("drop_lock_timeout"))
+                    conn.execute(queries.compose(
+                        "drop_version_tables", user_table=sql.Identifier("recsys", user_table),
+                        item_table=sql.Identifier("recsys", item_table)))
+            except psycopg.errors.LockNotAvailable:
+                log.info("%s: version %d is still being read; dropped later", model.name, version)
+                continue
             conn.execute(queries.text("mark_dropped"), {"model_id": model.id, "version": version})
             dropped.append(int(version))
     return dropped

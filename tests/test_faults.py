@@ -203,3 +203,22 @@ def test_retention_waits_for_transactions_that_may_read_a_version(
     training.train(db_url, "m")
     assert rows(conn, "SELECT version, status FROM recsys.versions ORDER BY version") == [
         (1, "dropped"), (2, "dropped"), (3, "ready")]
+
+
+def test_retention_does_not_wait_for_a_reader_holding_an_old_version(
+        db_url: str, conn: psycopg.Connection) -> None:
+    make_model(conn, keep=2)
+    training.train(db_url, "m")
+    (old_items,), = rows(conn, "SELECT item_table FROM recsys.model_version")
+    training.train(db_url, "m")  # version 1 retired, kept for rollback
+    with db.connect(db_url, autocommit=False) as reader:
+        # a reader inside the retired version's table (say, a report reading it directly)
+        reader.execute(f"SELECT count(*) FROM recsys.{old_items}")
+        started = time.monotonic()
+        training.train(db_url, "m")  # version 1 is now beyond retention, but locked
+        assert time.monotonic() - started < 20
+        assert rows(conn, "SELECT version, status FROM recsys.versions ORDER BY version") == [
+            (1, "ready"), (2, "ready"), (3, "ready")]
+    training.train(db_url, "m")
+    assert rows(conn, "SELECT version, status FROM recsys.versions ORDER BY version") == [
+        (1, "dropped"), (2, "dropped"), (3, "ready"), (4, "ready")]
