@@ -41,6 +41,14 @@ READING = """\
   and bounds the pgbench throughput on 2 cores shared by pgbench itself.
 - **interested_users** is one exact scan over the user factors; seed 000 calls recommend for
   every user, so its cost grows with users times items.
+- **25m (incomplete).** One 25m run was stopped before it wrote results, so no 25m figures
+  appear above. Its refresh finished and recorded its stages in `recsys.runs`: load 75 s, fit
+  217 s, write 431 s (the hnsw build over 1M items and its recall checks; `auto` then kept
+  exact, so hnsw did not reach recall@10 0.98 within ef_search 640 there), about 724 s in all.
+  Four samples of the machine's used memory taken by hand with `free` during it (data load,
+  fit, index build) showed at most 6 GiB of 23.5 GiB; the true peak was not captured, so the
+  24 GiB goal stays unmeasured. The run was stopped while the precompute peer looped recommend over
+  20,000 users with exact scans of a million items; that loop is now sized by catalog.
 """
 
 

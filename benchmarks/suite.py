@@ -267,11 +267,11 @@ def bench_pgbench(url: str, users: int) -> dict[str, Any]:
             "latency_avg_ms": float(latency.group(1)) if latency else None}
 
 
-def bench_precompute(url: str, stages: dict[str, float], users: int,
+def bench_precompute(url: str, stages: dict[str, float], users: int, items: int,
                      user_keys: list[str]) -> dict[str, Any]:
     """All users' top-10 written by the refresh (stage 'precompute') vs the same rows from a SQL
     loop of recsys.recommend over users, written to a table."""
-    count = min(LOOP_USERS, len(user_keys))
+    count = min(LOOP_USERS, len(user_keys), LOOP_USERS * 10_000 // max(items, 1) + 100)
     with db.connect(url) as conn:
         conn.execute("CREATE TEMP TABLE loop_top (user_key text, item_key text, rank integer)")
         seconds, _ = measure.timed(lambda: conn.execute(
@@ -376,10 +376,10 @@ def run(url: str, name: str, repeats: int) -> dict[str, Any]:
                                            seen)
     log.info("%s: pgbench", name)
     results["pgbench"] = bench_pgbench(url, len(user_keys))
-    if "precompute" in results["refresh"]["stages"]:
+    if int(version["params"].get("recommendations_k", 0)) > 0:
         log.info("%s: precompute", name)
         results["precompute"] = bench_precompute(url, results["refresh"]["stages"],
-                                                 len(user_keys), user_keys)
+                                                 len(user_keys), len(item_keys), user_keys)
     log.info("%s: interested_users", name)
     results["interested"] = bench_interested(url, version, user_factors, item_factors, seen,
                                              item_keys)
