@@ -24,9 +24,15 @@ from recsys_db import copybin, evaluation, queries
 
 log = logging.getLogger(__name__)
 
-# users (or items) ranked at once: a batch x items float32 score matrix stays in cache-sized
-# pieces
+# users (or items) ranked at once: at most 4096, and fewer for big catalogs so that the
+# batch x items float32 score matrix (plus argpartition's int64 indices) stays near 1 GiB
 BATCH_USERS = 4096
+BATCH_SCORES = 2**26
+
+
+def batch_size(items: int) -> int:
+    """Rows ranked at once against ``items`` columns."""
+    return max(1, min(BATCH_USERS, BATCH_SCORES // max(1, items)))
 
 
 @dataclass(frozen=True)
@@ -136,8 +142,9 @@ def recommendation_blocks(user_factors: np.ndarray, item_factors: np.ndarray,
                           items: Keys) -> Iterator[bytes]:
     """COPY blocks of each user's top k unseen items, in batches of users."""
     k = min(k, item_factors.shape[0])
-    for start in range(0, seen.shape[0], BATCH_USERS):
-        stop = min(start + BATCH_USERS, seen.shape[0])
+    batch = batch_size(item_factors.shape[0])
+    for start in range(0, seen.shape[0], batch):
+        stop = min(start + batch, seen.shape[0])
         ids, scores = top_unseen(user_factors[start:stop], item_factors, seen[start:stop], k)
         rows, ranks, item_idx, values = _ranked(ids, scores, start)
         yield encode_rows(model_id, version, users, rows, ranks, items, item_idx, values)
@@ -150,8 +157,9 @@ def similar_item_blocks(model: AlternatingLeastSquares, k: int, model_id: int, v
     k = min(k, count - 1)
     if k <= 0:
         return
-    for start in range(0, count, BATCH_USERS):
-        chunk = np.arange(start, min(start + BATCH_USERS, count))
+    batch = batch_size(count)
+    for start in range(0, count, batch):
+        chunk = np.arange(start, min(start + batch, count))
         ids, scores = model.similar_items(chunk, N=k + 1)
         ids, scores = ids.reshape(len(chunk), k + 1), scores.reshape(len(chunk), k + 1)
         keep = ids != chunk[:, None]

@@ -34,33 +34,11 @@ SELECT count(*),
                           AND {raw_weight} IS NOT NULL AND NOT ({event_ok}))
   FROM {source} s;
 
--- name: create_user_map
-CREATE TEMP TABLE recsys_user_map AS
-SELECT (row_number() OVER (ORDER BY key) - 1)::integer AS idx, key
-  FROM (SELECT DISTINCT {user}::text AS key FROM {source} s
-         WHERE {user} IS NOT NULL AND {item} IS NOT NULL AND {raw_weight} IS NOT NULL
-           AND {event_ok}) keys;
-
--- name: create_item_map
-CREATE TEMP TABLE recsys_item_map AS
-SELECT (row_number() OVER (ORDER BY key) - 1)::integer AS idx, key
-  FROM (SELECT DISTINCT {item}::text AS key FROM {source} s
-         WHERE {user} IS NOT NULL AND {item} IS NOT NULL AND {raw_weight} IS NOT NULL
-           AND {event_ok}) keys;
-
 -- name: index_maps
 CREATE UNIQUE INDEX ON recsys_user_map (key) INCLUDE (idx);
 CREATE UNIQUE INDEX ON recsys_item_map (key) INCLUDE (idx);
 ANALYZE recsys_user_map;
 ANALYZE recsys_item_map;
-
--- name: copy_interactions
-COPY (SELECT u.idx, i.idx, ({weight})::double precision
-        FROM {source} s
-        JOIN recsys_user_map u ON u.key = {user}::text
-        JOIN recsys_item_map i ON i.key = {item}::text
-       WHERE {raw_weight} IS NOT NULL AND {event_ok})
-  TO STDOUT (FORMAT BINARY);
 
 -- name: drop_maps
 DROP TABLE IF EXISTS recsys_user_map, recsys_item_map;

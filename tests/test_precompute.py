@@ -148,3 +148,11 @@ def test_precompute_off(db_url: str, conn: psycopg.Connection) -> None:
     result = training.train(db_url, "odd")
     assert result.precomputed == {}
     assert partitions(conn) == []
+
+
+def test_batches_shrink_for_big_catalogs() -> None:
+    from recsys_db import precompute
+
+    assert precompute.batch_size(2_000) == precompute.BATCH_USERS
+    assert precompute.batch_size(1_000_000) * 1_000_000 <= precompute.BATCH_SCORES
+    assert precompute.batch_size(10**9) == 1
