@@ -73,3 +73,9 @@ def test_wheel_ships_sql_and_alembic(tmp_path: Path) -> None:
     assert "recsys_db/alembic/env.py" in names
     assert "recsys_db/alembic/versions/0001_registry.py" in names
     assert "recsys_db/queries.sql" in names
+
+
+def test_no_leftover_function_overloads(conn: psycopg.Connection) -> None:
+    # a changed signature needs a DROP of the old one in an alembic revision
+    assert rows(conn, "SELECT proname FROM pg_proc WHERE pronamespace = 'recsys'::regnamespace"
+                      " GROUP BY proname HAVING count(*) > 1") == []
