@@ -103,7 +103,7 @@ def _progress(args: argparse.Namespace) -> training.Progress | None:
 
     def report(stage: str, state: str) -> None:
         if state == "start":
-            print(f"  {stage:<9}", end="", flush=True, file=sys.stderr)
+            print(f"  {stage:<10}", end="", flush=True, file=sys.stderr)
         else:
             print(f" {state}", file=sys.stderr)
 

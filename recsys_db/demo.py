@@ -72,22 +72,26 @@ def run(url: str, *, user: str, item: str, data_source: str, as_json: bool) -> i
 
     def progress(stage: str, state: str) -> None:
         if not as_json and state != "start":
-            print(f"   {stage:<9} {state}")
+            print(f"   {stage:<10} {state}")
 
     result = training.train(url, MODEL, progress=progress)
     _say(as_json, f"   version {result.version} active: {result.users} users, {result.items} "
                   f"movies, {result.nnz:,} interactions")
     with db.connect(url) as conn:
+        metrics = _table(conn, queries.text("demo_metrics"), {"run": result.run_id})
         history = _table(conn, queries.text("demo_user_history"), {"user": user})
         recommend = _table(conn, queries.text("demo_recommend"), {"user": user})
         title_row = conn.execute(queries.text("demo_title"), {"item": item}).fetchone()
         similar = _table(conn, queries.text("demo_similar"), {"item": item})
     title = title_row[0] if title_row else f"item {item}"
     if as_json:
-        print(json.dumps({"run": result.as_dict(), "user": user, "history": history,
+        print(json.dumps({"run": result.as_dict(), "metrics": metrics, "user": user,
+                          "history": history,
                           "recommendations": recommend, "item": item, "title": title,
                           "similar": similar}, indent=2, default=str))
         return 0
+    print("\n   quality on a held-out split, stored in recsys.metrics (ALS vs popularity):\n")
+    print(_render(metrics))
     print(f"\n4. user {user} liked, among others:\n")
     print(_render(history))
     print("\n   recommendations, straight from SQL:\n")

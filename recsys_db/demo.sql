@@ -49,3 +49,11 @@ SELECT s.rank, m.title, round(s.score::numeric, 3) AS similarity
 
 -- name: demo_title
 SELECT title FROM movielens.movies WHERE item_id = %(item)s::integer;
+
+-- name: demo_metrics
+SELECT metric,
+       round(max(value) FILTER (WHERE recommender = 'als')::numeric, 3) AS als,
+       round(max(value) FILTER (WHERE recommender = 'popular')::numeric, 3) AS popular
+  FROM recsys.metrics
+ WHERE run_id = %(run)s AND metric IN ('precision', 'recall', 'ndcg', 'coverage')
+ GROUP BY metric ORDER BY metric;

@@ -85,6 +85,7 @@ def test_demo_end_to_end(db_url: str, conn: psycopg.Connection) -> None:
     assert out.returncode == 0, out.stderr
     assert "FROM recsys.recommend('movielens', '196', k => 10)" in out.stdout
     assert "Return of the Jedi" in out.stdout.split("movies similar to Star Wars")[1]
+    assert "quality on a held-out split" in out.stdout
     liked = {r[0] for r in rows(conn, "SELECT item_id::text FROM movielens.liked"
                                       " WHERE user_id = 196")}
     recs = rows(conn, "SELECT item_key, reason FROM recsys.recommend('movielens', '196', 10)")
@@ -93,6 +94,8 @@ def test_demo_end_to_end(db_url: str, conn: psycopg.Connection) -> None:
     # running it again replaces the demo data and model cleanly
     again = json.loads(cli("--database-url", db_url, "--json", "demo").stdout)
     assert again["run"]["version"] == 1 and len(again["recommendations"]) == 10
+    ndcg = {m["metric"]: m for m in again["metrics"]}["ndcg"]
+    assert float(ndcg["als"]) > float(ndcg["popular"])
 
 
 def test_demo_refuses_foreign_schema(db_url: str, conn: psycopg.Connection) -> None:
