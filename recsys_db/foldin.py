@@ -163,12 +163,11 @@ def _stage(result: FoldInResult, progress: Progress | None, name: str) -> Iterat
 
 
 def _finish(url: str, result: FoldInResult) -> None:
-    with db.connect(url, vector=False) as conn:
-        conn.execute(queries.text("finish_run"), {
-            "run_id": result.run_id, "status": result.status, "version": result.version,
-            "rows_read": result.rows_read, "rows_skipped_null": None,
-            "rows_skipped_event": None, "users": result.users, "items": result.new_items,
-            "nnz": result.nnz, "stages": Jsonb(result.stages), "error": result.error})
+    training.record_finish(url, result.model, {
+        "run_id": result.run_id, "status": result.status, "version": result.version,
+        "rows_read": result.rows_read, "rows_skipped_null": None,
+        "rows_skipped_event": None, "users": result.users, "items": result.new_items,
+        "nnz": result.nnz, "stages": Jsonb(result.stages), "error": result.error})
 
 
 def _load_changes(conn: psycopg.Connection, model: source.ModelConfig, version: int,

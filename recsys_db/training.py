@@ -188,28 +188,35 @@ class _Stages:
 FINISH_RETRY_SECONDS = 30.0
 
 
-def _finish(url: str, result: RunResult) -> None:
-    # A fresh connection: the training connection may be the thing that broke. When the server
-    # itself went away (a restart), keep trying for a while so the run does not stay 'running'.
+def record_finish(url: str, model: str, values: dict[str, Any]) -> None:
+    """Write a run's outcome (the ``finish_run`` parameters) on a fresh connection.
+
+    The training connection may be the thing that broke; when the server itself went away (a
+    restart), keep trying for a while so that the run does not stay 'running'.
+    """
     deadline = time.monotonic() + FINISH_RETRY_SECONDS
     pause = 0.1
     while True:
         try:
             with db.connect(url, vector=False) as conn:
-                conn.execute(queries.text("finish_run"), {
-                    "run_id": result.run_id, "status": result.status, "version": result.version,
-                    "rows_read": result.rows_read, "rows_skipped_null": result.rows_skipped_null,
-                    "rows_skipped_event": result.rows_skipped_event, "users": result.users,
-                    "items": result.items, "nnz": result.nnz, "stages": Jsonb(result.stages),
-                    "error": result.error})
+                conn.execute(queries.text("finish_run"), values)
             return
         except psycopg.OperationalError as exc:
             if time.monotonic() > deadline:
                 raise
-            log.warning("%s: cannot record run %d yet (%s); retrying", result.model,
-                        result.run_id, str(exc).strip().splitlines()[0])
+            log.warning("%s: cannot record run %d yet (%s); retrying", model, values["run_id"],
+                        str(exc).strip().splitlines()[0])
             time.sleep(pause)
             pause = min(pause * 2, 2.0)
+
+
+def _finish(url: str, result: RunResult) -> None:
+    record_finish(url, result.model, {
+        "run_id": result.run_id, "status": result.status, "version": result.version,
+        "rows_read": result.rows_read, "rows_skipped_null": result.rows_skipped_null,
+        "rows_skipped_event": result.rows_skipped_event, "users": result.users,
+        "items": result.items, "nnz": result.nnz, "stages": Jsonb(result.stages),
+        "error": result.error})
 
 
 def _watermark(conn: psycopg.Connection, model: source.ModelConfig) -> str | None:
