@@ -32,6 +32,18 @@ def _slow_load(conn: psycopg.Connection) -> dict[tuple[str, str], float]:
     return {pair: weight for pair, weight in summed.items() if weight != 0}
 
 
+def _fast_load(conn: psycopg.Connection) -> tuple[source.Interactions, list[str], list[str]]:
+    """Load model 'm' the fast way and assert it equals the row-by-row load."""
+    data = source.load(conn, source.get_model(conn, "m"))
+    users = [r[0] for r in rows(conn, "SELECT key FROM recsys_user_map ORDER BY idx")]
+    items = [r[0] for r in rows(conn, "SELECT key FROM recsys_item_map ORDER BY idx")]
+    coo = data.matrix.tocoo()
+    fast = {(users[u], items[i]): float(w) for u, i, w in zip(coo.row, coo.col, coo.data,
+                                                              strict=True)}
+    assert fast == _slow_load(conn)
+    return data, users, items
+
+
 def test_fast_load_yields_the_same_matrix_as_the_slow_one(conn: psycopg.Connection,
                                                           db_url: str) -> None:
     conn.execute("CREATE TABLE events (user_id text, item_id text, weight integer)")
@@ -40,13 +52,7 @@ def test_fast_load_yields_the_same_matrix_as_the_slow_one(conn: psycopg.Connecti
             copy.write_row(event)
     conn.execute("SELECT recsys.create_model('m', 'events', 'user_id', 'item_id',"
                  " weight_column => 'weight')")
-    data = source.load(conn, source.get_model(conn, "m"))
-    users = [r[0] for r in rows(conn, "SELECT key FROM recsys_user_map ORDER BY idx")]
-    items = [r[0] for r in rows(conn, "SELECT key FROM recsys_item_map ORDER BY idx")]
-    coo = data.matrix.tocoo()
-    fast = {(users[u], items[i]): float(w) for u, i, w in zip(coo.row, coo.col, coo.data,
-                                                              strict=True)}
-    assert fast == _slow_load(conn)
+    data, users, items = _fast_load(conn)
     assert (data.rows_read, data.rows_skipped_null) == (len(EVENTS), 3)
     # carol's only usable row weighs 0: she is a user with nothing seen
     assert data.matrix.shape == (len(users), len(items)) == (8, 4)
@@ -64,13 +70,7 @@ def test_fast_load_matches_on_synthetic_power_law_data(conn: psycopg.Connection)
     conn.execute("CREATE VIEW events AS SELECT user_id, item_id, weight FROM bench.events")
     conn.execute("SELECT recsys.create_model('m', 'events', 'user_id', 'item_id',"
                  " weight_column => 'weight')")
-    data = source.load(conn, source.get_model(conn, "m"))
-    users = [r[0] for r in rows(conn, "SELECT key FROM recsys_user_map ORDER BY idx")]
-    items = [r[0] for r in rows(conn, "SELECT key FROM recsys_item_map ORDER BY idx")]
-    coo = data.matrix.tocoo()
-    fast = {(users[u], items[i]): float(w) for u, i, w in zip(coo.row, coo.col, coo.data,
-                                                              strict=True)}
-    assert fast == _slow_load(conn)
+    data, _, _ = _fast_load(conn)
     assert (data.users, data.items, data.rows_read) == (500, 300, 20_000)
 
 
