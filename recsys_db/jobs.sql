@@ -211,6 +211,8 @@ UPDATE {items} i SET popularity = i.popularity + d.delta
 -- name: foldin_version_counts
 UPDATE recsys.model_version v
    SET users = v.users + %(new_users)s, items = v.items + %(new_items)s,
+       -- new items may enter any user's top-k: precomputed rows stop standing in for a search
+       precomputed_k = CASE WHEN %(new_items)s > 0 THEN 0 ELSE v.precomputed_k END,
        nnz = v.nnz + (SELECT coalesce(sum(cardinality(s.seen)), 0) FROM recsys_stage_users s)
                    - (SELECT coalesce(sum(cardinality(u.seen)), 0)
                         FROM {users} u JOIN recsys_stage_users s ON s.idx = u.idx)

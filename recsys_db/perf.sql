@@ -6,6 +6,11 @@ UPDATE recsys.model_version
        index_recall = %(recall)s
  WHERE model_id = %(model_id)s AND version = %(version)s;
 
+-- name: perf_set_precomputed
+-- recsys.recommend reads up to this many rows per user from the version's partition.
+UPDATE recsys.model_version SET precomputed_k = %(k)s
+ WHERE model_id = %(model_id)s AND version = %(version)s;
+
 -- name: perf_build_memory
 SELECT set_config('maintenance_work_mem', %(memory)s, true);
 

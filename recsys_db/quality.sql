@@ -80,8 +80,8 @@ UPDATE recsys.model
  WHERE id = %(model_id)s;
 
 -- name: quality_refresh_recommendations
--- After a fold-in: replace the precomputed rows of the users in recsys_stage_users with what
--- recsys.recommend serves now.
+-- After a fold-in: replace the precomputed rows of the users in recsys_stage_users with what a
+-- live search returns now (recsys.recommend itself would read the rows being replaced).
 WITH changed AS (
     SELECT u.key FROM recsys_stage_users s JOIN {users} u ON u.idx = s.idx
 ), gone AS (
@@ -89,4 +89,6 @@ WITH changed AS (
 )
 INSERT INTO {partition} (model_id, version, user_key, rank, item_key, score)
 SELECT %(model_id)s, %(version)s, c.key, r.rank, r.item_key, r.score
-  FROM changed c, recsys.recommend(%(model)s, c.key, %(k)s) r;
+  FROM changed c, recsys.model_version v,
+       recsys._recommend_live(v, %(model)s, c.key, %(k)s, true) r
+ WHERE v.model_id = %(model_id)s AND v.version = %(version)s;

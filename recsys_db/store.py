@@ -20,7 +20,7 @@ RECALL_TARGET = 0.98  # recall@10 an hnsw index must reach against exact search 
 RECALL_K = 10
 RECALL_SAMPLE = 200  # users whose top-10 is compared
 TIMING_SAMPLE = 40  # users timed per strategy when index = 'auto'
-EF_SEARCH_STEPS = (40, 80, 160, 320, 640)
+EF_SEARCH_STEPS = (10, 20, 40, 80, 160, 320, 640)
 # index = 'auto' does not even build hnsw below this many items: an exact scan takes about a
 # millisecond there (BENCHMARKS.md, MovieLens).
 AUTO_EXACT_BELOW = 5_000

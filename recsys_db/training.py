@@ -301,7 +301,7 @@ def train(url: str, model_name: str, *, progress: Progress | None = None,
                                                  tables.item_table, user_factors, item_factors)
                 with stage("precompute"):
                     result.precomputed = _precompute(conn, model, tables, data, user_factors,
-                                                     item_factors)
+                                                     item_factors, result.cold.get("items", 0))
                 with stage("activate"):
                     result.dropped_versions = store.activate(conn, model, tables, data)
                 marks.record(conn, model.id, tables.version, since)
@@ -329,13 +329,21 @@ def _prune_quietly(conn: psycopg.Connection, model: source.ModelConfig) -> None:
 
 def _precompute(conn: psycopg.Connection, model: source.ModelConfig,
                 tables: store.VersionTables, data: source.Interactions,
-                user_factors: np.ndarray, item_factors: np.ndarray) -> dict[str, int]:
+                user_factors: np.ndarray, item_factors: np.ndarray,
+                cold_items: int) -> dict[str, int]:
+    """Write the precomputed partitions; recommend may serve from them when they rank every
+    item a live search would (cold items from features are not in them)."""
     if not (int(model.params["recommendations_k"]) or int(model.params["similar_items_k"])):
         return {}
     user_keys = [row[0] for row in conn.execute(queries.text("quality_user_keys"))]
     item_keys = [row[0] for row in conn.execute(queries.text("quality_item_keys"))]
-    return precompute.write(conn, model.id, tables.version, model.params, user_factors,
-                            item_factors, data.matrix, user_keys, item_keys)
+    written = precompute.write(conn, model.id, tables.version, model.params, user_factors,
+                               item_factors, data.matrix, user_keys, item_keys)
+    if precompute.RECOMMENDATIONS.parent in written and not cold_items:
+        conn.execute(queries.text("perf_set_precomputed"), {
+            "k": int(model.params["recommendations_k"]), "model_id": model.id,
+            "version": tables.version})
+    return written
 
 
 def _discard_quietly(url: str, model: source.ModelConfig, tables: store.VersionTables) -> None:

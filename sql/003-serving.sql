@@ -59,17 +59,15 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION recsys.recommend(
-    model text, user_key text, k integer DEFAULT 10, exclude_seen boolean DEFAULT true
+-- A live search of a version for a user: popular items for unknown users.
+CREATE OR REPLACE FUNCTION recsys._recommend_live(
+    v recsys.model_version, model text, user_key text, k integer, exclude_seen boolean
 ) RETURNS TABLE (item_key text, score double precision, rank integer, reason text)
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
-    v recsys.model_version;
     query_vector vector;
     seen integer[];
 BEGIN
-    PERFORM recsys._check_k(k);
-    v := recsys._active_version(model);
     EXECUTE format('SELECT factors, seen FROM recsys.%I WHERE key = $1', v.user_table)
         INTO query_vector, seen USING user_key;
     IF query_vector IS NULL THEN
@@ -85,6 +83,42 @@ BEGIN
                'als'::text
           FROM recsys._top_items(v, query_vector, seen, k) t
          ORDER BY t.score DESC, t.idx;
+END
+$$;
+
+-- Served from the version's precomputed partition when it holds the answer: the training ranked
+-- every user's top precomputed_k unseen items exactly, so the first k rows (k <= precomputed_k)
+-- are what a search returns (exactly, where an hnsw search is approximate). A user with no rows
+-- there (unknown, folded in later, or nothing left unseen) is searched live.
+CREATE OR REPLACE FUNCTION recsys.recommend(
+    model text, user_key text, k integer DEFAULT 10, exclude_seen boolean DEFAULT true
+) RETURNS TABLE (item_key text, score double precision, rank integer, reason text)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v recsys.model_version;
+BEGIN
+    IF k IS NULL OR k <= 0 THEN
+        PERFORM recsys._check_k(k);
+    END IF;
+    SELECT mv.* INTO v
+      FROM recsys.model m
+      JOIN recsys.model_version mv ON mv.model_id = m.id AND mv.version = m.active_version
+     WHERE m.name = model;
+    IF NOT FOUND THEN
+        v := recsys._active_version(model);  -- raises the error that fits
+    END IF;
+    IF k <= v.precomputed_k AND exclude_seen IS NOT DISTINCT FROM true THEN
+        RETURN QUERY
+            SELECT r.item_key, r.score::double precision, r.rank, 'als'::text
+              FROM recsys.recommendation r
+             WHERE r.model_id = v.model_id AND r.version = v.version
+               AND r.user_key = recommend.user_key AND r.rank <= k
+             ORDER BY r.rank;
+        IF FOUND THEN
+            RETURN;
+        END IF;
+    END IF;
+    RETURN QUERY SELECT * FROM recsys._recommend_live(v, model, user_key, k, exclude_seen);
 END
 $$;
 COMMENT ON FUNCTION recsys.recommend IS

@@ -73,10 +73,13 @@ def test_new_user_gets_recalculate_user_vector(db_url: str, conn: psycopg.Connec
     assert [r[2] for r in recs] == ["als"] * 3
     assert recs[0][0] == "a5"  # the one a-item the user has not seen, not a popular b-item
     assert [r[0] for r in recs] != popular
-    # the precomputed rows of the folded-in user follow (recommendations_k defaults to 10)
+    # the precomputed rows of the folded-in user follow (recommendations_k defaults to 10),
+    # and recommend keeps serving from them: no item was added
     assert rows(conn, "SELECT item_key, rank FROM recsys.recommendations"
                       " WHERE model = 'm' AND user_key = 'newbie' ORDER BY rank") == rows(
-        conn, "SELECT item_key, rank FROM recsys.recommend('m', 'newbie', 10)")
+        conn, "SELECT r.item_key, r.rank FROM recsys.model_version v,"
+              " recsys._recommend_live(v, 'm', 'newbie', 10, true) r")
+    assert rows(conn, "SELECT precomputed_k FROM recsys.model_version") == [(10,)]
 
     # the stored vector is what implicit computes for this history against the item factors
     users, items = version_tables(conn)
@@ -128,6 +131,11 @@ def test_changed_user_and_new_item_without_time_column(db_url: str,
         (12, 3)]
     assert rows(conn, f"SELECT popularity FROM recsys.{items} WHERE key = 'b0'") == [(7,)]
     assert rows(conn, "SELECT users, items, nnz FROM recsys.versions") == [(16, 13, 68)]
+    # the new item may belong in anyone's top-k: recommend stops reading precomputed rows
+    assert rows(conn, "SELECT precomputed_k FROM recsys.model_version") == [(0,)]
+    assert rows(conn, "SELECT item_key FROM recsys.recommend('m', 'u3', 10)") == rows(
+        conn, "SELECT r.item_key FROM recsys.model_version v,"
+              " recsys._recommend_live(v, 'm', 'u3', 10, true) r")
     # the new item's vector comes from its a-group users
     similar = rows(conn, "SELECT item_key FROM recsys.similar_items('m', 'a-new', 3)")
     assert all(r[0].startswith("a") for r in similar)

@@ -35,8 +35,11 @@ def _seen(conn: psycopg.Connection, table: str, items: int) -> sp.csr_matrix:
     return sp.csr_matrix((np.ones(len(indices)), indices, indptr), shape=(len(found), items))
 
 
-def _train(conn: psycopg.Connection, db_url: str, index: str, items: int = ITEMS) -> None:
-    """A clustered synthetic catalog: 30 random items per user, popular items more often."""
+def _train(conn: psycopg.Connection, db_url: str, index: str, items: int = ITEMS,
+           precomputed: int = 0) -> None:
+    """A clustered synthetic catalog: 30 random items per user, popular items more often.
+
+    No precomputed rows unless asked: recommend would read those instead of searching."""
     rng = np.random.default_rng(7)
     conn.execute("CREATE TABLE events (user_id int, item_id int)")
     popularity = 1.0 / np.arange(1, items + 1) ** 0.8
@@ -46,7 +49,8 @@ def _train(conn: psycopg.Connection, db_url: str, index: str, items: int = ITEMS
             for item in rng.choice(items, size=30, replace=False, p=popularity):
                 copy.write_row((user, int(item)))
     conn.execute("SELECT recsys.create_model('m', 'events', 'user_id', 'item_id', params =>"
-                 " recsys.als(factors => 16, iterations => 4, index => %s))", (index,))
+                 " recsys.als(factors => 16, iterations => 4, index => %s,"
+                 " recommendations_k => %s))", (index, precomputed))
     training.train(db_url, "m")
 
 
@@ -140,3 +144,32 @@ def test_auto_measures_both_and_records_its_choice(conn: psycopg.Connection,
         assert version["index_recall"] >= store.RECALL_TARGET and len(indexes) == 1
     else:
         assert version["index_recall"] == 1.0 and indexes == []
+
+
+def test_recommend_reads_precomputed_rows_when_they_hold_the_answer(
+        conn: psycopg.Connection, db_url: str) -> None:
+    _train(conn, db_url, "hnsw", precomputed=10)
+    version = _version(conn, "m")
+    assert (version["index_kind"], version["precomputed_k"]) == ("hnsw", 10)
+    user_keys, user_factors = _factors(conn, version["user_table"])
+    item_keys, item_factors = _factors(conn, version["item_table"])
+    seen = _seen(conn, version["user_table"], len(item_keys))
+    users = np.arange(0, len(user_keys), 20)
+    exact = store.exact_top_items(user_factors, item_factors, seen, users, 10)
+    scans_before = _index_scans(conn, version["item_table"])
+    for user, want in zip(users, exact, strict=True):
+        served = rows(conn, "SELECT item_key, rank, reason FROM recsys.recommend('m', %s, 10)",
+                      (user_keys[user],))
+        # exact, where the index search is only within its recall
+        assert {item_keys.index(key) for key, _, _ in served} == want
+        assert [(r, why) for _, r, why in served] == [(r, "als") for r in range(1, 11)]
+        top3 = rows(conn, "SELECT item_key FROM recsys.recommend('m', %s, 3)", (user_keys[user],))
+        assert [r[0] for r in top3] == [key for key, _, _ in served[:3]]
+    assert _index_scans(conn, version["item_table"]) == scans_before
+    # beyond the precomputed rows, with seen items, or for an unknown user: a live search
+    assert len(rows(conn, "SELECT * FROM recsys.recommend('m', %s, 11)", (user_keys[0],))) == 11
+    assert len(rows(conn, "SELECT * FROM recsys.recommend('m', %s, 5, exclude_seen => false)",
+                    (user_keys[0],))) == 5
+    assert _index_scans(conn, version["item_table"]) == scans_before + 2
+    assert {r[0] for r in rows(conn, "SELECT reason FROM recsys.recommend('m', 'nobody', 10)")
+            } == {"popular"}
