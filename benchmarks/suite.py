@@ -10,6 +10,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -211,37 +213,62 @@ def _serve(conn: psycopg.Connection, keys: list[str]) -> tuple[list[float], list
     return seconds, results
 
 
+@contextmanager
+def _configured(url: str, version: dict[str, Any], **columns: Any) -> Iterator[None]:
+    """The version's serving columns set to ``columns`` (committed, so that other sessions such
+    as pgbench see them) and put back afterwards."""
+    def update(values: dict[str, Any]) -> None:
+        with db.connect(url) as conn:
+            conn.execute(sql.SQL("UPDATE recsys.model_version SET {}"
+                                 " WHERE model_id = %(model_id)s AND version = %(version)s")
+                         .format(sql.SQL(", ").join(
+                             sql.SQL("{} = {}").format(sql.Identifier(c), sql.Placeholder(c))
+                             for c in values)),
+                         {**values, "model_id": version["model_id"],
+                          "version": version["version"]})
+
+    update(columns)
+    try:
+        yield
+    finally:
+        update({column: version[column] for column in columns})
+
+
+def _recall(found: list[set[str]], expected: list[set[str]]) -> float:
+    hits = sum(len(a & b) for a, b in zip(found, expected, strict=False))
+    return hits / sum(len(b) for b in expected)
+
+
 def bench_recommend(url: str, version: dict[str, Any], user_keys: list[str],
                     user_factors: np.ndarray, item_factors: np.ndarray,
                     seen: sp.csr_matrix) -> dict[str, Any]:
-    """recsys.recommend as served vs the same call forced to an exact scan, vs implicit's
-    in-process recommend; recall@10 of the served lists against the exact ones."""
+    """recsys.recommend as served (precomputed rows where the version has them), as a live
+    search of the version's index, and forced to an exact scan, vs implicit's in-process
+    recommend; recall@10 of the served and the searched lists against the exact ones."""
     rng = np.random.default_rng(1)
     sample = rng.choice(len(user_keys), size=min(LATENCY_QUERIES, len(user_keys)), replace=False)
     keys = [user_keys[i] for i in sample]
     exact_count = len(keys) if version["items"] <= 200_000 else EXACT_QUERIES_LARGE
     with db.connect(url) as conn:
         served, served_lists = _serve(conn, keys)
-        with conn.transaction():
-            conn.execute("UPDATE recsys.model_version SET index_kind = 'exact'"
-                         " WHERE model_id = %s AND version = %s",
-                         (version["model_id"], version["version"]))
-            exact, exact_lists = _serve(conn, keys[:exact_count])
-            conn.execute("UPDATE recsys.model_version SET index_kind = %s"
-                         " WHERE model_id = %s AND version = %s",
-                         (version["index_kind"], version["model_id"], version["version"]))
-    hits = sum(len(a & b) for a, b in zip(served_lists, exact_lists, strict=False))
+    with _configured(url, version, precomputed_k=0), db.connect(url) as conn:
+        live, live_lists = _serve(conn, keys)
+    with _configured(url, version, precomputed_k=0, index_kind="exact"), \
+            db.connect(url) as conn:
+        exact, exact_lists = _serve(conn, keys[:exact_count])
     model = peers.implicit_model(user_factors, item_factors)
     in_process = []
     for user in sample.tolist():
         start = time.perf_counter()
         model.recommend(user, seen[user], N=10)
         in_process.append(time.perf_counter() - start)
-    ours = measure.latency(served)
     return {"index_kind": version["index_kind"], "index_recall_stored": version["index_recall"],
             "index_ef_search": version["index_ef_search"], "items": version["items"],
-            "ours": ours, "exact": measure.latency(exact), "implicit": measure.latency(in_process),
-            "recall_vs_exact": hits / sum(len(b) for b in exact_lists)}
+            "precomputed_k": version["precomputed_k"],
+            "ours": measure.latency(served), "live": measure.latency(live),
+            "exact": measure.latency(exact), "implicit": measure.latency(in_process),
+            "recall_vs_exact": _recall(served_lists, exact_lists),
+            "live_recall_vs_exact": _recall(live_lists, exact_lists)}
 
 
 def bench_pgbench(url: str, users: int) -> dict[str, Any]:
@@ -267,12 +294,12 @@ def bench_pgbench(url: str, users: int) -> dict[str, Any]:
             "latency_avg_ms": float(latency.group(1)) if latency else None}
 
 
-def bench_precompute(url: str, stages: dict[str, float], users: int, items: int,
-                     user_keys: list[str]) -> dict[str, Any]:
+def bench_precompute(url: str, version: dict[str, Any], stages: dict[str, float], users: int,
+                     items: int, user_keys: list[str]) -> dict[str, Any]:
     """All users' top-10 written by the refresh (stage 'precompute') vs the same rows from a SQL
-    loop of recsys.recommend over users, written to a table."""
+    loop of recsys.recommend (searching, not reading precomputed rows) into a table."""
     count = min(LOOP_USERS, len(user_keys), LOOP_USERS * 10_000 // max(items, 1) + 100)
-    with db.connect(url) as conn:
+    with _configured(url, version, precomputed_k=0), db.connect(url) as conn:
         conn.execute("CREATE TEMP TABLE loop_top (user_key text, item_key text, rank integer)")
         seconds, _ = measure.timed(lambda: conn.execute(
             "INSERT INTO loop_top SELECT u.key, r.item_key, r.rank"
@@ -368,7 +395,7 @@ def run(url: str, name: str, repeats: int) -> dict[str, Any]:
         seen = _seen(conn, version["user_table"], len(item_keys))
     results["version"] = {k: version[k] for k in ("users", "items", "nnz", "factors",
                                                   "index_kind", "index_recall",
-                                                  "index_ef_search")}
+                                                  "index_ef_search", "precomputed_k")}
     log.info("%s: write", name)
     results["write"] = bench_write(url, user_factors, seen, repeats)
     log.info("%s: recommend", name)
@@ -376,9 +403,12 @@ def run(url: str, name: str, repeats: int) -> dict[str, Any]:
                                            seen)
     log.info("%s: pgbench", name)
     results["pgbench"] = bench_pgbench(url, len(user_keys))
+    if version["precomputed_k"]:
+        with _configured(url, version, precomputed_k=0):
+            results["pgbench_live"] = bench_pgbench(url, len(user_keys))
     if int(version["params"].get("recommendations_k", 0)) > 0:
         log.info("%s: precompute", name)
-        results["precompute"] = bench_precompute(url, results["refresh"]["stages"],
+        results["precompute"] = bench_precompute(url, version, results["refresh"]["stages"],
                                                  len(user_keys), len(item_keys), user_keys)
     log.info("%s: interested_users", name)
     results["interested"] = bench_interested(url, version, user_factors, item_factors, seen,
