@@ -119,19 +119,72 @@ def _ranked(ids: npt.NDArray[np.integer], scores: npt.NDArray[np.floating],
 
 
 def top_unseen(user_factors: np.ndarray, item_factors: np.ndarray, seen: sp.csr_matrix,
-               k: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+               k: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.floating]]:
     """Each user's k highest inner-product items that are not in their row of ``seen``.
 
-    Rows with fewer than k unseen items are padded with -inf scores. The same ranking as
-    implicit's ``recommend(..., filter_already_liked_items=True)``, without its per-user loop
-    over the filter (about 10x slower here).
+    Best first, equal scores by item index; rows with fewer than k unseen items are padded
+    with -inf scores (on seen items, in index order). The same ranking as implicit's
+    ``recommend(..., filter_already_liked_items=True)``, without its per-user loop over the
+    filter (about 10x slower here).
     """
     scores = user_factors @ item_factors.T
+    _mask_seen(scores, seen)
+    return top_k(scores, k)
+
+
+def _mask_seen(scores: np.ndarray, seen: sp.csr_matrix) -> None:
     scores[np.repeat(np.arange(seen.shape[0]), np.diff(seen.indptr)), seen.indices] = -np.inf
+
+
+def top_k(scores: np.ndarray, k: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.floating]]:
+    """Column indices and values of each row's k largest scores, ordered by (-score, index).
+
+    Exact threshold selection, instead of partitioning every row: the columns are dealt into
+    interleaved groups (column j into group j mod groups). The k-th largest group maximum is
+    reached by k distinct columns, so it bounds the row's k-th best score from below, and only
+    the groups whose maximum reaches that bound can hold the top k. Rows with a NaN score are
+    ranked by partitioning (NaN counts as the largest), as before.
+    """
+    rows, items = scores.shape
+    if k <= 0 or rows == 0:
+        return np.zeros((rows, 0), np.int64), np.zeros((rows, 0), scores.dtype)
+    # balances ranking the group maxima (rows x groups) against reading the chosen groups
+    # (about rows x k x items / groups scattered reads); a small catalog gets one column a group
+    groups = min(items, max(4 * k, int(np.sqrt(2.5 * k * items))))
+    depth, rest = divmod(items, groups)
+    best = scores[:, :depth * groups].reshape(rows, depth, groups).max(axis=1)
+    if rest:
+        np.maximum(best[:, :rest], scores[:, depth * groups:], out=best[:, :rest])
+    bound = np.partition(best, groups - k, axis=1)[:, groups - k]
+    broken = np.isnan(best).any(axis=1)
+    bound[broken] = np.nan  # selects nothing; these rows are ranked separately
+
+    hits = np.flatnonzero(best >= bound[:, None])
+    row = hits // groups
+    col = (hits - row * groups)[:, None] + groups * np.arange(depth + 1)
+    member = col < items  # only the first `rest` groups have a column in the last round
+    row, col = np.broadcast_to(row[:, None], col.shape)[member], col[member]
+    value = scores[row, col]
+    keep = value >= bound[row]
+    row, col, value = row[keep], col[keep], value[keep]
+    order = np.lexsort((col, -value, row))
+    # rows come in order, and each one not broken has at least k candidates
+    counts = np.bincount(row, minlength=rows)
+    good = ~broken
+    take = order[(np.cumsum(counts) - counts)[good, None] + np.arange(k)]
+    ids = np.empty((rows, k), np.int64)
+    top = np.empty((rows, k), scores.dtype)
+    ids[good], top[good] = col[take], value[take]
+    if broken.any():
+        ids[broken], top[broken] = _partition_top_k(scores[broken], k)
+    return ids, top
+
+
+def _partition_top_k(scores: np.ndarray,
+                     k: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.floating]]:
     items = scores.shape[1]
     candidates = np.argpartition(scores, items - k, axis=1)[:, items - k:]
     top = np.take_along_axis(scores, candidates, axis=1)
-    # best first; equal scores by item index, as recsys.recommend orders them
     order = np.lexsort((candidates, -top), axis=1)
     return (np.take_along_axis(candidates, order, axis=1),
             np.take_along_axis(top, order, axis=1))
@@ -143,10 +196,16 @@ def recommendation_blocks(user_factors: np.ndarray, item_factors: np.ndarray,
     """COPY blocks of each user's top k unseen items, in batches of users."""
     k = min(k, item_factors.shape[0])
     batch = batch_size(item_factors.shape[0])
+    # one score buffer for all batches: a fresh one per batch costs its page faults each time
+    buffer = np.empty((min(batch, seen.shape[0]), item_factors.shape[0]),
+                      np.result_type(user_factors, item_factors))
     for start in range(0, seen.shape[0], batch):
         stop = min(start + batch, seen.shape[0])
-        ids, scores = top_unseen(user_factors[start:stop], item_factors, seen[start:stop], k)
-        rows, ranks, item_idx, values = _ranked(ids, scores, start)
+        scores = buffer[:stop - start]
+        np.matmul(user_factors[start:stop], item_factors.T, out=scores)
+        _mask_seen(scores, seen[start:stop])
+        ids, values = top_k(scores, k)
+        rows, ranks, item_idx, values = _ranked(ids, values, start)
         yield encode_rows(model_id, version, users, rows, ranks, items, item_idx, values)
 
 
