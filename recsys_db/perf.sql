@@ -19,7 +19,8 @@ SELECT set_config('work_mem', %(memory)s, true);
 
 -- name: perf_create_hnsw
 -- Inner product over the factors column itself, the ORDER BY of recsys._top_items.
-CREATE INDEX {index} ON {table} USING hnsw (factors vector_ip_ops);
+CREATE INDEX {index} ON {table} USING hnsw (factors vector_ip_ops)
+  WITH (m = {m}, ef_construction = {ef_construction});
 
 -- name: perf_drop_index
 DROP INDEX {index};
