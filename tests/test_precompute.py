@@ -25,6 +25,15 @@ def assert_same_ranking(ours: list[tuple[str, float]], theirs: list[tuple[str, f
             assert our_key in tied
 
 
+def live_recommend(conn: psycopg.Connection, model: str, user: str,
+                   k: int) -> list[tuple[str, float]]:
+    """(item, score) of a live search, as recsys.recommend serves without precomputed rows."""
+    return rows(conn, "SELECT r.item_key, r.score FROM recsys.model_version v"
+                      " JOIN recsys.model m ON m.id = v.model_id AND v.version = m.active_version,"
+                      " recsys._recommend_live(v, m.name, %s, %s, true) r WHERE m.name = %s",
+                (user, k, model))
+
+
 @pytest.mark.slow
 def test_precomputed_rows_equal_live_recommend(movielens_url: str) -> None:
     with db.connect(movielens_url) as conn:
@@ -35,8 +44,7 @@ def test_precomputed_rows_equal_live_recommend(movielens_url: str) -> None:
         sample = [r[0] for r in rows(conn, "SELECT DISTINCT user_key FROM recsys.recommendations"
                                            " ORDER BY user_key LIMIT 60")]
         for user in sample:
-            live = rows(conn, "SELECT item_key, score FROM recsys.recommend('ml', %s, 10)",
-                        (user,))
+            live = live_recommend(conn, "ml", user, 10)
             stored = rows(conn, "SELECT item_key, score FROM recsys.recommendations"
                                 " WHERE model = 'ml' AND user_key = %s ORDER BY rank", (user,))
             assert_same_ranking(stored, live)
@@ -59,15 +67,17 @@ def test_awkward_keys_round_trip_and_match_live(db_url: str, conn: psycopg.Conne
     result = training.train(db_url, "odd")
     users = [r[0] for r in rows(conn, "SELECT DISTINCT u FROM public.odd ORDER BY 1")]
     assert result.precomputed == {"recommendation": sum(
-        len(rows(conn, "SELECT 1 FROM recsys.recommend('odd', %s, 3)", (u,))) for u in users),
+        len(live_recommend(conn, "odd", u, 3)) for u in users),
         "similar_item": 7 * 2}
     for user in users:
-        live = rows(conn, "SELECT item_key, score FROM recsys.recommend('odd', %s, 3)", (user,))
+        live = live_recommend(conn, "odd", user, 3)
         stored = rows(conn, "SELECT item_key, score FROM recsys.recommendations"
                             " WHERE model = 'odd' AND user_key = %s ORDER BY rank", (user,))
         assert live and all(reason == "als" for (reason,) in rows(
             conn, "SELECT reason FROM recsys.recommend('odd', %s, 3)", (user,)))
         assert_same_ranking(stored, live)
+        assert_same_ranking(rows(conn, "SELECT item_key, score FROM recsys.recommend('odd', %s, 3)",
+                                 (user,)), live)
     for (item,) in rows(conn, "SELECT DISTINCT i FROM public.odd"):
         live = rows(conn, "SELECT item_key, score FROM recsys.similar_items('odd', %s, 2)",
                     (item,))
@@ -83,13 +93,14 @@ def test_users_with_few_unseen_items_get_fewer_rows(db_url: str,
     conn.execute("SELECT recsys.create_model('few', 'public.few', 'u', 'i',"
                  " params => recsys.als(factors => 2, recommendations_k => 5))")
     training.train(db_url, "few")
+    live = {user: [key for key, _ in live_recommend(conn, "few", user, 5)] for user in "abc"}
+    assert live["a"] == ["z"] and len(live["b"]) == len(live["c"]) == 2
     assert rows(conn, "SELECT user_key, rank, item_key FROM recsys.recommendations"
                       " ORDER BY user_key, rank") == [
-        ("a", 1, "z"), ("b", 1, rows(conn, "SELECT item_key FROM recsys.recommend('few', 'b', 1)")
-                        [0][0]), ("b", 2, rows(conn, "SELECT item_key FROM recsys.recommend("
-                                                     "'few', 'b', 2)")[1][0]),
-        ("c", 1, rows(conn, "SELECT item_key FROM recsys.recommend('few', 'c', 1)")[0][0]),
-        ("c", 2, rows(conn, "SELECT item_key FROM recsys.recommend('few', 'c', 2)")[1][0])]
+        (user, rank, key) for user in "abc" for rank, key in enumerate(live[user], 1)]
+    # a user's every row is served, however few; k beyond them searches and finds no more
+    assert [r[0] for r in rows(conn, "SELECT item_key FROM recsys.recommend('few', 'b', 5)")
+            ] == live["b"]
 
 
 def partitions(conn: psycopg.Connection) -> list[str]:
