@@ -1,7 +1,8 @@
 """PostgreSQL binary COPY, read and written with numpy instead of a Python loop per row.
 
 Rows here are fixed-width except for one trailing int4[] column, so whole blocks are built or
-parsed as numpy structured arrays.
+parsed as numpy structured arrays; large values (arrays, packed records in a bytea) are read
+straight out of the copy buffer.
 """
 
 from __future__ import annotations
@@ -79,6 +80,49 @@ def parse_array_row(data: bytes | bytearray | memoryview,
             arrays.append(elements["v"].astype(np.dtype(dtype).newbyteorder("=")))
         offset += length
     return arrays
+
+
+def parse_rows(data: bytes | bytearray | memoryview) -> list[list[memoryview | None]]:
+    """Split binary COPY output into rows of raw field values (None for NULL); meant for a
+    few rows of large values, as it walks rows and fields in Python."""
+    view = memoryview(data)
+    if bytes(view[:11]) != SIGNATURE:
+        raise ValueError("not a binary copy stream")
+    offset = 19 + int.from_bytes(view[15:19], "big")
+    rows: list[list[memoryview | None]] = []
+    while True:
+        if offset + 2 > len(view):
+            raise ValueError("binary copy stream ends without its trailer")
+        fields = int.from_bytes(view[offset:offset + 2], "big", signed=True)
+        offset += 2
+        if fields == -1:
+            return rows
+        row: list[memoryview | None] = []
+        for _ in range(fields):
+            length = int.from_bytes(view[offset:offset + 4], "big", signed=True)
+            offset += 4
+            if offset + max(length, 0) > len(view):
+                raise ValueError("binary copy stream ends inside a field")
+            if length < 0:
+                row.append(None)
+                continue
+            row.append(view[offset:offset + length])
+            offset += length
+        rows.append(row)
+
+
+def encode_index_keys(keys: npt.NDArray[np.integer], key_type: str) -> bytes:
+    """Binary COPY body for rows (int4 index, integer key): row r is (r, keys[r]), the key in
+    ``key_type``, its big-endian numpy type (``">i2"``, ``">i4"`` or ``">i8"``)."""
+    width = np.dtype(key_type).itemsize
+    rows = np.zeros(len(keys), dtype=[("n", ">i2"), ("l_idx", ">i4"), ("idx", ">i4"),
+                                      ("l_key", ">i4"), ("key", key_type)])
+    rows["n"] = 2
+    rows["l_idx"] = 4
+    rows["idx"] = np.arange(len(keys), dtype=np.int32)
+    rows["l_key"] = width
+    rows["key"] = keys
+    return HEADER + rows.tobytes() + TRAILER
 
 
 def _vector_rows(ids: npt.NDArray[np.integer], factors: npt.NDArray[np.floating],

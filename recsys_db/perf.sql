@@ -60,3 +60,37 @@ COPY (SELECT array_agg(u.idx), array_agg(i.idx), array_agg(({weight})::double pr
         JOIN recsys_item_map i ON i.native = {item_native}
        WHERE {raw_weight} IS NOT NULL AND {event_ok} AND u.idx BETWEEN %(first)s AND %(last)s)
   TO STDOUT (FORMAT BINARY);
+
+-- Integer keys are mapped by the client instead, from one pass over the source (source.py).
+
+-- name: perf_estimate_rows
+EXPLAIN (FORMAT JSON) SELECT FROM {source} s;
+
+-- name: perf_copy_key_records
+-- One row per call: rows read, rows with a NULL key or weight, and every usable row as a
+-- fixed-width binary record (user key, item key, float8 weight, big-endian) packed into one
+-- bytea, which numpy reads without a loop. A row with a NULL key or weight, or an unmapped
+-- event (NULL weight), has a NULL record, which string_agg skips. string_agg of send
+-- functions costs the server less than array_agg, whose binary output sends each element
+-- through its type's send function (measured).
+COPY (SELECT count(*),
+             count(*) FILTER (WHERE {user} IS NULL OR {item} IS NULL OR {raw_weight} IS NULL),
+             string_agg({user_bytes} || {item_bytes} || float8send({weight}), ''::bytea)
+        FROM {source} s
+       WHERE {chunk})
+  TO STDOUT (FORMAT BINARY);
+
+-- name: perf_create_int_maps
+-- `key` is derived from `native` by the server, so only integers are copied in.
+CREATE TEMP TABLE recsys_user_map (
+    idx integer NOT NULL, key text GENERATED ALWAYS AS (native::text) STORED,
+    native {user_type} NOT NULL);
+CREATE TEMP TABLE recsys_item_map (
+    idx integer NOT NULL, key text GENERATED ALWAYS AS (native::text) STORED,
+    native {item_type} NOT NULL);
+
+-- name: perf_copy_user_map
+COPY recsys_user_map (idx, native) FROM STDIN (FORMAT BINARY);
+
+-- name: perf_copy_item_map
+COPY recsys_item_map (idx, native) FROM STDIN (FORMAT BINARY);

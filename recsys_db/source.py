@@ -1,8 +1,9 @@
 """Read a model's interactions out of its source relation as a sparse user x item matrix.
 
-Keys never leave the database: they are mapped to dense integer indices in temporary tables
-(``recsys_user_map``, ``recsys_item_map``) and only (user_idx, item_idx, weight) triples are
-copied out, in binary, straight into numpy.
+Either way the keys end up mapped to dense integer indices in temporary tables
+(``recsys_user_map``, ``recsys_item_map``). Integer keys are read in one pass, as packed binary
+records, and mapped by numpy; other keys never leave the database: they are mapped in SQL and
+only (user_idx, item_idx, weight) triples are copied out, in binary, straight into numpy.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import psycopg
 import scipy.sparse as sp
 from psycopg import sql
@@ -23,11 +25,17 @@ log = logging.getLogger(__name__)
 
 NUMERIC_TYPES = {"smallint", "integer", "bigint", "real", "double precision", "boolean"}
 ROWS_PER_COPY = 40_000_000  # about 500 MB of binary arrays in one value
+# Rows per packed-record query of integer keys: at most 24 bytes a row, under half of
+# PostgreSQL's 1 GB value limit, so that a row estimate twice too low still fits.
+ROWS_PER_CHUNK = 20_000_000
 # work_mem of the load transaction. With the 4 MB default, the parallel DISTINCT of 10M rows
 # into 500k keys spilled in every worker and took minutes instead of 3 s (measured).
 LOAD_WORK_MEM = "256MB"
 # Key types whose equality is equality of their text form: joined on as they are, not as text.
 NATIVE_KEY_TYPES = {"smallint", "integer", "bigint", "text", "uuid"}
+# Integer key types read as binary: their send function and big-endian numpy type.
+INTEGER_KEY_TYPES = {"smallint": ("int2send", ">i2"), "integer": ("int4send", ">i4"),
+                     "bigint": ("int8send", ">i8")}
 
 
 @dataclass(frozen=True)
@@ -178,11 +186,30 @@ def _check_weights(model: ModelConfig, weights: np.ndarray) -> None:
         )
 
 
+@dataclass
+class _Loaded:
+    """What one load read: counts, and the usable rows as index triples."""
+
+    rows_read: int
+    skipped_null: int
+    skipped_event: int
+    users: int
+    items: int
+    user_idx: npt.NDArray[np.int32]
+    item_idx: npt.NDArray[np.int32]
+    weights: npt.NDArray[np.float64]
+
+
 def load(conn: psycopg.Connection, model: ModelConfig) -> Interactions:
     """Map keys to indices in temp tables and copy the interactions into a CSR matrix.
 
     Runs in one REPEATABLE READ transaction so that the counts, the key maps and the rows
     all come from the same snapshot. The temp maps stay on ``conn`` for ``store``.
+
+    Indices follow the order of the keys' text (for integer keys, of their decimal text byte
+    by byte, the same for non-negative keys; see ``text_order``). When both key columns are
+    integers (smallint, integer, bigint) the source is read in one pass and the keys mapped
+    by numpy; other keys are mapped in SQL.
     """
     conn.execute(queries.text("drop_maps"))
     with conn.transaction():
@@ -190,44 +217,188 @@ def load(conn: psycopg.Connection, model: ModelConfig) -> Interactions:
         conn.execute(queries.text("perf_load_memory"), {"memory": LOAD_WORK_MEM})
         types = _check_columns(conn, model)
         parts = _expressions(model, types)
-        row = conn.execute(queries.compose("count_rows", **parts)).fetchone()
-        assert row is not None
-        rows_read, skipped_null, skipped_event = (int(x) for x in row)
-        conn.execute(queries.compose("perf_create_user_map", **parts))
-        conn.execute(queries.compose("perf_create_item_map", **parts))
-        conn.execute(queries.text("index_maps"))
-        users_row = conn.execute("SELECT count(*) FROM recsys_user_map").fetchone()
-        items_row = conn.execute("SELECT count(*) FROM recsys_item_map").fetchone()
-        assert users_row is not None and items_row is not None
-        users, items = int(users_row[0]), int(items_row[0])
-        # Users in ranges, so that no array nears PostgreSQL's 1 GB value limit.
-        parts_of_users = max(1, -(-rows_read // ROWS_PER_COPY))
-        step = -(-max(users, 1) // parts_of_users)
-        pieces = []
-        copy_query = queries.compose("perf_copy_interactions", **parts)
-        for first in range(0, max(users, 1), step):
-            buffer = bytearray()
-            with conn.cursor() as cur, cur.copy(
-                    copy_query, {"first": first, "last": first + step - 1}) as copy:
-                for block in copy:
-                    buffer += block
-            pieces.append(copybin.parse_array_row(buffer, (">i4", ">i4", ">f8")))
-            del buffer
-    if rows_read == 0:
+        if types[model.user_column] in INTEGER_KEY_TYPES \
+                and types[model.item_column] in INTEGER_KEY_TYPES:
+            loaded = _load_integer_keys(conn, parts, types[model.user_column],
+                                        types[model.item_column])
+        else:
+            loaded = _load_mapped_in_sql(conn, parts)
+    if loaded.rows_read == 0:
         raise DataError(f'source "{model.source_label}" of model "{model.name}" is empty')
-    if users == 0:
+    if loaded.users == 0:
         raise DataError(
             f'source "{model.source_label}" of model "{model.name}" has no usable rows: '
-            f"{skipped_null} with NULL keys or weights, {skipped_event} with unmapped events"
+            f"{loaded.skipped_null} with NULL keys or weights, {loaded.skipped_event} with "
+            "unmapped events"
         )
-    user_idx, item_idx, weights = (np.concatenate(column) for column in zip(*pieces,
-                                                                              strict=True))
-    del pieces
-    _check_weights(model, weights)
-    matrix = sp.csr_matrix((weights, (user_idx, item_idx)), shape=(users, items), dtype=np.float64)
+    _check_weights(model, loaded.weights)
+    matrix = sp.csr_matrix((loaded.weights, (loaded.user_idx, loaded.item_idx)),
+                           shape=(loaded.users, loaded.items), dtype=np.float64)
+    del loaded.user_idx, loaded.item_idx, loaded.weights
     matrix.sum_duplicates()
     matrix.eliminate_zeros()
-    log.info("loaded %d rows: %d users, %d items, %d non-zeros", rows_read, users, items,
-             matrix.nnz)
-    return Interactions(matrix=matrix, rows_read=rows_read, rows_skipped_null=skipped_null,
-                        rows_skipped_event=skipped_event)
+    log.info("loaded %d rows: %d users, %d items, %d non-zeros", loaded.rows_read,
+             loaded.users, loaded.items, matrix.nnz)
+    return Interactions(matrix=matrix, rows_read=loaded.rows_read,
+                        rows_skipped_null=loaded.skipped_null,
+                        rows_skipped_event=loaded.skipped_event)
+
+
+def _load_mapped_in_sql(conn: psycopg.Connection, parts: dict[str, sql.Composable]) -> _Loaded:
+    """Keys of any type: counted, mapped in SQL (text order) and joined, in four passes."""
+    row = conn.execute(queries.compose("count_rows", **parts)).fetchone()
+    assert row is not None
+    rows_read, skipped_null, skipped_event = (int(x) for x in row)
+    conn.execute(queries.compose("perf_create_user_map", **parts))
+    conn.execute(queries.compose("perf_create_item_map", **parts))
+    conn.execute(queries.text("analyze_maps"))
+    users_row = conn.execute("SELECT count(*) FROM recsys_user_map").fetchone()
+    items_row = conn.execute("SELECT count(*) FROM recsys_item_map").fetchone()
+    assert users_row is not None and items_row is not None
+    users, items = int(users_row[0]), int(items_row[0])
+    # Users in ranges, so that no array nears PostgreSQL's 1 GB value limit.
+    parts_of_users = max(1, -(-rows_read // ROWS_PER_COPY))
+    step = -(-max(users, 1) // parts_of_users)
+    pieces = []
+    copy_query = queries.compose("perf_copy_interactions", **parts)
+    for first in range(0, max(users, 1), step):
+        buffer = bytearray()
+        with conn.cursor() as cur, cur.copy(
+                copy_query, {"first": first, "last": first + step - 1}) as copy:
+            for block in copy:
+                buffer += block
+        pieces.append(copybin.parse_array_row(buffer, (">i4", ">i4", ">f8")))
+        del buffer
+    user_idx, item_idx, weights = (np.concatenate(column) for column in zip(*pieces,
+                                                                              strict=True))
+    return _Loaded(rows_read, skipped_null, skipped_event, users, items,
+                   user_idx.astype(np.int32), item_idx.astype(np.int32),
+                   weights.astype(np.float64))
+
+
+def _load_integer_keys(conn: psycopg.Connection, parts: dict[str, sql.Composable],
+                       user_type: str, item_type: str) -> _Loaded:
+    """Integer keys: one pass reads counts and raw (user, item, weight) records; numpy maps
+    the keys to indices, and the maps are copied into the temp tables."""
+    user_send, user_dtype = INTEGER_KEY_TYPES[user_type]
+    item_send, item_dtype = INTEGER_KEY_TYPES[item_type]
+    parts = dict(parts,
+                 user_bytes=sql.SQL(user_send + "({})").format(parts["user"]),
+                 item_bytes=sql.SQL(item_send + "({})").format(parts["item"]))
+    record = np.dtype([("user", user_dtype), ("item", item_dtype), ("weight", ">f8")])
+    plan = conn.execute(queries.compose("perf_estimate_rows", **parts)).fetchone()
+    assert plan is not None
+    estimate = float(plan[0][0]["Plan"]["Plan Rows"])
+    try:
+        with conn.transaction():  # a savepoint: a chunk past the value limit fails alone
+            read = _read_key_records(conn, parts, record, _chunks_for(estimate))
+    except (psycopg.errors.ProgramLimitExceeded, psycopg.errors.OutOfMemory):
+        row = conn.execute(queries.compose("count_rows", **parts)).fetchone()
+        assert row is not None
+        log.info("row estimate %d was too low: %d rows; reading again in more chunks",
+                 estimate, row[0])
+        read = _read_key_records(conn, parts, record, _chunks_for(int(row[0])))
+    rows_read, skipped_null, users, items, weights = read
+    user_keys, user_idx = dense_indices(users)
+    item_keys, item_idx = dense_indices(items)
+    del read, users, items
+    conn.execute(queries.compose("perf_create_int_maps", user_type=sql.SQL(user_type),
+                                 item_type=sql.SQL(item_type)))
+    for name, keys, dtype in (("perf_copy_user_map", user_keys, user_dtype),
+                              ("perf_copy_item_map", item_keys, item_dtype)):
+        with conn.cursor() as cur, cur.copy(queries.text(name)) as copy:
+            copy.write(copybin.encode_index_keys(keys, dtype))
+    conn.execute(queries.text("analyze_maps"))
+    # Rows with an unmapped event are the rest: their weight, and so their record, is NULL.
+    skipped_event = rows_read - skipped_null - len(weights)
+    return _Loaded(rows_read, skipped_null, skipped_event, len(user_keys), len(item_keys),
+                   user_idx, item_idx, weights)
+
+
+def _chunks_for(rows: float) -> int:
+    return max(1, int(-(-rows // ROWS_PER_CHUNK)))
+
+
+def _read_key_records(conn: psycopg.Connection, parts: dict[str, sql.Composable],
+                      record: np.dtype[np.void], chunks: int) -> tuple[
+        int, int, npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """Rows read, rows with a NULL key or weight, and the user keys, item keys and weights
+    of the usable rows, in ``chunks`` queries (of one snapshot) that split the rows by user
+    key modulo ``chunks``."""
+    rows_read = skipped_null = 0
+    pieces: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64],
+                       npt.NDArray[np.float64]]] = []
+    for chunk in range(chunks):
+        if chunks == 1:
+            where: sql.Composable = sql.SQL("true")
+        else:
+            # NULL users fall in chunk 0, so that every chunk's counts add up.
+            where = sql.SQL("coalesce(mod(mod({user}::bigint, {n}) + {n}, {n}), 0) = {k}").format(
+                user=parts["user"], n=sql.Literal(chunks), k=sql.Literal(chunk))
+        buffer = bytearray()
+        with conn.cursor() as cur, cur.copy(
+                queries.compose("perf_copy_key_records", **parts, chunk=where)) as copy:
+            for block in copy:
+                buffer += block
+        (row,) = copybin.parse_rows(buffer)
+        read, null, packed = row
+        assert read is not None and null is not None
+        rows_read += int.from_bytes(read, "big", signed=True)
+        skipped_null += int.from_bytes(null, "big", signed=True)
+        if packed is not None:
+            if len(packed) % record.itemsize:
+                raise ValueError("packed key records are not a whole number of records")
+            records = np.frombuffer(packed, dtype=record)
+            pieces.append((records["user"].astype(np.int64), records["item"].astype(np.int64),
+                           records["weight"].astype(np.float64)))
+            del records
+        del row, read, null, packed, buffer
+    if not pieces:
+        empty = np.empty(0, dtype=np.int64)
+        return rows_read, skipped_null, empty, empty, np.empty(0, dtype=np.float64)
+    if len(pieces) == 1:
+        return rows_read, skipped_null, *pieces[0]
+    users, items, weights = (np.concatenate(column) for column in zip(*pieces, strict=True))
+    return rows_read, skipped_null, users, items, weights
+
+
+def dense_indices(keys: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64],
+                                                        npt.NDArray[np.int32]]:
+    """The distinct ``keys`` in the order of their decimal text (see ``text_order``), and
+    each key's index among them."""
+    if keys.size == 0:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int32)
+    low, high = int(keys.min()), int(keys.max())
+    span = high - low + 1  # a Python int: no overflow between keys near both int64 limits
+    if span <= 2 * keys.size + 1_000_000:
+        # A table over the whole span costs less than np.unique's sort (10x at 1M keys).
+        offsets = keys - np.int64(low)
+        present = np.zeros(span, dtype=bool)
+        present[offsets] = True
+        distinct = np.flatnonzero(present).astype(np.int64) + np.int64(low)
+        numeric = (np.cumsum(present, dtype=np.int32) - 1)[offsets]
+        del offsets, present
+    else:
+        distinct, inverse = np.unique(keys, return_inverse=True)
+        numeric = inverse.reshape(-1).astype(np.int32)
+    order = text_order(distinct)
+    rank = np.empty(len(order), dtype=np.int32)
+    rank[order] = np.arange(len(order), dtype=np.int32)
+    return distinct[order], rank[numeric]
+
+
+_POWERS_OF_TEN = np.array([10 ** k for k in range(1, 20)], dtype=np.uint64)
+
+
+def text_order(keys: npt.NDArray[np.int64]) -> npt.NDArray[np.intp]:
+    """The permutation that sorts integer keys as their decimal text sorts byte by byte:
+    the order the keys' text has in the database for non-negative keys (and for negative
+    ones too under the C collations), so indices do not depend on the key column's type."""
+    negative = keys < 0
+    wrapped = keys.astype(np.uint64)  # two's complement: a negative key wraps around 2**64
+    magnitude = np.where(negative, np.uint64(0) - wrapped, wrapped)
+    digits = 1 + np.searchsorted(_POWERS_OF_TEN, magnitude, side="right")
+    # Digits padded with zeros on the right to 19 (the most an int64 has) compare as the
+    # text does; on a tie one text is a prefix of the other, and the shorter comes first.
+    padded = magnitude * np.concatenate(([np.uint64(1)], _POWERS_OF_TEN))[19 - digits]
+    return np.lexsort((digits, padded, ~negative))
