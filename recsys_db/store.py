@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 
@@ -11,7 +12,7 @@ import psycopg
 import scipy.sparse as sp
 from psycopg import sql
 
-from recsys_db import copybin, queries
+from recsys_db import copybin, db, queries
 from recsys_db.source import Interactions, ModelConfig
 
 log = logging.getLogger(__name__)
@@ -74,9 +75,12 @@ def _copy_blocks(conn: psycopg.Connection, query: str, blocks: list[bytes]) -> N
 
 
 def write(conn: psycopg.Connection, tables: VersionTables, data: Interactions,
-          user_factors: np.ndarray, item_factors: np.ndarray) -> IndexChoice:
-    """Create the version's factor tables from the temp key maps and the fitted factors, then
-    choose and build its index (see ``build_index``)."""
+          user_factors: np.ndarray, item_factors: np.ndarray) -> None:
+    """Create the version's factor tables from the temp key maps and the fitted factors.
+
+    They are committed, still unused: the version stays 'building' until ``activate``, and
+    ``discard`` (or the next run's clean-up after a crash) removes them. Their index comes next
+    (``IndexBuild``)."""
     dims = user_factors.shape[1]
     with conn.transaction():
         conn.execute(queries.compose("create_stage_tables", dims=sql.Literal(dims)))
@@ -91,7 +95,50 @@ def write(conn: psycopg.Connection, tables: VersionTables, data: Interactions,
         conn.execute(queries.compose(
             "create_item_table", table=sql.Identifier("recsys", tables.item_table)))
         conn.execute(queries.text("drop_stage_tables"))
-        return build_index(conn, tables, data, user_factors, item_factors)
+
+
+class IndexBuild:
+    """``build_index`` in a transaction of its own connection, on a background thread: the
+    server builds the index and checks its recall while this process ranks the precomputed rows
+    (the build waits on the server, so the thread holds no GIL while it runs)."""
+
+    def __init__(self, url: str, tables: VersionTables, data: Interactions,
+                 user_factors: np.ndarray, item_factors: np.ndarray):
+        self.seconds = 0.0
+        self._choice: IndexChoice | None = None
+        self._error: BaseException | None = None
+        self._conn = db.connect(url)
+        self._thread = threading.Thread(
+            target=self._run, args=(tables, data, user_factors, item_factors),
+            name=f"index-{tables.item_table}", daemon=True)
+        self._thread.start()
+
+    def _run(self, tables: VersionTables, data: Interactions, user_factors: np.ndarray,
+             item_factors: np.ndarray) -> None:
+        started = time.perf_counter()
+        try:
+            with self._conn.transaction():
+                self._choice = build_index(self._conn, tables, data, user_factors, item_factors)
+        except BaseException as exc:  # handed to the caller by wait()
+            self._error = exc
+        finally:
+            self.seconds = time.perf_counter() - started
+
+    def wait(self) -> IndexChoice:
+        """The recorded choice once the build is done; re-raises what made it fail."""
+        self._thread.join()
+        self._conn.close()
+        if self._error is not None:
+            raise self._error
+        assert self._choice is not None
+        return self._choice
+
+    def cancel(self) -> None:
+        """Stop the build (its transaction rolls back) and wait for the thread."""
+        if self._thread.is_alive():
+            self._conn.cancel_safe()
+        self._thread.join()
+        self._conn.close()
 
 
 def _set_index(conn: psycopg.Connection, tables: VersionTables, choice: IndexChoice) -> None:
@@ -155,7 +202,7 @@ def build_index(conn: psycopg.Connection, tables: VersionTables, data: Interacti
     - ``auto``: exact below ``AUTO_EXACT_BELOW`` items; otherwise hnsw is built and kept only
       when it reaches the recall target and is faster than an exact scan on a timed sample.
 
-    Runs inside ``write``'s transaction, on tables no one else can see yet.
+    Runs in the caller's transaction, on tables no reader uses yet.
     """
     if tables.index == "exact" or (tables.index == "auto" and data.items < AUTO_EXACT_BELOW):
         choice = IndexChoice(kind="exact", recall=1.0)

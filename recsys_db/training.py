@@ -2,8 +2,8 @@
 
 refresh, load, holdout (fit on the training part of a split) and evaluate (model and popularity
 baseline, stored in recsys.metric), the promotion gate, then weight and fit on all data, write,
-precompute, activate. The version put into production is always refit on all interactions;
-the holdout fit only measures the configuration.
+precompute (while the server builds the index), features, activate. The version put into
+production is always refit on all interactions; the holdout fit only measures the configuration.
 """
 
 from __future__ import annotations
@@ -184,6 +184,14 @@ class _Stages:
             if self.progress:
                 self.progress(name, f"{seconds:.2f}s")
 
+    def record(self, name: str, seconds: float, note: str) -> None:
+        """A stage that ran in the background, reported once it is done."""
+        self.result.stages[name] = round(seconds, 4)
+        log.info("%s: %s took %.3fs (%s)", self.result.model, name, seconds, note)
+        if self.progress:
+            self.progress(name, "start")
+            self.progress(name, f"{seconds:.2f}s ({note})")
+
 
 FINISH_RETRY_SECONDS = 30.0
 
@@ -296,12 +304,25 @@ def train(url: str, model_name: str, *, progress: Progress | None = None,
                 result.version = tables.version
                 with stage("write"):
                     store.write(conn, tables, data, user_factors, item_factors)
+                build = store.IndexBuild(url, tables, data, user_factors, item_factors)
+                try:
+                    with stage("precompute"):
+                        result.precomputed = _precompute(conn, model, tables, data,
+                                                         user_factors, item_factors)
+                except BaseException:
+                    build.cancel()
+                    raise
+                build.wait()
+                stage.record("index", build.seconds, "alongside precompute")
                 with stage("features"):
                     result.cold = features.apply(conn, model, result.run_id, tables.user_table,
                                                  tables.item_table, user_factors, item_factors)
-                with stage("precompute"):
-                    result.precomputed = _precompute(conn, model, tables, data, user_factors,
-                                                     item_factors, result.cold.get("items", 0))
+                if precompute.RECOMMENDATIONS.parent in result.precomputed \
+                        and not result.cold.get("items"):
+                    # cold items are not in the precomputed rows: recommend must search
+                    conn.execute(queries.text("perf_set_precomputed"), {
+                        "k": int(model.params["recommendations_k"]), "model_id": model.id,
+                        "version": tables.version})
                 with stage("activate"):
                     result.dropped_versions = store.activate(conn, model, tables, data)
                 marks.record(conn, model.id, tables.version, since)
@@ -329,21 +350,13 @@ def _prune_quietly(conn: psycopg.Connection, model: source.ModelConfig) -> None:
 
 def _precompute(conn: psycopg.Connection, model: source.ModelConfig,
                 tables: store.VersionTables, data: source.Interactions,
-                user_factors: np.ndarray, item_factors: np.ndarray,
-                cold_items: int) -> dict[str, int]:
-    """Write the precomputed partitions; recommend may serve from them when they rank every
-    item a live search would (cold items from features are not in them)."""
+                user_factors: np.ndarray, item_factors: np.ndarray) -> dict[str, int]:
     if not (int(model.params["recommendations_k"]) or int(model.params["similar_items_k"])):
         return {}
     user_keys = [row[0] for row in conn.execute(queries.text("quality_user_keys"))]
     item_keys = [row[0] for row in conn.execute(queries.text("quality_item_keys"))]
-    written = precompute.write(conn, model.id, tables.version, model.params, user_factors,
-                               item_factors, data.matrix, user_keys, item_keys)
-    if precompute.RECOMMENDATIONS.parent in written and not cold_items:
-        conn.execute(queries.text("perf_set_precomputed"), {
-            "k": int(model.params["recommendations_k"]), "model_id": model.id,
-            "version": tables.version})
-    return written
+    return precompute.write(conn, model.id, tables.version, model.params, user_factors,
+                            item_factors, data.matrix, user_keys, item_keys)
 
 
 def _discard_quietly(url: str, model: source.ModelConfig, tables: store.VersionTables) -> None:
