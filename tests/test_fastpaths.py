@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -11,6 +12,7 @@ import scipy.sparse as sp
 
 from benchmarks import synthetic
 from recsys_db import copybin, source, training
+from recsys_db.errors import DataError
 
 from .conftest import rows
 
@@ -72,6 +74,142 @@ def test_fast_load_matches_on_synthetic_power_law_data(conn: psycopg.Connection)
                  " weight_column => 'weight')")
     data, _, _ = _fast_load(conn)
     assert (data.users, data.items, data.rows_read) == (500, 300, 20_000)
+
+
+BIG = 2 ** 63 - 1
+KEYED_EVENTS = [  # (user, item, weight, event); keys fit every integer type unless noted
+    (1, 10, 1.0, "view"), (1, 10, 2.0, "view"), (1, 9, 1.0, "cart"), (-3, 10, 1.0, "view"),
+    (-30, -1, 4.0, "view"), (2, 100, 0.0, "view"), (0, 0, 1.5, "view"), (12, 9, 1.0, "view"),
+    (None, 10, 1.0, "view"), (2, None, 1.0, "view"), (2, 9, None, "view"),
+    (2, 9, 1.0, "unknown"), (2, 9, 1.0, None), (None, 9, 1.0, "unknown"),
+    (1, 10, 0.5, "cart"), (7, 100, 0.0, "view"), (7, 100, 0.0, "cart"),
+]
+BIG_EVENTS = [(BIG, -BIG - 1, 1.0, "view"), (-BIG - 1, BIG, 2.0, "cart"),
+              (BIG - 1, 10 ** 18, 1.0, "view"), (-BIG, -(10 ** 18), 1.0, "view")]
+
+
+def _load_keyed(conn: psycopg.Connection, model: str) -> tuple[source.Interactions, list[str],
+                                                                list[str]]:
+    data = source.load(conn, source.get_model(conn, model))
+    users = [r[0] for r in rows(conn, "SELECT key FROM recsys_user_map ORDER BY idx")]
+    items = [r[0] for r in rows(conn, "SELECT key FROM recsys_item_map ORDER BY idx")]
+    assert [r[0] for r in rows(conn, "SELECT idx FROM recsys_user_map ORDER BY idx")] == list(
+        range(len(users)))
+    return data, users, items
+
+
+def _keyed_models(conn: psycopg.Connection, key_type: str, events: list[tuple]) -> None:
+    """Model 'ints' reads integer keys in one pass, 'texts' the same keys as text in SQL."""
+    conn.execute(f"CREATE TABLE keyed (u {key_type}, i {key_type}, w real, kind text)")
+    with conn.cursor().copy("COPY keyed FROM STDIN") as copy:
+        for event in events:
+            copy.write_row(event)
+    conn.execute("CREATE VIEW keyed_text AS SELECT u::text AS u, i::text AS i, w, kind"
+                 " FROM keyed")
+    for name, relation in (("ints", "keyed"), ("texts", "keyed_text")):
+        conn.execute(f"SELECT recsys.create_model('{name}', '{relation}', 'u', 'i', 'w',"
+                     " event_column => 'kind', event_weights => '{\"view\": 1, \"cart\": 10}')")
+
+
+@pytest.mark.parametrize(("key_type", "events"), [
+    ("smallint", KEYED_EVENTS), ("integer", KEYED_EVENTS),
+    ("bigint", KEYED_EVENTS + BIG_EVENTS),
+])
+def test_integer_keys_load_as_their_text_does(conn: psycopg.Connection, key_type: str,
+                                              events: list[tuple]) -> None:
+    _keyed_models(conn, key_type, events)
+    ints, int_users, int_items = _load_keyed(conn, "ints")
+    texts, text_users, text_items = _load_keyed(conn, "texts")
+    # same indices (the text order of the keys), same summed weights, same counts
+    assert (int_users, int_items) == (text_users, text_items)
+    assert (ints.matrix != texts.matrix).nnz == 0 and ints.matrix.shape == texts.matrix.shape
+    assert (ints.rows_read, ints.rows_skipped_null, ints.rows_skipped_event) == (
+        texts.rows_read, texts.rows_skipped_null, texts.rows_skipped_event) == (
+        len(events), 4, 2)
+    assert rows(conn, "SELECT pg_typeof(native)::text FROM recsys_user_map LIMIT 1") == [
+        ("text",)]
+    ints, _, _ = _load_keyed(conn, "ints")
+    assert rows(conn, "SELECT pg_typeof(native)::text FROM recsys_user_map LIMIT 1") == [
+        (key_type,)]
+    weights = {(int_users[u], int_items[i]): w for u, i, w in zip(
+        *ints.matrix.tocoo().coords, ints.matrix.tocoo().data, strict=True)}
+    assert weights[("1", "10")] == 1 + 2 + 5  # duplicates summed, 'cart' weighs 10
+    assert ("7", "100") not in weights and "7" in int_users  # weighs zero: kept as a user
+    if key_type == "bigint":
+        assert weights[(str(BIG), str(-BIG - 1))] == 1.0
+        assert weights[(str(-BIG - 1), str(BIG))] == 20.0
+
+
+def test_integer_keys_in_several_chunks_and_after_a_too_low_estimate(
+        conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
+    _keyed_models(conn, "bigint", KEYED_EVENTS + BIG_EVENTS)
+    whole, users, items = _load_keyed(conn, "ints")
+    monkeypatch.setattr(source, "ROWS_PER_CHUNK", 3)  # NULL users and negative keys too
+    chunked, chunked_users, chunked_items = _load_keyed(conn, "ints")
+    calls: list[int] = []
+    read = source._read_key_records
+
+    def fail_first(*args: Any) -> Any:
+        calls.append(args[-1])
+        if len(calls) == 1:  # as a chunk past PostgreSQL's 1 GB value limit fails
+            conn.execute("DO $$ BEGIN RAISE EXCEPTION 'string buffer exceeds maximum allowed"
+                         " length' USING ERRCODE = 'program_limit_exceeded'; END $$")
+        return read(*args)
+
+    monkeypatch.setattr(source, "ROWS_PER_CHUNK", 10)
+    monkeypatch.setattr(source, "_read_key_records", fail_first)
+    retried, retried_users, retried_items = _load_keyed(conn, "ints")
+    assert calls[1] == -(-(len(KEYED_EVENTS) + len(BIG_EVENTS)) // 10)  # from the exact count
+    for data, data_users, data_items in ((chunked, chunked_users, chunked_items),
+                                         (retried, retried_users, retried_items)):
+        assert (data_users, data_items) == (users, items)
+        assert (data.matrix != whole.matrix).nnz == 0
+        assert (data.rows_read, data.rows_skipped_null, data.rows_skipped_event) == (
+            whole.rows_read, whole.rows_skipped_null, whole.rows_skipped_event)
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ("", r'source "public\.ik" of model "ik" is empty'),
+    ("(NULL, 1, 1), (2, 1, NULL)", "has no usable rows: 2 with NULL keys or weights, 0 with"),
+    ("(1, 1, 1), (2, 1, 'NaN')", 'weight column "w" of model "ik" has 1 NaN value'),
+    ("(1, 1, -1), (2, 1, '-Infinity')", "has 1 infinite, 2 negative values; weights must"),
+])
+def test_integer_key_sources_fail_as_text_key_ones(conn: psycopg.Connection, values: str,
+                                                   message: str) -> None:
+    conn.execute("CREATE TABLE public.ik (u integer, i bigint, w double precision)")
+    if values:
+        conn.execute(f"INSERT INTO public.ik VALUES {values}")
+    conn.execute("SELECT recsys.create_model('ik', 'public.ik', 'u', 'i', 'w')")
+    with pytest.raises(DataError, match=message):
+        source.load(conn, source.get_model(conn, "ik"))
+
+
+def test_decimal_text_order_of_integer_keys() -> None:
+    rng = np.random.default_rng(5)
+    for keys in (np.array([0, -1, 1, 9, 10, -10, -9, 99, 100, BIG, -BIG - 1, -BIG, BIG - 1,
+                           10 ** 18, 10 ** 18 - 1, -(10 ** 18), 5, 50, 500, 51]),
+                 rng.integers(-BIG - 1, BIG, 5_000, dtype=np.int64, endpoint=True),
+                 rng.integers(-1_000, 100_000, 5_000)):
+        distinct = np.unique(keys.astype(np.int64))
+        assert [str(k) for k in distinct[source.text_order(distinct)]] == sorted(
+            str(k) for k in distinct.tolist())
+    # a table over the key span, and np.unique for keys spread too far for one
+    for keys in (rng.integers(-50, 3_000, 100_000), rng.integers(-BIG - 1, BIG, 1_000)):
+        distinct, index = source.dense_indices(keys.astype(np.int64))
+        assert [str(k) for k in distinct] == sorted({str(k) for k in keys.tolist()})
+        assert index.dtype == np.int32 and np.array_equal(distinct[index], keys)
+
+
+def test_binary_copy_rows_split_into_fields() -> None:
+    body = (b"\x00\x02" + b"\x00\x00\x00\x01" + b"a" + b"\xff\xff\xff\xff"
+            + b"\x00\x01" + b"\x00\x00\x00\x00")
+    found = copybin.parse_rows(copybin.HEADER + body + copybin.TRAILER)
+    assert [[None if f is None else bytes(f) for f in row] for row in found] == [
+        [b"a", None], [b""]]
+    with pytest.raises(ValueError, match="ends inside a field"):
+        copybin.parse_rows(copybin.HEADER + b"\x00\x01\x00\x00\x00\x09ab")
+    with pytest.raises(ValueError, match="without its trailer"):
+        copybin.parse_rows(copybin.HEADER + body)
 
 
 def test_synthetic_data_is_seeded_complete_and_skewed() -> None:
