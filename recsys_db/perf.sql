@@ -31,9 +31,10 @@ SELECT t.idx
        LATERAL recsys._top_items(v, u.factors, u.seen, %(k)s) t
  WHERE v.model_id = %(model_id)s AND v.version = %(version)s AND u.idx = %(user)s;
 
--- Key maps for source.load. `native` is the key in the source's own type where its equality is
--- text equality (integers, text, uuid), so the big join below hashes integers, not strings;
--- otherwise it is the text key. Indices still follow text order of the key.
+-- Key maps for source.load when the keys are not both integers. `native` is the key in the
+-- source's own type where its equality is text equality (integers, text, uuid), so the big
+-- join below hashes integers, not strings; otherwise it is the text key. Indices still follow
+-- text order of the key.
 
 -- name: perf_create_user_map
 CREATE TEMP TABLE recsys_user_map AS
