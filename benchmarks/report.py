@@ -18,37 +18,40 @@ GIB = 1024**3
 READING = """\
 ## Reading the results
 
-- **Load.** Keys are mapped to dense indices inside PostgreSQL (integer keys are joined as
-  integers) and the (user, item, weight) triples come back as one row of three binary arrays,
-  parsed by numpy. The first version copied one COPY row per interaction; reading a million
-  rows one message at a time cost the client about 4 s against 0.3 s for the server's query.
-  What is left is two DISTINCT passes for the key maps, the join and the array transfer, which
-  is why the 8x goal is not met against a pandas peer reading integer columns.
-- **Refresh vs fit.** The stage list shows where a refresh goes beyond the fit: `write`
-  includes the hnsw build and its recall check (an hnsw build on 2 cores takes seconds per 50k
-  items), `precompute` (all users' top-10, owned by the quality module) is the largest extra
-  cost where it runs. Fixed costs dominate on MovieLens.
-- **Index.** `auto` builds hnsw from 5,000 items up, measures recall@10 against exact on 200
-  users for ef_search 40, 80, 160, ... and keeps the first that reaches 0.98, then times exact
-  against hnsw and keeps the faster. The index is over inner product on the factors column;
-  lifting items to one norm with an extra dimension (so that l2 order equals inner-product
-  order) was measured too and recalls less on these power-law catalogs (table in each section
-  where it was run): most items sit near one point, and the graph strands the few far,
-  popular ones. Exclude-seen goes through hnsw iterative scan, so k rows come back.
-- **Latency and throughput.** One `recsys.recommend` call runs several statements in
-  PL/pgSQL, two of them dynamic SQL that is planned on every call (the table name changes with
-  the version); that fixed cost, not the vector search, is most of a call on small catalogs
-  and bounds the pgbench throughput on 2 cores shared by pgbench itself.
+- **Load.** When both key columns are integers (smallint, integer, bigint), one aggregate query
+  returns the counts and every usable row packed as fixed-width binary records (`string_agg` of
+  the types' send functions), which numpy reads without a loop; the keys are mapped to dense
+  indices on the client and the two key maps copied back in binary. At 1M rows the server's
+  aggregate is about 0.27 s of the ~0.5 s (≈ 200 ns a row), which is why 8x over a pandas peer
+  reading the same three integer columns is not reached. Text, uuid and other keys are still
+  mapped in SQL in four passes (not in these figures).
+- **Refresh vs fit.** After the fit a refresh writes the factor tables (binary COPY), then ranks
+  every user's top-10 in numpy (`precompute`) while the server builds the hnsw index on a second
+  connection (`index` runs alongside `precompute`, so the stages add up to more than the wall
+  time). Exact top-10 over 50k items is 50k x 50k x 64 multiply-adds: the matrix product alone
+  runs at about 8k users/s on these 2 cores, so `precompute` cannot drop much below ~6 s at
+  `1m`; with `recommendations_k => 0` a refresh is load + fit + write + index. On MovieLens the
+  fixed costs of creating, filling, indexing and attaching tables dominate.
+- **Index.** `auto` builds hnsw from 5,000 items up: first a sparse graph (m 8,
+  ef_construction 32, about 3x faster to build than pgvector's default 16/64), measuring
+  recall@10 against exact on 200 users at ef_search 10, 20, 40, ... and keeping the first that
+  reaches 0.98; if the sparse graph misses by ef_search 160 (or the catalog has over 200k items)
+  the default graph is built. Then exact and hnsw are timed and the faster kept. The index is
+  over inner product on the factors column; lifting items to one norm with an extra dimension
+  (so that l2 order equals inner-product order) recalls less on these power-law catalogs (table
+  in each section): most items sit near one point and the graph strands the few far, popular
+  ones. Exclude-seen goes through hnsw iterative scan, so k rows come back.
+- **Latency and throughput.** `recsys.recommend` serves a known user's first k ≤
+  `recommendations_k` rows from the version's precomputed partition: one index lookup, and an
+  exact ranking. It searches live when k is larger, with `exclude_seen => false`, after a
+  fold-in added items, or when precompute is off (here: catalogs over 100k items). Both paths
+  are measured above (`precomputed rows` / `hnsw search` or `exact search`); the live figures
+  were taken with the version's `precomputed_k` set to 0. A live call is mostly the vector
+  search itself: a server-side loop measured ~0.5 ms of search against ~0.1 ms of PL/pgSQL
+  around it at 50k items, and a prototype with static, plan-cached SQL per version gained only
+  10-20%, so it was not adopted.
 - **interested_users** is one exact scan over the user factors; seed 000 calls recommend for
   every user, so its cost grows with users times items.
-- **25m (incomplete).** One 25m run was stopped before it wrote results, so no 25m figures
-  appear above. Its refresh finished and recorded its stages in `recsys.runs`: load 75 s, fit
-  217 s, write 431 s (the hnsw build over 1M items and its recall checks; `auto` then kept
-  exact, so hnsw did not reach recall@10 0.98 within ef_search 640 there), about 724 s in all.
-  Four samples of the machine's used memory taken by hand with `free` during it (data load,
-  fit, index build) showed at most 6 GiB of 23.5 GiB; the true peak was not captured, so the
-  24 GiB goal stays unmeasured. The run was stopped while the precompute peer looped recommend over
-  20,000 users with exact scans of a million items; that loop is now sized by catalog.
 """
 
 
