@@ -277,7 +277,8 @@ def write(conn: psycopg.Connection, model_id: int, version: int, params: dict[st
 def refresh_users(conn: psycopg.Connection, model: str, model_id: int, version: int, k: int,
                   users: sql.Identifier) -> int:
     """Recompute the precomputed rows of the users staged by a fold-in (``recsys_stage_users``)
-    from ``recsys.recommend``; returns the rows written (0 when the version has none)."""
+    from a live search (``recsys._recommend_live``: ``recsys.recommend`` would read the rows
+    being replaced); returns the rows written (0 when the version has none)."""
     name = partition_name(model_id, version, RECOMMENDATIONS)
     row = conn.execute("SELECT to_regclass(%s)", (f"recsys.{name}",)).fetchone()
     if k <= 0 or row is None or row[0] is None:

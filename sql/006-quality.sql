@@ -33,8 +33,8 @@ SELECT t.id AS tuning_id, m.name AS model,
   LEFT JOIN recsys.metric popular
          ON popular.run_id = r.id AND popular.recommender = 'popular' AND popular.metric = t.metric;
 
--- Precomputed top-N per user of each model's active version (params.recommendations_k);
--- the same rows as recsys.recommend(model, user_key, k).
+-- Precomputed top-N per user of each model's active version (params.recommendations_k); what
+-- recsys.recommend(model, user_key, k) serves for k up to the version's precomputed_k.
 CREATE OR REPLACE VIEW recsys.recommendations AS
 SELECT m.name AS model, r.user_key, r.rank, r.item_key, r.score::double precision AS score
   FROM recsys.recommendation r
