@@ -290,20 +290,37 @@ def refresh_users(conn: psycopg.Connection, model: str, model_id: int, version: 
     return int(cur.rowcount)
 
 
+def _drop_partition(conn: psycopg.Connection, name: str) -> bool:
+    """Drop one partition unless that means waiting on readers; returns whether it did.
+
+    Dropping a partition locks the partitioned parent exclusively, and ``recsys.recommend``
+    reads the parent on every call: a drop queued behind one long reader (a BI query, an idle
+    transaction) would hold up every recommend call after it. So the drop waits at most
+    200 ms and is retried by the next ``prune``.
+    """
+    try:
+        with conn.transaction():
+            conn.execute(queries.text("drop_lock_timeout"))
+            conn.execute(queries.compose("quality_drop_partition",
+                                         table=sql.Identifier("recsys", name)))
+    except psycopg.errors.LockNotAvailable:
+        log.info("precomputed partition %s is still being read; dropped later", name)
+        return False
+    return True
+
+
 def discard(conn: psycopg.Connection, model_id: int, version: int) -> None:
-    """Drop a version's partitions (those that exist)."""
+    """Drop a version's partitions (those that exist; one still being read stays for
+    ``prune``)."""
     for kind in KINDS:
-        conn.execute(queries.compose("quality_drop_partition", table=sql.Identifier(
-            "recsys", partition_name(model_id, version, kind))))
+        _drop_partition(conn, partition_name(model_id, version, kind))
 
 
 def prune(conn: psycopg.Connection) -> list[str]:
     """Drop partitions of versions that were dropped or failed, or whose model is gone.
 
-    Versions still building (another model's training in progress) are left alone.
+    Versions still building (another model's training in progress) are left alone, and so is
+    a partition that readers hold (see ``_drop_partition``). Returns the partitions dropped.
     """
     stale = [row[0] for row in conn.execute(queries.text("quality_stale_partitions"))]
-    for name in stale:
-        conn.execute(queries.compose("quality_drop_partition",
-                                     table=sql.Identifier("recsys", name)))
-    return stale
+    return [name for name in stale if _drop_partition(conn, name)]

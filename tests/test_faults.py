@@ -222,3 +222,32 @@ def test_retention_does_not_wait_for_a_reader_holding_an_old_version(
     training.train(db_url, "m")
     assert rows(conn, "SELECT version, status FROM recsys.versions ORDER BY version") == [
         (1, "dropped"), (2, "dropped"), (3, "ready"), (4, "ready")]
+
+
+def test_dropping_stale_precomputed_rows_never_queues_recommend(
+        db_url: str, conn: psycopg.Connection) -> None:
+    """recommend reads the partitioned parent of the precomputed rows, and dropping a partition
+    locks that parent exclusively: the drop must give up rather than wait on a reader (and make
+    every recommend call queue behind it)."""
+    make_model(conn, keep=2)
+    training.train(db_url, "m")
+    training.train(db_url, "m")  # version 1 retired before the reader below starts
+    with db.connect(db_url, autocommit=False) as reader:
+        assert served(reader)  # from version 2's precomputed rows; the reader stays open
+        done = threading.Event()
+        worker = threading.Thread(target=lambda: (training.train(db_url, "m"), done.set()))
+        worker.start()
+        worker.join(timeout=60)
+        finished = done.is_set()
+        reader.rollback()  # lets a stuck drop through, so that the test ends either way
+        worker.join()
+        assert finished
+    partitions = [r[0] for r in rows(conn, "SELECT c.relname FROM pg_inherits i JOIN pg_class c"
+                                           " ON c.oid = i.inhrelid ORDER BY 1")]
+    assert partitions == ["m1_v1_recs", "m1_v2_recs", "m1_v3_recs"]  # v1's waits for pruning
+    assert rows(conn, "SELECT version, status FROM recsys.versions ORDER BY version") == [
+        (1, "dropped"), (2, "ready"), (3, "ready")]
+    training.train(db_url, "m")
+    assert [r[0] for r in rows(conn, "SELECT c.relname FROM pg_inherits i JOIN pg_class c"
+                                     " ON c.oid = i.inhrelid ORDER BY 1")] == [
+        "m1_v3_recs", "m1_v4_recs"]
