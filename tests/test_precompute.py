@@ -144,6 +144,30 @@ def test_failed_run_and_dropped_model_leave_no_partitions(db_url: str,
     assert precompute.prune(conn) == []
 
 
+def test_drop_model_does_not_queue_recommend_behind_a_reader(db_url: str,
+                                                             conn: psycopg.Connection) -> None:
+    make_catalog(conn, "recsys.als(factors => 3, recommendations_k => 2)")
+    conn.execute("SELECT recsys.create_model('other', 'public.odd', 'i', 'u',"
+                 " params => recsys.als(factors => 3, recommendations_k => 2))")
+    training.train(db_url, "odd")
+    training.train(db_url, "other")
+    (odd_id,), = rows(conn, "SELECT id FROM recsys.model WHERE name = 'odd'")
+    with db.connect(db_url, autocommit=False) as reader:
+        # an open transaction that read another model's precomputed rows
+        assert rows(reader, "SELECT * FROM recsys.recommend('other', 'i', 1)")
+        conn.execute("SET lock_timeout = '20s'")  # what a patient caller may have set
+        with conn.transaction():
+            conn.execute("SELECT recsys.drop_model('odd')")
+            # the caller's own lock_timeout is back after the partition drop gave up
+            assert rows(conn, "SHOW lock_timeout") == [("20s",)]
+        conn.execute("RESET lock_timeout")
+        assert f"m{odd_id}_v1_recs" in partitions(conn)  # left for the next prune
+        assert rows(conn, "SELECT count(*) FROM recsys.recommendations WHERE model = 'odd'") == [
+            (0,)]
+    training.train(db_url, "other")
+    assert [p for p in partitions(conn) if p.startswith(f"m{odd_id}_")] == []
+
+
 def test_nothing_left_to_recommend(db_url: str, conn: psycopg.Connection) -> None:
     conn.execute("CREATE TABLE public.solo AS SELECT 'only' AS u, i FROM unnest('{x,y}'::text[]) i")
     conn.execute("SELECT recsys.create_model('solo', 'public.solo', 'u', 'i',"
