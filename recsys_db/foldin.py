@@ -309,7 +309,6 @@ def _write(conn: psycopg.Connection, model: source.ModelConfig, version: int,
             "model_id": model.id, "version": version})
         conn.execute(queries.compose("foldin_update_users", **tables))
         conn.execute(queries.compose("foldin_insert_users", **tables))
-        precompute.refresh_users(conn, model.name, model.id, version,
-                                 int(model.params.get("recommendations_k", 0)), tables["users"])
+        precompute.refresh_users(conn, model.name, model.id, version, tables["users"])
         marks.record(conn, model.id, version, changes.watermark)
         conn.execute(queries.text("drop_stage_tables"))

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 # batch x items float32 score matrix (plus argpartition's int64 indices) stays near 1 GiB
 BATCH_USERS = 4096
 BATCH_SCORES = 2**26
+PARTITION_DROP_WAIT = "50ms"  # lock_timeout of a partition drop (see _drop_partitions)
 
 
 def batch_size(items: int) -> int:
@@ -274,53 +275,61 @@ def write(conn: psycopg.Connection, model_id: int, version: int, params: dict[st
     return written
 
 
-def refresh_users(conn: psycopg.Connection, model: str, model_id: int, version: int, k: int,
+def refresh_users(conn: psycopg.Connection, model: str, model_id: int, version: int,
                   users: sql.Identifier) -> int:
     """Recompute the precomputed rows of the users staged by a fold-in (``recsys_stage_users``)
     from a live search (``recsys._recommend_live``: ``recsys.recommend`` would read the rows
-    being replaced); returns the rows written (0 when the version has none)."""
+    being replaced), as many per user as the version was trained with (the model's params may
+    have changed since); returns the rows written (0 when the version has none)."""
     name = partition_name(model_id, version, RECOMMENDATIONS)
     row = conn.execute("SELECT to_regclass(%s)", (f"recsys.{name}",)).fetchone()
-    if k <= 0 or row is None or row[0] is None:
+    if row is None or row[0] is None:
         return 0
     cur = conn.execute(
         queries.compose("quality_refresh_recommendations", users=users,
                         partition=sql.Identifier("recsys", name)),
-        {"model_id": model_id, "version": version, "model": model, "k": k})
+        {"model_id": model_id, "version": version, "model": model})
     return int(cur.rowcount)
 
 
-def _drop_partition(conn: psycopg.Connection, name: str) -> bool:
-    """Drop one partition unless that means waiting on readers; returns whether it did.
+def _drop_partitions(conn: psycopg.Connection, names: Sequence[str]) -> bool:
+    """Drop partitions (in schema recsys) unless that means waiting on readers; returns
+    whether it did.
 
     Dropping a partition locks the partitioned parent exclusively, and ``recsys.recommend``
     reads the parent on every call: a drop queued behind one long reader (a BI query, an idle
-    transaction) would hold up every recommend call after it. So the drop waits at most
-    200 ms and is retried by the next ``prune``.
+    transaction) would hold up every recommend call after it. So all of them go in one
+    statement that waits at most ``PARTITION_DROP_WAIT`` (ordinary recommend calls last about a
+    millisecond) and are left for the next ``prune`` otherwise.
     """
+    if not names:
+        return True
+    row = conn.execute(queries.text("current_lock_timeout")).fetchone()
+    assert row is not None
+    tables = sql.SQL(", ").join(sql.Identifier("recsys", name) for name in names)
     try:
         with conn.transaction():
-            conn.execute(queries.text("drop_lock_timeout"))
-            conn.execute(queries.compose("quality_drop_partition",
-                                         table=sql.Identifier("recsys", name)))
+            conn.execute(queries.text("set_lock_timeout"), {"value": PARTITION_DROP_WAIT})
+            conn.execute(queries.compose("quality_drop_partition", table=tables))
+            conn.execute(queries.text("set_lock_timeout"), {"value": row[0]})
     except psycopg.errors.LockNotAvailable:
-        log.info("precomputed partition %s is still being read; dropped later", name)
+        log.info("precomputed partitions %s are being read; dropped later", ", ".join(names))
         return False
     return True
 
 
 def discard(conn: psycopg.Connection, model_id: int, version: int) -> None:
-    """Drop a version's partitions (those that exist; one still being read stays for
-    ``prune``)."""
-    for kind in KINDS:
-        _drop_partition(conn, partition_name(model_id, version, kind))
+    """Drop a version's partitions (those that exist; when readers hold the parent they stay
+    for ``prune``)."""
+    _drop_partitions(conn, [partition_name(model_id, version, kind) for kind in KINDS])
 
 
 def prune(conn: psycopg.Connection) -> list[str]:
     """Drop partitions of versions that were dropped or failed, or whose model is gone.
 
     Versions still building (another model's training in progress) are left alone, and so is
-    a partition that readers hold (see ``_drop_partition``). Returns the partitions dropped.
+    everything while readers hold the parent (see ``_drop_partitions``). Returns the partitions
+    dropped.
     """
     stale = [row[0] for row in conn.execute(queries.text("quality_stale_partitions"))]
-    return [name for name in stale if _drop_partition(conn, name)]
+    return stale if _drop_partitions(conn, stale) else []

@@ -47,6 +47,12 @@ ALTER TABLE {parent} ATTACH PARTITION {table}
 -- name: quality_drop_partition
 DROP TABLE IF EXISTS {table};
 
+-- name: current_lock_timeout
+SELECT current_setting('lock_timeout');
+
+-- name: set_lock_timeout
+SELECT set_config('lock_timeout', %(value)s, true);
+
 -- name: quality_stale_partitions
 SELECT c.relname
   FROM pg_inherits i
@@ -81,7 +87,8 @@ UPDATE recsys.model
 
 -- name: quality_refresh_recommendations
 -- After a fold-in: replace the precomputed rows of the users in recsys_stage_users with what a
--- live search returns now (recsys.recommend itself would read the rows being replaced).
+-- live search returns now (recsys.recommend itself would read the rows being replaced), as many
+-- as the version was trained with.
 WITH changed AS (
     SELECT u.key FROM recsys_stage_users s JOIN {users} u ON u.idx = s.idx
 ), gone AS (
@@ -90,5 +97,6 @@ WITH changed AS (
 INSERT INTO {partition} (model_id, version, user_key, rank, item_key, score)
 SELECT %(model_id)s, %(version)s, c.key, r.rank, r.item_key, r.score
   FROM changed c, recsys.model_version v,
-       recsys._recommend_live(v, %(model)s, c.key, %(k)s, true) r
+       recsys._recommend_live(v, %(model)s, c.key, (v.params ->> 'recommendations_k')::integer,
+                              true) r
  WHERE v.model_id = %(model_id)s AND v.version = %(version)s;

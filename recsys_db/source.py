@@ -291,13 +291,15 @@ def _load_integer_keys(conn: psycopg.Connection, parts: dict[str, sql.Composable
     estimate = float(plan[0][0]["Plan"]["Plan Rows"])
     try:
         with conn.transaction():  # a savepoint: a chunk past the value limit fails alone
-            read = _read_key_records(conn, parts, record, _chunks_for(estimate))
+            chunks = _chunks_for(estimate)
+            read = _read_key_records(conn, parts, record, chunks)
     except (psycopg.errors.ProgramLimitExceeded, psycopg.errors.OutOfMemory):
         row = conn.execute(queries.compose("count_rows", **parts)).fetchone()
         assert row is not None
         log.info("row estimate %d was too low: %d rows; reading again in more chunks",
                  estimate, row[0])
-        read = _read_key_records(conn, parts, record, _chunks_for(int(row[0])))
+        # at least twice as many: with a good estimate the exact count alone changes nothing
+        read = _read_key_records(conn, parts, record, max(2 * chunks, _chunks_for(int(row[0]))))
     rows_read, skipped_null, users, items, weights = read
     user_keys, user_idx = dense_indices(users)
     item_keys, item_idx = dense_indices(items)
@@ -332,8 +334,10 @@ def _read_key_records(conn: psycopg.Connection, parts: dict[str, sql.Composable]
         if chunks == 1:
             where: sql.Composable = sql.SQL("true")
         else:
-            # NULL users fall in chunk 0, so that every chunk's counts add up.
-            where = sql.SQL("coalesce(mod(mod({user}::bigint, {n}) + {n}, {n}), 0) = {k}").format(
+            # Hashed, so that keys with a common stride spread out; NULL users fall in chunk 0,
+            # so that every chunk's counts add up.
+            where = sql.SQL("coalesce(mod(mod(hashint8({user}::bigint), {n}) + {n}, {n}), 0)"
+                            " = {k}").format(
                 user=parts["user"], n=sql.Literal(chunks), k=sql.Literal(chunk))
         buffer = bytearray()
         with conn.cursor() as cur, cur.copy(

@@ -126,7 +126,11 @@ class IndexBuild:
 
     def wait(self) -> IndexChoice:
         """The recorded choice once the build is done; re-raises what made it fail."""
-        self._thread.join()
+        try:
+            self._thread.join()
+        except BaseException:  # interrupted while waiting: do not leave the build running
+            self.cancel()
+            raise
         self._conn.close()
         if self._error is not None:
             raise self._error
@@ -134,10 +138,15 @@ class IndexBuild:
         return self._choice
 
     def cancel(self) -> None:
-        """Stop the build (its transaction rolls back) and wait for the thread."""
-        if self._thread.is_alive():
-            self._conn.cancel_safe()
-        self._thread.join()
+        """Stop the build (its transaction rolls back) and wait for the thread.
+
+        A cancel only stops the statement running at that moment, and the build runs several
+        (graph builds, recall queries) with numpy work between them: keep cancelling until the
+        thread is done.
+        """
+        while self._thread.is_alive():
+            self._conn.cancel_safe(timeout=5.0)
+            self._thread.join(timeout=0.2)
         self._conn.close()
 
 

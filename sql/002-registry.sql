@@ -201,35 +201,38 @@ COMMENT ON FUNCTION recsys.create_model IS
 -- Drop a model and every per-version table (named m<model id>_v<version>_<what>).
 -- Precomputed rows are partitions of tables that recsys.recommend reads for every model, and
 -- dropping a partition locks its parent exclusively: rather than make every recommend call
--- queue behind a long reader, a partition that cannot be dropped within 200 ms stays for the
--- next training's prune (its model is gone, so no view shows it).
+-- queue behind a long reader, partitions that cannot be dropped within 50 ms stay for the next
+-- training's prune (their model is gone, so no view shows them).
 CREATE OR REPLACE FUNCTION recsys.drop_model(name text) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     m recsys.model;
     t text;
-    partition boolean;
+    partitions text;
     waited text := current_setting('lock_timeout');
 BEGIN
     m := recsys._model(name);
     PERFORM 1 FROM recsys.model WHERE id = m.id FOR UPDATE;
-    FOR t, partition IN SELECT c.relname, c.relispartition FROM pg_class c
+    FOR t IN SELECT c.relname FROM pg_class c
               WHERE c.relnamespace = 'recsys'::regnamespace AND c.relkind IN ('r', 'p')
-                AND c.relname ~ ('^m' || m.id || '_v[0-9]+_')
-              ORDER BY c.relispartition, c.relname
+                AND c.relname ~ ('^m' || m.id || '_v[0-9]+_') AND NOT c.relispartition
     LOOP
-        IF NOT partition THEN
-            EXECUTE format('DROP TABLE IF EXISTS recsys.%I', t);
-            CONTINUE;
-        END IF;
+        EXECUTE format('DROP TABLE IF EXISTS recsys.%I', t);
+    END LOOP;
+    SELECT string_agg(format('recsys.%I', c.relname), ', ' ORDER BY c.relname) INTO partitions
+      FROM pg_class c
+     WHERE c.relnamespace = 'recsys'::regnamespace AND c.relispartition
+       AND c.relname ~ ('^m' || m.id || '_v[0-9]+_');
+    IF partitions IS NOT NULL THEN
         BEGIN
-            PERFORM set_config('lock_timeout', '200ms', true);
-            EXECUTE format('DROP TABLE IF EXISTS recsys.%I', t);
+            PERFORM set_config('lock_timeout', '50ms', true);
+            EXECUTE 'DROP TABLE IF EXISTS ' || partitions;
             PERFORM set_config('lock_timeout', waited, true);
         EXCEPTION WHEN lock_not_available THEN
-            RAISE NOTICE 'precomputed rows recsys.% are being read; the next training drops them', t;
+            RAISE NOTICE 'precomputed rows of model "%" are being read; the next training drops them',
+                name;
         END;
-    END LOOP;
+    END IF;
     DELETE FROM recsys.model WHERE id = m.id;
 END
 $$;

@@ -144,6 +144,25 @@ def test_changed_user_and_new_item_without_time_column(db_url: str,
     assert (again.status, again.users, again.new_items) == ("succeeded", 0, 0)
 
 
+def test_changed_user_is_served_refreshed_rows(db_url: str, conn: psycopg.Connection) -> None:
+    make_events(conn, time_column=False)
+    training.train(db_url, "m")
+    before = [r[0] for r in rows(conn, "SELECT item_key FROM recsys.recommend('m', 'u0', 10)")]
+    assert "b0" in before
+    # the version's own precomputed_k counts, not the model's params of today
+    conn.execute("UPDATE recsys.model SET params = params - 'recommendations_k'")
+    conn.execute("INSERT INTO public.events (usr, item, n) VALUES ('u0', 'b0', 3)")
+    result = foldin.fold_in(db_url, "m")
+    assert (result.status, result.users, result.new_items) == ("succeeded", 1, 0)
+    assert rows(conn, "SELECT precomputed_k FROM recsys.model_version") == [(10,)]
+    served = rows(conn, "SELECT item_key, rank FROM recsys.recommend('m', 'u0', 10)")
+    assert "b0" not in {key for key, _ in served}  # seen now
+    assert served == rows(conn, "SELECT r.item_key, r.rank FROM recsys.model_version v,"
+                                " recsys._recommend_live(v, 'm', 'u0', 10, true) r")
+    assert served == rows(conn, "SELECT item_key, rank FROM recsys.recommendations"
+                                " WHERE user_key = 'u0' ORDER BY rank")
+
+
 def test_incremental_request_and_errors(db_url: str, conn: psycopg.Connection) -> None:
     make_events(conn)
     with pytest.raises(ConfigError, match='model "m" has no trained version to fold into'):
