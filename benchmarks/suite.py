@@ -251,8 +251,10 @@ def bench_recommend(url: str, version: dict[str, Any], user_keys: list[str],
     exact_count = len(keys) if version["items"] <= 200_000 else EXACT_QUERIES_LARGE
     with db.connect(url) as conn:
         served, served_lists = _serve(conn, keys)
-    with _configured(url, version, precomputed_k=0), db.connect(url) as conn:
-        live, live_lists = _serve(conn, keys)
+    live, live_lists = served, served_lists  # the same path without precomputed rows
+    if version["precomputed_k"]:
+        with _configured(url, version, precomputed_k=0), db.connect(url) as conn:
+            live, live_lists = _serve(conn, keys)
     with _configured(url, version, precomputed_k=0, index_kind="exact"), \
             db.connect(url) as conn:
         exact, exact_lists = _serve(conn, keys[:exact_count])
