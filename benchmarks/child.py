@@ -7,6 +7,7 @@ Usage: ``python -m benchmarks.child URL MODEL``
 from __future__ import annotations
 
 import json
+import logging
 import resource
 import sys
 import time
@@ -17,6 +18,10 @@ from recsys_db import training
 def main() -> None:
     """Run the training given on the command line."""
     url, model = sys.argv[1], sys.argv[2]
+    # the index choice (graphs built, recall per ef_search, exact vs hnsw timing) goes to
+    # stderr, which the suite keeps with the results
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
+    logging.getLogger("recsys_db.store").setLevel(logging.INFO)
     start = time.perf_counter()
     result = training.train(url, model)
     seconds = time.perf_counter() - start

@@ -121,6 +121,8 @@ def _train_child(url: str) -> dict[str, Any]:
                               check=True, capture_output=True, text=True)
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     result["system_peak_rise_bytes"] = memory["peak_rise_bytes"]
+    result["index_log"] = [line for line in done.stderr.splitlines()
+                           if line.startswith(("hnsw", "auto index"))]
     return result
 
 
@@ -135,7 +137,7 @@ def bench_refresh(url: str, repeats: int) -> dict[str, Any]:
     seconds = [run["seconds"] for run in runs]
     return {"ours": measure.summary(seconds), "peer": measure.summary(fits),
             "ratio": float(np.median(seconds) / np.median(fits)),
-            "stages": runs[-1]["stages"],
+            "stages": runs[-1]["stages"], "index_log": runs[-1]["index_log"],
             "peak_rss_bytes": max(run["peak_rss_bytes"] for run in runs),
             "system_peak_rise_bytes": max(run["system_peak_rise_bytes"] for run in runs)}
 

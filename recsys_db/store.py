@@ -265,6 +265,8 @@ def build_index(conn: psycopg.Connection, tables: VersionTables, data: Interacti
             conn.execute(queries.compose("perf_drop_index", index=index))
             choice = IndexChoice(kind="exact", recall=1.0, exact_ms=exact_ms, hnsw_ms=hnsw_ms)
         else:
+            log.info("auto index: hnsw (%.2f ms, recall %.4f) over exact (%.2f ms)",
+                     hnsw_ms, choice.recall, exact_ms)
             choice = IndexChoice(kind="hnsw", recall=choice.recall, ef_search=choice.ef_search,
                                  exact_ms=exact_ms, hnsw_ms=hnsw_ms)
     _set_index(conn, tables, choice)
