@@ -33,7 +33,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 from threadpoolctl import threadpool_limits
 
-from recsys_db import copybin, db, precompute, queries, source, training, weighting
+from recsys_db import copybin, db, install, precompute, queries, source, training, weighting
 from recsys_db import watermark as marks
 from recsys_db.errors import ConfigError, DataError, RecsysError, TrainingError
 
@@ -95,6 +95,7 @@ def fold_in(url: str, model_name: str, *, progress: Progress | None = None,
     re-raised, and leaves the active version as it was.
     """
     with db.connect(url) as conn:
+        install.check_schema(conn)
         model = source.get_model(conn, model_name)
         if model.active_version is None:
             raise ConfigError(f'model "{model.name}" has no trained version to fold into; '

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -51,11 +52,35 @@ def _alembic_config() -> Config:
 
 def head_revision() -> str:
     """The newest alembic revision this package ships."""
+    return known_revisions()[-1]
+
+
+@functools.cache
+def known_revisions() -> tuple[str, ...]:
+    """The alembic revisions this package ships, oldest first."""
     from alembic.script import ScriptDirectory
 
-    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
-    assert head is not None
-    return head
+    scripts = ScriptDirectory.from_config(_alembic_config())
+    return tuple(reversed([script.revision for script in scripts.walk_revisions()]))
+
+
+def check_schema(conn: psycopg.Connection) -> None:
+    """Refuse to train on a database whose recsys tables are not the ones this package was
+    written for: not installed, an older revision (run install), or a newer one (a newer
+    recsys-db installed it, and this one would write what that one no longer reads)."""
+    installed = _scalar(conn, queries.text("install_has_revision_table"))
+    if not installed:
+        raise RecsysError("recsys is not installed in this database; run: recsys-db install")
+    revision = str(_scalar(conn, queries.text("install_current_revision")))
+    known = known_revisions()
+    if revision not in known:
+        raise RecsysError(
+            f"the recsys schema is at revision {revision}, which this recsys-db "
+            f"(up to {known[-1]}) does not know; upgrade recsys-db")
+    if revision != known[-1]:
+        raise RecsysError(
+            f"the recsys schema is at revision {revision} and this recsys-db needs "
+            f"{known[-1]}; run: recsys-db install")
 
 
 def _upgrade_tables(url: str) -> str:

@@ -33,3 +33,9 @@ SELECT rolname FROM pg_roles r
  WHERE rolname IN ('recsys_worker', 'recsys_reader')
    AND shobj_description(r.oid, 'pg_authid') LIKE 'created by recsys-db%'
  ORDER BY rolname DESC;
+
+-- name: install_has_revision_table
+SELECT to_regclass('recsys.alembic_version') IS NOT NULL;
+
+-- name: install_current_revision
+SELECT version_num FROM recsys.alembic_version;

@@ -26,7 +26,17 @@ from implicit.recommender_base import ModelFitError
 from psycopg.types.json import Jsonb
 from threadpoolctl import threadpool_limits
 
-from recsys_db import db, evaluation, features, precompute, queries, source, store, weighting
+from recsys_db import (
+    db,
+    evaluation,
+    features,
+    install,
+    precompute,
+    queries,
+    source,
+    store,
+    weighting,
+)
 from recsys_db import watermark as marks
 from recsys_db.errors import RecsysError, TrainingError
 
@@ -261,6 +271,7 @@ def train(url: str, model_name: str, *, progress: Progress | None = None,
     the active version stays as it was.
     """
     with db.connect(url) as conn:
+        install.check_schema(conn)
         model = source.get_model(conn, model_name)
         model = replace(model, params=effective_params(conn, model.params))
         locked = conn.execute("SELECT pg_try_advisory_lock(%s)",

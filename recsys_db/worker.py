@@ -26,7 +26,7 @@ from typing import Any
 
 import psycopg
 
-from recsys_db import db, foldin, jobs, queries, source, training
+from recsys_db import db, foldin, install, jobs, queries, source, training
 from recsys_db.errors import RecsysError
 
 log = logging.getLogger(__name__)
@@ -146,6 +146,7 @@ class Worker:
         heartbeat: threading.Thread | None = None
         try:
             with db.connect(self.url) as conn:
+                install.check_schema(conn)
                 self.worker_id = jobs.register_worker(conn, self.name, self.options.lease)
                 conn.execute(queries.text("job_listen"))
                 heartbeat = threading.Thread(target=self._heartbeat_loop, daemon=True,

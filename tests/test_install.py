@@ -79,3 +79,36 @@ def test_no_leftover_function_overloads(conn: psycopg.Connection) -> None:
     # a changed signature needs a DROP of the old one in an alembic revision
     assert rows(conn, "SELECT proname FROM pg_proc WHERE pronamespace = 'recsys'::regnamespace"
                       " GROUP BY proname HAVING count(*) > 1") == []
+
+
+def test_training_refuses_a_schema_of_another_release(db_url: str,
+                                                      conn: psycopg.Connection) -> None:
+    from recsys_db import foldin, training, worker
+    from recsys_db.errors import RecsysError
+
+    conn.execute("CREATE TABLE public.ev AS SELECT 'u' || g % 5 AS u, 'i' || g % 7 AS i"
+                 " FROM generate_series(1, 60) g")
+    conn.execute("SELECT recsys.create_model('m', 'public.ev', 'u', 'i',"
+                 " params => recsys.als(factors => 2, iterations => 1))")
+    training.train(db_url, "m")
+    assert install.known_revisions()[0] == "0001"
+    conn.execute("UPDATE recsys.alembic_version SET version_num = '9999'")
+    newer = r"the recsys schema is at revision 9999, which this recsys-db \(up to \d+\) does" \
+            " not know; upgrade recsys-db"
+    with pytest.raises(RecsysError, match=newer):
+        training.train(db_url, "m")
+    with pytest.raises(RecsysError, match=newer):
+        foldin.fold_in(db_url, "m")
+    with pytest.raises(RecsysError, match=newer):
+        worker.Worker(db_url, worker.WorkerOptions(once=True, poll=0.1, lease=5),
+                      worker.Events(quiet=True)).run()
+    older = install.known_revisions()[-2]
+    conn.execute("UPDATE recsys.alembic_version SET version_num = %s", (older,))
+    with pytest.raises(RecsysError, match=f"the recsys schema is at revision {older} and this"
+                                          " recsys-db needs .*; run: recsys-db install"):
+        training.train(db_url, "m")
+    assert rows(conn, "SELECT version, status FROM recsys.runs") == [(1, "succeeded")]
+    conn.execute("DROP SCHEMA recsys CASCADE")
+    with pytest.raises(RecsysError, match="recsys is not installed in this database; run:"
+                                          " recsys-db install"):
+        training.train(db_url, "m")
