@@ -34,7 +34,7 @@ from psycopg.types.json import Jsonb
 
 from recsys_db import copybin, queries
 from recsys_db.errors import ConfigError
-from recsys_db.source import Interactions, ModelConfig
+from recsys_db.source import Interactions, ModelConfig, native_keys
 
 METRICS = ("precision", "precision_capped", "recall", "map", "ndcg", "auc", "coverage", "novelty")
 TIME_TYPES_EPOCH = ("timestamp with time zone", "timestamp without time zone", "date")
@@ -170,10 +170,10 @@ def load_times(conn: psycopg.Connection, model: ModelConfig,
     Uses the key maps that ``source.load`` left on ``conn``. Pairs without any non-NULL time
     get -inf: they count as the oldest.
     """
+    user, item = native_keys(conn, model)
     query = queries.compose(
         "quality_copy_times", source=model.source, time=_time_expression(conn, model),
-        user=sql.SQL("s.{}").format(sql.Identifier(model.user_column)),
-        item=sql.SQL("s.{}").format(sql.Identifier(model.item_column)))
+        user=user, item=item)
     buffer = bytearray()
     with conn.cursor() as cur, cur.copy(query) as copy:
         for block in copy:

@@ -2,10 +2,11 @@
 -- Placeholders in braces are identifiers composed with psycopg.sql, never user text.
 
 -- name: quality_copy_times
+-- {user} and {item} are the keys in the maps' `native` type (integers stay integers).
 COPY (SELECT u.idx, i.idx, max({time})
         FROM {source} s
-        JOIN recsys_user_map u ON u.key = {user}::text
-        JOIN recsys_item_map i ON i.key = {item}::text
+        JOIN recsys_user_map u ON u.native = {user}
+        JOIN recsys_item_map i ON i.native = {item}
        WHERE {time} IS NOT NULL
        GROUP BY u.idx, i.idx)
   TO STDOUT (FORMAT BINARY);

@@ -171,6 +171,14 @@ def _expressions(model: ModelConfig, types: dict[str, str]) -> dict[str, sql.Com
     }
 
 
+def native_keys(conn: psycopg.Connection,
+                model: ModelConfig) -> tuple[sql.Composable, sql.Composable]:
+    """The (user, item) expressions over source alias ``s`` that equal the temp maps'
+    ``native`` column, so that joins with the maps compare keys in their own type."""
+    parts = _expressions(model, _check_columns(conn, model))
+    return parts["user_native"], parts["item_native"]
+
+
 def _check_weights(model: ModelConfig, weights: np.ndarray) -> None:
     label = f'weight column "{model.weight_column}"' if model.weight_column else "weights"
     nan = int(np.isnan(weights).sum())

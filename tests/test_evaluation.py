@@ -70,6 +70,25 @@ def test_popularity_baseline_metrics_by_hand(db_url: str, conn: psycopg.Connecti
     assert result.metrics["popular"] == got
 
 
+def test_time_split_with_integer_keys(db_url: str, conn: psycopg.Connection) -> None:
+    """Integer keys are joined with the key maps as integers (and map to text order)."""
+    conn.execute("CREATE TABLE public.timed_ints (u bigint, i integer, at timestamptz)")
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO public.timed_ints VALUES (%s, %s,"
+                        " timestamptz '2024-01-01' + %s * interval '1 day')",
+                        [(int(u[1:]) * 10, ord(i) - 60, day) for u, i, day in TIMED])
+    conn.execute("SELECT recsys.create_model('ints', 'public.timed_ints', 'u', 'i',"
+                 " time_column => 'at', params => recsys.als(factors => 2, eval_k => 2))")
+    make_timed(conn, "recsys.als(factors => 2, eval_k => 2)")
+    training.train(db_url, "ints")
+    training.train(db_url, "timed")
+    # the same split and the same popularity ranking as with the text keys
+    assert rows(conn, "SELECT DISTINCT split, k, test_users, test_interactions,"
+                      " train_interactions FROM recsys.metrics WHERE model = 'ints'") == [
+        ("time", 2, 4, 4, 10)]
+    assert stored(conn, "ints", "popular") == stored(conn, "timed", "popular")
+
+
 def test_time_split_holds_out_each_users_latest_items(db_url: str,
                                                       conn: psycopg.Connection) -> None:
     make_timed(conn, "recsys.als(factors => 2, eval_leave_last => 2)")
