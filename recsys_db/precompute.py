@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 # batch x items float32 score matrix (plus argpartition's int64 indices) stays near 1 GiB
 BATCH_USERS = 4096
 BATCH_SCORES = 2**26
-PARTITION_DROP_WAIT = "50ms"  # lock_timeout of a partition drop (see _drop_partitions)
 
 
 def batch_size(items: int) -> int:
@@ -293,29 +292,10 @@ def refresh_users(conn: psycopg.Connection, model: str, model_id: int, version: 
 
 
 def _drop_partitions(conn: psycopg.Connection, names: Sequence[str]) -> bool:
-    """Drop partitions (in schema recsys) unless that means waiting on readers; returns
-    whether it did.
-
-    Dropping a partition locks the partitioned parent exclusively, and ``recsys.recommend``
-    reads the parent on every call: a drop queued behind one long reader (a BI query, an idle
-    transaction) would hold up every recommend call after it. So all of them go in one
-    statement that waits at most ``PARTITION_DROP_WAIT`` (ordinary recommend calls last about a
-    millisecond) and are left for the next ``prune`` otherwise.
-    """
-    if not names:
-        return True
-    row = conn.execute(queries.text("current_lock_timeout")).fetchone()
-    assert row is not None
-    tables = sql.SQL(", ").join(sql.Identifier("recsys", name) for name in names)
-    try:
-        with conn.transaction():
-            conn.execute(queries.text("set_lock_timeout"), {"value": PARTITION_DROP_WAIT})
-            conn.execute(queries.compose("quality_drop_partition", table=tables))
-            conn.execute(queries.text("set_lock_timeout"), {"value": row[0]})
-    except psycopg.errors.LockNotAvailable:
-        log.info("precomputed partitions %s are being read; dropped later", ", ".join(names))
-        return False
-    return True
+    """Drop partitions (in schema recsys) unless readers hold their parent; returns whether
+    it did (``recsys._drop_partitions``: ``recsys.recommend`` must not queue behind the drop)."""
+    row = conn.execute(queries.text("quality_drop_partitions"), {"names": list(names)}).fetchone()
+    return bool(row and row[0])
 
 
 def discard(conn: psycopg.Connection, model_id: int, version: int) -> None:

@@ -45,14 +45,8 @@ ANALYZE {table};
 ALTER TABLE {parent} ATTACH PARTITION {table}
     FOR VALUES FROM ({model_id}, {version}) TO ({model_id}, {next_version});
 
--- name: quality_drop_partition
-DROP TABLE IF EXISTS {table};
-
--- name: current_lock_timeout
-SELECT current_setting('lock_timeout');
-
--- name: set_lock_timeout
-SELECT set_config('lock_timeout', %(value)s, true);
+-- name: quality_drop_partitions
+SELECT recsys._drop_partitions(%(names)s::text[]);
 
 -- name: quality_stale_partitions
 SELECT c.relname

@@ -199,17 +199,41 @@ COMMENT ON FUNCTION recsys.create_model IS
     'register an ALS model over a table, view or materialized view of interactions';
 
 -- Drop a model and every per-version table (named m<model id>_v<version>_<what>).
--- Precomputed rows are partitions of tables that recsys.recommend reads for every model, and
--- dropping a partition locks its parent exclusively: rather than make every recommend call
--- queue behind a long reader, partitions that cannot be dropped within 50 ms stay for the next
--- training's prune (their model is gone, so no view shows them).
+-- Drop tables of schema recsys that are partitions of the precomputed rows, all in one
+-- statement; returns whether it did. Dropping a partition locks its parent exclusively, and
+-- recsys.recommend reads that parent on every call: rather than make every recommend call queue
+-- behind one long reader (a report, an idle transaction), the drop waits at most 50 ms (an
+-- ordinary recommend call lasts about a millisecond) and leaves the tables for the next
+-- training's prune otherwise. The caller's lock_timeout is as it was afterwards.
+CREATE OR REPLACE FUNCTION recsys._drop_partitions(tables text[]) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    waited text := current_setting('lock_timeout');
+BEGIN
+    IF coalesce(cardinality(tables), 0) = 0 THEN
+        RETURN true;
+    END IF;
+    BEGIN
+        PERFORM set_config('lock_timeout', '50ms', true);
+        EXECUTE 'DROP TABLE IF EXISTS '
+                || (SELECT string_agg(format('recsys.%I', t), ', ') FROM unnest(tables) t);
+        PERFORM set_config('lock_timeout', waited, true);
+    EXCEPTION WHEN lock_not_available THEN
+        RAISE NOTICE 'precomputed rows % are being read; the next training drops them',
+            array_to_string(tables, ', ');
+        RETURN false;
+    END;
+    RETURN true;
+END
+$$;
+
+-- A model's precomputed partitions go through recsys._drop_partitions: when readers hold
+-- them they stay for the next prune (their model is gone, so no view shows them).
 CREATE OR REPLACE FUNCTION recsys.drop_model(name text) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     m recsys.model;
     t text;
-    partitions text;
-    waited text := current_setting('lock_timeout');
 BEGIN
     m := recsys._model(name);
     PERFORM 1 FROM recsys.model WHERE id = m.id FOR UPDATE;
@@ -219,20 +243,11 @@ BEGIN
     LOOP
         EXECUTE format('DROP TABLE IF EXISTS recsys.%I', t);
     END LOOP;
-    SELECT string_agg(format('recsys.%I', c.relname), ', ' ORDER BY c.relname) INTO partitions
-      FROM pg_class c
-     WHERE c.relnamespace = 'recsys'::regnamespace AND c.relispartition
-       AND c.relname ~ ('^m' || m.id || '_v[0-9]+_');
-    IF partitions IS NOT NULL THEN
-        BEGIN
-            PERFORM set_config('lock_timeout', '50ms', true);
-            EXECUTE 'DROP TABLE IF EXISTS ' || partitions;
-            PERFORM set_config('lock_timeout', waited, true);
-        EXCEPTION WHEN lock_not_available THEN
-            RAISE NOTICE 'precomputed rows of model "%" are being read; the next training drops them',
-                name;
-        END;
-    END IF;
+    PERFORM recsys._drop_partitions(ARRAY(
+        SELECT c.relname FROM pg_class c
+         WHERE c.relnamespace = 'recsys'::regnamespace AND c.relispartition
+           AND c.relname ~ ('^m' || m.id || '_v[0-9]+_')
+         ORDER BY c.relname));
     DELETE FROM recsys.model WHERE id = m.id;
 END
 $$;
