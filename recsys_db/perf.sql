@@ -36,19 +36,12 @@ SELECT t.idx
 -- join below hashes integers, not strings; otherwise it is the text key. Indices still follow
 -- text order of the key.
 
--- name: perf_create_user_map
-CREATE TEMP TABLE recsys_user_map AS
+-- name: perf_create_key_map
+-- {map} is recsys_user_map or recsys_item_map, {native} that side's key expression.
+CREATE TEMP TABLE {map} AS
 SELECT (row_number() OVER (ORDER BY native::text) - 1)::integer AS idx, native::text AS key,
        native
-  FROM (SELECT DISTINCT {user_native} AS native FROM {source} s
-         WHERE {user} IS NOT NULL AND {item} IS NOT NULL AND {raw_weight} IS NOT NULL
-           AND {event_ok}) keys;
-
--- name: perf_create_item_map
-CREATE TEMP TABLE recsys_item_map AS
-SELECT (row_number() OVER (ORDER BY native::text) - 1)::integer AS idx, native::text AS key,
-       native
-  FROM (SELECT DISTINCT {item_native} AS native FROM {source} s
+  FROM (SELECT DISTINCT {native} AS native FROM {source} s
          WHERE {user} IS NOT NULL AND {item} IS NOT NULL AND {raw_weight} IS NOT NULL
            AND {event_ok}) keys;
 

@@ -257,8 +257,10 @@ def _load_mapped_in_sql(conn: psycopg.Connection, parts: dict[str, sql.Composabl
     row = conn.execute(queries.compose("count_rows", **parts)).fetchone()
     assert row is not None
     rows_read, skipped_null, skipped_event = (int(x) for x in row)
-    conn.execute(queries.compose("perf_create_user_map", **parts))
-    conn.execute(queries.compose("perf_create_item_map", **parts))
+    for name, native in (("recsys_user_map", parts["user_native"]),
+                         ("recsys_item_map", parts["item_native"])):
+        conn.execute(queries.compose("perf_create_key_map", map=sql.Identifier(name),
+                                     native=native, **parts))
     conn.execute(queries.text("analyze_maps"))
     users_row = conn.execute("SELECT count(*) FROM recsys_user_map").fetchone()
     items_row = conn.execute("SELECT count(*) FROM recsys_item_map").fetchone()
