@@ -3,12 +3,14 @@
 -- name: perf_set_index
 UPDATE recsys.model_version
    SET index_kind = %(kind)s, index_ef_search = %(ef_search)s,
-       index_recall = %(recall)s
+       index_recall = %(recall)s, index_ef_by_k = %(ef_by_k)s,
+       index_recall_by_k = %(recall_by_k)s
  WHERE model_id = %(model_id)s AND version = %(version)s;
 
 -- name: perf_set_precomputed
--- recsys.recommend reads up to this many rows per user from the version's partition.
-UPDATE recsys.model_version SET precomputed_k = %(k)s
+-- recsys.recommend reads up to k rows per user from the version's partition, and
+-- recsys.similar_items up to similar_k rows per item.
+UPDATE recsys.model_version SET precomputed_k = %(k)s, similar_k = %(similar_k)s
  WHERE model_id = %(model_id)s AND version = %(version)s;
 
 -- name: perf_build_memory
@@ -33,13 +35,15 @@ SELECT t.idx
 
 -- Key maps for source.load when the keys are not both integers. `native` is the key in the
 -- source's own type where its equality is text equality (integers, text, uuid), so the big
--- join below hashes integers, not strings; otherwise it is the text key. Indices still follow
--- text order of the key.
+-- join below hashes integers, not strings; otherwise it is the text key. Indices follow the
+-- byte order of the key's text (COLLATE "C"), whatever the database's collation: the order of
+-- equal scores (sql/003-serving.sql).
 
 -- name: perf_create_key_map
 -- {map} is recsys_user_map or recsys_item_map, {native} that side's key expression.
 CREATE TEMP TABLE {map} AS
-SELECT (row_number() OVER (ORDER BY native::text) - 1)::integer AS idx, native::text AS key,
+SELECT (row_number() OVER (ORDER BY native::text COLLATE "C") - 1)::integer AS idx,
+       native::text AS key,
        native
   FROM (SELECT DISTINCT {native} AS native FROM {source} s
          WHERE {user} IS NOT NULL AND {item} IS NOT NULL AND {raw_weight} IS NOT NULL

@@ -17,7 +17,6 @@ import numpy as np
 import numpy.typing as npt
 import psycopg
 import scipy.sparse as sp
-from implicit.cpu.als import AlternatingLeastSquares
 from psycopg import sql
 
 from recsys_db import copybin, evaluation, queries
@@ -209,23 +208,30 @@ def recommendation_blocks(user_factors: np.ndarray, item_factors: np.ndarray,
         yield encode_rows(model_id, version, users, rows, ranks, items, item_idx, values)
 
 
-def similar_item_blocks(model: AlternatingLeastSquares, k: int, model_id: int, version: int,
+def normalized(factors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero), in float32: cosine by inner product."""
+    norms = np.linalg.norm(factors, axis=1, keepdims=True)
+    return (factors / np.where(norms > 0, norms, 1)).astype(np.float32)
+
+
+def similar_item_blocks(item_factors: np.ndarray, k: int, model_id: int, version: int,
                         items: Keys) -> Iterator[bytes]:
-    """COPY blocks of each item's k most similar items (cosine), the item itself left out."""
-    count = model.item_factors.shape[0]
+    """COPY blocks of each item's k most similar items (cosine), the item itself left out;
+    equal scores by item index, as ``recsys.similar_items`` orders them."""
+    count = item_factors.shape[0]
     k = min(k, count - 1)
     if k <= 0:
         return
+    unit = normalized(item_factors)
     batch = batch_size(count)
+    buffer = np.empty((min(batch, count), count), np.float32)
     for start in range(0, count, batch):
-        chunk = np.arange(start, min(start + batch, count))
-        ids, scores = model.similar_items(chunk, N=k + 1)
-        ids, scores = ids.reshape(len(chunk), k + 1), scores.reshape(len(chunk), k + 1)
-        keep = ids != chunk[:, None]
-        # normally the item is its own nearest neighbour; where it is not listed, drop the last
-        keep[keep.all(axis=1), -1] = False
-        ids, scores = ids[keep].reshape(len(chunk), k), scores[keep].reshape(len(chunk), k)
-        rows, ranks, similar_idx, values = _ranked(ids, scores, start)
+        stop = min(start + batch, count)
+        scores = buffer[:stop - start]
+        np.matmul(unit[start:stop], unit.T, out=scores)
+        scores[np.arange(stop - start), np.arange(start, stop)] = -np.inf
+        ids, values = top_k(scores, k)
+        rows, ranks, similar_idx, values = _ranked(ids, values, start)
         yield encode_rows(model_id, version, items, rows, ranks, items, similar_idx, values)
 
 
@@ -267,11 +273,22 @@ def write(conn: psycopg.Connection, model_id: int, version: int, params: dict[st
         written[RECOMMENDATIONS.parent] = _write_partition(conn, model_id, version,
                                                            RECOMMENDATIONS, blocks)
     if int(params["similar_items_k"]) > 0:
-        blocks = similar_item_blocks(model, int(params["similar_items_k"]), model_id, version,
-                                     items)
+        blocks = similar_item_blocks(model.item_factors, int(params["similar_items_k"]),
+                                     model_id, version, items)
         written[SIMILAR_ITEMS.parent] = _write_partition(conn, model_id, version,
                                                          SIMILAR_ITEMS, blocks)
     return written
+
+
+def serve(conn: psycopg.Connection, model_id: int, version: int, params: dict[str, int],
+          written: dict[str, int]) -> None:
+    """Let ``recsys.recommend`` and ``recsys.similar_items`` answer from the partitions just
+    written (for k up to the rows each holds per key). Call it only when the version's items
+    are exactly the ranked ones: an item added later (from features) is in no precomputed row."""
+    conn.execute(queries.text("perf_set_precomputed"), {
+        "k": int(params["recommendations_k"]) if RECOMMENDATIONS.parent in written else 0,
+        "similar_k": int(params["similar_items_k"]) if SIMILAR_ITEMS.parent in written else 0,
+        "model_id": model_id, "version": version})
 
 
 def refresh_users(conn: psycopg.Connection, model: str, model_id: int, version: int,

@@ -19,22 +19,43 @@ END
 $$;
 COMMENT ON FUNCTION recsys.popular IS 'the k items with the most distinct users in the active version';
 
+-- Equal scores: every ranking of recsys-db (live, precomputed, fold-in) puts equal scores in
+-- the byte order of the key (COLLATE "C"). A version numbers its trained items in that order,
+-- so the precomputed paths sort ties by index and get the same order.
+
+-- The ef_search a version's hnsw index is served with at k, or null where that k searches
+-- exactly: the index was tuned to reach the recall target at k = 10, 20, 50 and 100
+-- (index_ef_by_k). Versions built before that have one ef_search, measured at k = 10.
+CREATE OR REPLACE FUNCTION recsys._ef_search(v recsys.model_version, k integer)
+RETURNS integer
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE
+        WHEN v.index_kind IS DISTINCT FROM 'hnsw' OR k > 100 THEN NULL
+        WHEN v.index_ef_by_k IS NULL THEN CASE WHEN k <= 10 THEN v.index_ef_search END
+        ELSE v.index_ef_by_k[CASE WHEN k <= 10 THEN 1 WHEN k <= 20 THEN 2
+                                  WHEN k <= 50 THEN 3 ELSE 4 END]
+    END
+$$;
+
 -- The k items of a version with the highest inner product with `query`, skipping the item
--- indices in `skip`: exact scan, or the version's hnsw index (inner product over the plain factors
--- column, so fold-in writes keep it current) with iterative scan so that skipped items do not
--- leave fewer than k rows. Shared by recommend and the recall check after a build.
+-- indices in `skip`: the version's hnsw index where it reached the recall target at this k
+-- (inner product over the plain factors column, so fold-in writes keep it current; iterative
+-- scan so that skipped items do not leave fewer than k rows), otherwise an exact scan. Shared
+-- by recommend and the recall check after a build.
 CREATE OR REPLACE FUNCTION recsys._top_items(
     v recsys.model_version, query vector, skip integer[], k integer
 ) RETURNS TABLE (idx integer, key text, score double precision)
 LANGUAGE plpgsql STABLE
 SET hnsw.iterative_scan = 'relaxed_order' SET hnsw.ef_search = 40
 SET enable_seqscan = on SET enable_indexscan = on AS $$
+DECLARE
+    ef integer := recsys._ef_search(v, k);
 BEGIN
     -- set_config(..., true) here is local to this call: the SET clauses above restore on exit.
-    IF v.index_kind = 'hnsw' THEN
+    IF ef IS NOT NULL THEN
         -- The version was measured with its index: the planner's guess of hnsw cost must not
         -- swap in a scan.
-        PERFORM set_config('hnsw.ef_search', greatest(v.index_ef_search, k)::text, true);
+        PERFORM set_config('hnsw.ef_search', ef::text, true);
         PERFORM set_config('enable_seqscan', 'off', true);
         -- relaxed_order may return rows slightly out of order; callers sort by score
         RETURN QUERY EXECUTE format(
@@ -46,13 +67,14 @@ BEGIN
             USING query, skip, k;
     ELSE
         -- An index on the table (an auto build that lost, kept by no one; or a version switched
-        -- to exact) would otherwise serve the first sort key, approximately.
+        -- to exact; or a k the index was not tuned for) would otherwise serve the first sort
+        -- key, approximately.
         PERFORM set_config('enable_indexscan', 'off', true);
         RETURN QUERY EXECUTE format(
             'SELECT i.idx, i.key, -(i.factors <#> $1)::double precision
                FROM recsys.%I i
               WHERE NOT EXISTS (SELECT 1 FROM unnest($2) s (idx) WHERE s.idx = i.idx)
-              ORDER BY i.factors <#> $1, i.idx
+              ORDER BY i.factors <#> $1, i.key COLLATE "C"
               LIMIT $3', v.item_table)
             USING query, skip, k;
     END IF;
@@ -79,10 +101,11 @@ BEGIN
         seen := '{}';
     END IF;
     RETURN QUERY
-        SELECT t.key, t.score, (row_number() OVER (ORDER BY t.score DESC, t.idx))::integer,
+        SELECT t.key, t.score,
+               (row_number() OVER (ORDER BY t.score DESC, t.key COLLATE "C"))::integer,
                'als'::text
           FROM recsys._top_items(v, query_vector, seen, k) t
-         ORDER BY t.score DESC, t.idx;
+         ORDER BY t.score DESC, t.key COLLATE "C";
 END
 $$;
 
@@ -143,12 +166,25 @@ BEGIN
             USING ERRCODE = 'no_data_found',
                   DETAIL = format('version %s was trained on %s items', v.version, v.items);
     END IF;
+    -- The precomputed rows are this search's answer, ranked exactly by the training (same
+    -- tie order); they spare the scan over every item.
+    IF k <= v.similar_k THEN
+        RETURN QUERY
+            SELECT s.similar_item_key, s.score::double precision, s.rank
+              FROM recsys.similar_item s
+             WHERE s.model_id = v.model_id AND s.version = v.version
+               AND s.item_key = of_item AND s.rank <= k
+             ORDER BY s.rank;
+        IF FOUND THEN
+            RETURN;
+        END IF;
+    END IF;
     RETURN QUERY EXECUTE format(
-        'SELECT key, 1 - distance, (row_number() OVER (ORDER BY distance, idx))::integer
+        'SELECT key, 1 - distance, (row_number() OVER (ORDER BY distance, key COLLATE "C"))::integer
            FROM (SELECT i.idx, i.key, i.factors <=> $1 AS distance
                    FROM recsys.%I i WHERE i.idx <> $2
-                  ORDER BY distance, i.idx LIMIT $3) top
-          ORDER BY distance, idx', v.item_table)
+                  ORDER BY distance, i.key COLLATE "C" LIMIT $3) top
+          ORDER BY distance, key COLLATE "C"', v.item_table)
         USING query_vector, query_idx, k;
 END
 $$;
@@ -172,11 +208,11 @@ BEGIN
                   DETAIL = format('version %s was trained on %s users', v.version, v.users);
     END IF;
     RETURN QUERY EXECUTE format(
-        'SELECT key, 1 - distance, (row_number() OVER (ORDER BY distance, idx))::integer
+        'SELECT key, 1 - distance, (row_number() OVER (ORDER BY distance, key COLLATE "C"))::integer
            FROM (SELECT u.idx, u.key, u.factors <=> $1 AS distance
                    FROM recsys.%I u WHERE u.idx <> $2
-                  ORDER BY distance, u.idx LIMIT $3) top
-          ORDER BY distance, idx', v.user_table)
+                  ORDER BY distance, u.key COLLATE "C" LIMIT $3) top
+          ORDER BY distance, key COLLATE "C"', v.user_table)
         USING query_vector, query_idx, k;
 END
 $$;
@@ -201,12 +237,12 @@ BEGIN
                   DETAIL = format('version %s was trained on %s items', v.version, v.items);
     END IF;
     RETURN QUERY EXECUTE format(
-        'SELECT key, -distance, (row_number() OVER (ORDER BY distance, idx))::integer
+        'SELECT key, -distance, (row_number() OVER (ORDER BY distance, key COLLATE "C"))::integer
            FROM (SELECT u.idx, u.key, u.factors <#> $1 AS distance
                    FROM recsys.%I u
                   WHERE NOT ($3 AND u.seen @> ARRAY[$2])
-                  ORDER BY distance, u.idx LIMIT $4) top
-          ORDER BY distance, idx', v.user_table)
+                  ORDER BY distance, u.key COLLATE "C" LIMIT $4) top
+          ORDER BY distance, key COLLATE "C"', v.user_table)
         USING query_vector, query_idx, exclude_seen IS NOT DISTINCT FROM true, k;
 END
 $$;

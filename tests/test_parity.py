@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import psycopg
@@ -49,16 +50,42 @@ def ml(movielens_url: str) -> Iterator[tuple[psycopg.Connection, Reference]]:
         yield conn, Reference(conn)
 
 
-def assert_same_ranking(ours: list[tuple[str, float]], theirs: list[tuple[str, float]]) -> None:
-    """Same items in the same order; only exact-score ties (within float noise) may swap."""
+def assert_same_ranking(ours: list[tuple[str, float]], theirs: list[tuple[str, float]],
+                        score_of: Callable[[str], float | None]) -> None:
+    """Our list is implicit's up to the order of tied scores, wherever a tied group ends.
+
+    Position by position our score equals implicit's (so only items with the same score as
+    implicit's item there can stand in for it, even one implicit ranked just past the list),
+    each score is the one ``score_of`` computes from the stored factors for that key (None:
+    the key may not be listed), and exactly equal scores are in byte order of the key, the
+    documented tie order.
+    """
     assert len(ours) == len(theirs)
-    our_scores = np.array([s for _, s in ours])
-    their_scores = np.array([s for _, s in theirs])
-    assert np.allclose(our_scores, their_scores, atol=TOLERANCE)
-    for position, ((our_key, _), (their_key, _)) in enumerate(zip(ours, theirs, strict=True)):
-        if our_key != their_key:
-            tied = [k for k, s in theirs if abs(s - their_scores[position]) <= TOLERANCE]
-            assert our_key in tied, f"position {position}: {our_key} vs {their_key}"
+    keys = [key for key, _ in ours]
+    assert len(set(keys)) == len(keys)
+    for position, ((key, score), (their_key, their_score)) in enumerate(
+            zip(ours, theirs, strict=True)):
+        expected = score_of(key)
+        assert expected is not None, f"position {position}: {key} must not be listed"
+        assert abs(score - expected) <= TOLERANCE, f"position {position}: {key} scores {expected}"
+        assert abs(score - their_score) <= TOLERANCE, (
+            f"position {position}: {key} ({score}) vs {their_key} ({their_score})")
+    for (key, score), (next_key, next_score) in itertools.pairwise(ours):
+        assert score >= next_score
+        if score == next_score:
+            assert key.encode() < next_key.encode(), f"tie {key}, {next_key} not in key order"
+
+
+def _inner_product(query: np.ndarray, factors: np.ndarray, index: dict[str, int],
+                   excluded: set[int]) -> Callable[[str], float | None]:
+    exact = factors.astype(np.float64) @ query.astype(np.float64)
+    return lambda key: None if index[key] in excluded else float(exact[index[key]])
+
+
+def _cosine(factors: np.ndarray, index: dict[str, int], of: int) -> Callable[[str], float | None]:
+    unit = factors.astype(np.float64)
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    return lambda key: None if index[key] == of else float(unit[index[key]] @ unit[of])
 
 
 def test_recommend_matches_implicit(ml: tuple[psycopg.Connection, Reference]) -> None:
@@ -71,7 +98,9 @@ def test_recommend_matches_implicit(ml: tuple[psycopg.Connection, Reference]) ->
                                           filter_already_liked_items=True)
         theirs = [(ref.item_keys[i], float(s)) for i, s in zip(ids, scores, strict=True)]
         ours = rows(conn, "SELECT item_key, score FROM recsys.recommend('ml', %s, 10)", (user,))
-        assert_same_ranking(ours, theirs)
+        assert_same_ranking(ours, theirs, _inner_product(
+            ref.model.user_factors[uid], ref.model.item_factors, ref.item_index,
+            set(ref.user_items[uid].indices.tolist())))
 
 
 def test_similar_items_matches_implicit(ml: tuple[psycopg.Connection, Reference]) -> None:
@@ -85,7 +114,7 @@ def test_similar_items_matches_implicit(ml: tuple[psycopg.Connection, Reference]
         theirs = [(ref.item_keys[i], float(s)) for i, s in zip(ids, scores, strict=True)
                   if i != iid][:10]
         ours = rows(conn, "SELECT item_key, score FROM recsys.similar_items('ml', %s, 10)", (item,))
-        assert_same_ranking(ours, theirs)
+        assert_same_ranking(ours, theirs, _cosine(ref.model.item_factors, ref.item_index, iid))
 
 
 def test_similar_users_matches_implicit(ml: tuple[psycopg.Connection, Reference]) -> None:
@@ -96,7 +125,7 @@ def test_similar_users_matches_implicit(ml: tuple[psycopg.Connection, Reference]
         theirs = [(ref.user_keys[i], float(s)) for i, s in zip(ids, scores, strict=True)
                   if i != uid][:10]
         ours = rows(conn, "SELECT user_key, score FROM recsys.similar_users('ml', %s, 10)", (user,))
-        assert_same_ranking(ours, theirs)
+        assert_same_ranking(ours, theirs, _cosine(ref.model.user_factors, ref.user_index, uid))
 
 
 def test_interested_users_ranks_users_by_score(ml: tuple[psycopg.Connection, Reference]) -> None:
@@ -108,5 +137,6 @@ def test_interested_users_ranks_users_by_score(ml: tuple[psycopg.Connection, Ref
     order = [u for u in np.argsort(-scores, kind="stable") if u not in seen][:20]
     theirs = [(ref.user_keys[u], float(scores[u])) for u in order]
     ours = rows(conn, "SELECT user_key, score FROM recsys.interested_users('ml', %s, 20)", (item,))
-    assert_same_ranking(ours, theirs)
+    assert_same_ranking(ours, theirs, _inner_product(
+        ref.model.item_factors[iid], ref.model.user_factors, ref.user_index, seen))
     assert not {k for k, _ in ours} & {ref.user_keys[u] for u in seen}
