@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -90,9 +90,12 @@ def fold_in(url: str, model_name: str, *, progress: Progress | None = None,
             worker: str | None = None) -> FoldInResult:
     """Fold users with new events (and new items) into the model's active version.
 
-    Holds the model's training lock, so it never overlaps a full training run. The run is
-    recorded in ``recsys.run`` with kind 'incremental'; a failure is recorded there and
-    re-raised, and leaves the active version as it was.
+    Holds the model's training lock, so it never overlaps a full training run. New events are
+    weighted and regularized with the params the active version was trained with
+    (``recsys.model_version.params``), whatever the model's params are now. The run is
+    recorded in ``recsys.run`` with kind 'incremental' (with those params); a failure is
+    recorded there and re-raised, and leaves the active version as it was. An exception
+    raised by ``progress`` is logged and never fails the fold-in.
     """
     with db.connect(url) as conn:
         install.check_schema(conn)
@@ -100,37 +103,44 @@ def fold_in(url: str, model_name: str, *, progress: Progress | None = None,
         if model.active_version is None:
             raise ConfigError(f'model "{model.name}" has no trained version to fold into; '
                               "run a full refresh first")
-        if model.params["weighting"] not in ELEMENTWISE_WEIGHTING:
-            raise ConfigError(
-                f'incremental refresh of model "{model.name}" does not support weighting '
-                f"{model.params['weighting']}; use one of {', '.join(ELEMENTWISE_WEIGHTING)} "
-                "or a full refresh")
         locked = conn.execute("SELECT pg_try_advisory_lock(%s)",
                               (training.model_lock_key(model.id),)).fetchone()
         if not (locked and locked[0]):
             raise RecsysError(f'model "{model.name}" is already being trained')
-        version_row = conn.execute(
-            "SELECT version, user_table, item_table, factors FROM recsys.model_version"
-            " WHERE model_id = %s AND version = %s", (model.id, model.active_version)).fetchone()
-        assert version_row is not None
-        version, user_table, item_table, dims = version_row
+        # Under the lock: no training can activate another version meanwhile.
+        version_row = conn.execute(queries.text("foldin_active_version"),
+                                   {"model_id": model.id}).fetchone()
+        if version_row is None:
+            raise ConfigError(f'model "{model.name}" has no trained version to fold into; '
+                              "run a full refresh first")
+        version, user_table, item_table, dims, version_params = version_row
+        # The version's own configuration, not the model's of today (changed by tune --apply,
+        # an UPDATE or a rollback since): one version, one set of params.
+        model = replace(model, active_version=int(version),
+                        params=training.effective_params(conn, version_params))
+        if model.params["weighting"] not in ELEMENTWISE_WEIGHTING:
+            raise ConfigError(
+                f'incremental refresh of version {version} of model "{model.name}" does not '
+                f"support weighting {model.params['weighting']}; use one of "
+                f"{', '.join(ELEMENTWISE_WEIGHTING)} or a full refresh")
         row = conn.execute(queries.text("start_run"), {
             "model_id": model.id, "kind": "incremental", "worker": worker or training.worker_name(),
             "params": Jsonb(model.params)}).fetchone()
         assert row is not None
         result = FoldInResult(run_id=int(row[0]), model=model.name, version=int(version))
+        report = training.SafeProgress(model.name, progress)
         tables = {"users": sql.Identifier("recsys", user_table),
                   "items": sql.Identifier("recsys", item_table)}
         try:
-            with _stage(result, progress, "load"):
+            with _stage(result, report, "load"):
                 changes = _load_changes(conn, model, result.version, tables)
             result.rows_read, result.watermark = changes.rows_read, changes.watermark
             result.users, result.new_users = len(changes.user_ids), changes.new_users
             result.new_items, result.nnz = len(changes.new_item_ids), int(changes.matrix.nnz)
             if result.users:
-                with _stage(result, progress, "fit"):
+                with _stage(result, report, "fit"):
                     user_vectors, item_vectors = _fit(conn, model, changes, tables, int(dims))
-                with _stage(result, progress, "write"):
+                with _stage(result, report, "write"):
                     _write(conn, model, result.version, changes, user_vectors, item_vectors,
                            tables, int(dims))
             else:
@@ -150,17 +160,15 @@ def fold_in(url: str, model_name: str, *, progress: Progress | None = None,
 
 
 @contextmanager
-def _stage(result: FoldInResult, progress: Progress | None, name: str) -> Iterator[None]:
-    if progress:
-        progress(name, "start")
+def _stage(result: FoldInResult, progress: training.SafeProgress, name: str) -> Iterator[None]:
+    progress(name, "start")
     start = time.perf_counter()
     try:
         yield
     finally:
         seconds = time.perf_counter() - start
         result.stages[name] = round(seconds, 4)
-        if progress:
-            progress(name, f"{seconds:.2f}s")
+        progress(name, f"{seconds:.2f}s")
 
 
 def _finish(url: str, result: FoldInResult) -> None:

@@ -103,6 +103,14 @@ SELECT worker_id, name, state, started_at, heartbeat_at, job_id, model, job_mode
 SELECT job_id, model, mode, reason, status, attempts, run_after, worker, error
   FROM recsys.jobs WHERE status IN ('queued', 'running') ORDER BY job_id;
 
+-- name: foldin_active_version
+-- The version a fold-in writes into, and the params it was trained with (a fold-in weights
+-- new events as that version's training did, whatever the model's params are now).
+SELECT v.version, v.user_table, v.item_table, v.factors, v.params
+  FROM recsys.model m
+  JOIN recsys.model_version v ON v.model_id = m.id AND v.version = m.active_version
+ WHERE m.id = %(model_id)s;
+
 -- name: foldin_watermark
 SELECT value FROM recsys.watermark WHERE model_id = %(model_id)s AND version = %(version)s;
 
@@ -213,6 +221,7 @@ UPDATE recsys.model_version v
    SET users = v.users + %(new_users)s, items = v.items + %(new_items)s,
        -- new items may enter any user's top-k: precomputed rows stop standing in for a search
        precomputed_k = CASE WHEN %(new_items)s > 0 THEN 0 ELSE v.precomputed_k END,
+       similar_k = CASE WHEN %(new_items)s > 0 THEN 0 ELSE v.similar_k END,
        nnz = v.nnz + (SELECT coalesce(sum(cardinality(s.seen)), 0) FROM recsys_stage_users s)
                    - (SELECT coalesce(sum(cardinality(u.seen)), 0)
                         FROM {users} u JOIN recsys_stage_users s ON s.idx = u.idx)

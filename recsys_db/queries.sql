@@ -21,6 +21,26 @@ SELECT a.attname, format_type(a.atttypid, a.atttypmod)
   JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE n.nspname = %(schema)s AND c.relname = %(table)s AND a.attnum > 0 AND NOT a.attisdropped;
 
+-- name: source_key_types
+-- Each key column's declared type and, through any domains, the base type it stores.
+WITH RECURSIVE key_column AS (
+    SELECT a.attname, a.atttypid, a.atttypmod
+      FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = %(schema)s AND c.relname = %(table)s AND a.attnum > 0
+       AND NOT a.attisdropped AND a.attname = ANY (%(columns)s::text[])
+), base (attname, type_oid, depth) AS (
+    SELECT attname, atttypid, 0 FROM key_column
+    UNION ALL
+    SELECT b.attname, t.typbasetype, b.depth + 1
+      FROM base b JOIN pg_type t ON t.oid = b.type_oid
+     WHERE t.typtype = 'd'
+)
+SELECT DISTINCT ON (k.attname) k.attname, format_type(k.atttypid, k.atttypmod),
+       t.typname::text, format_type(b.type_oid, NULL)
+  FROM key_column k JOIN base b USING (attname) JOIN pg_type t ON t.oid = b.type_oid
+ ORDER BY k.attname, b.depth DESC;
+
 -- name: refresh_matview
 REFRESH MATERIALIZED VIEW {source};
 

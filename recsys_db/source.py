@@ -33,6 +33,14 @@ ROWS_PER_CHUNK = 20_000_000
 LOAD_WORK_MEM = "256MB"
 # Key types whose equality is equality of their text form: joined on as they are, not as text.
 NATIVE_KEY_TYPES = {"smallint", "integer", "bigint", "text", "uuid"}
+# Key types (base types, by pg_type name; domains over them too) whose text form depends on
+# nothing but the value. Keys are compared as text, so a type whose output follows session
+# settings (TimeZone, DateStyle, IntervalStyle, extra_float_digits, lc_monetary) would map
+# the same user to different text in different sessions.
+KEY_TYPES = {"int2", "int4", "int8", "numeric", "text", "varchar", "bpchar", "uuid"}
+# Refused key types whose text depends on session settings, named as such in the error.
+SESSION_DEPENDENT_TYPES = {"timestamptz", "timestamp", "date", "time", "timetz", "interval",
+                           "float4", "float8", "money"}
 # Integer key types read as binary: their send function and big-endian numpy type.
 INTEGER_KEY_TYPES = {"smallint": ("int2send", ">i2"), "integer": ("int4send", ">i4"),
                      "bigint": ("int8send", ">i8")}
@@ -131,7 +139,29 @@ def _check_columns(conn: psycopg.Connection, model: ModelConfig) -> dict[str, st
             f'weight_column "{model.weight_column}" has type {types[model.weight_column]}, '
             "expected a number"
         )
+    _check_key_types(conn, model)
     return types
+
+
+def _check_key_types(conn: psycopg.Connection, model: ModelConfig) -> None:
+    """Refuse key columns whose text form is not a function of the value alone.
+
+    A view's column types can change after ``create_model`` checked them, so every training
+    and fold-in checks again.
+    """
+    found = {row[0]: row[1:] for row in conn.execute(queries.text("source_key_types"), {
+        "schema": model.source_schema, "table": model.source_table,
+        "columns": [model.user_column, model.item_column]}).fetchall()}
+    for role, column in (("user", model.user_column), ("item", model.item_column)):
+        declared, base, base_label = found[column]
+        if base in KEY_TYPES:
+            continue
+        described = declared if declared == base_label else f"{declared} (over {base_label})"
+        why = ("whose text depends on session settings" if base in SESSION_DEPENDENT_TYPES
+               else "which is not a supported key type")
+        raise ConfigError(
+            f'{role} column "{column}" of model "{model.name}" has type {described}, {why}; '
+            "use a text, integer or uuid key (cast it in a view)")
 
 
 def _expressions(model: ModelConfig, types: dict[str, str]) -> dict[str, sql.Composable]:
@@ -245,11 +275,28 @@ def load(conn: psycopg.Connection, model: ModelConfig) -> Interactions:
     del loaded.user_idx, loaded.item_idx, loaded.weights
     matrix.sum_duplicates()
     matrix.eliminate_zeros()
+    if matrix.nnz == 0:
+        raise DataError(_all_zero_message(model, loaded))
     log.info("loaded %d rows: %d users, %d items, %d non-zeros", loaded.rows_read,
              loaded.users, loaded.items, matrix.nnz)
     return Interactions(matrix=matrix, rows_read=loaded.rows_read,
                         rows_skipped_null=loaded.skipped_null,
                         rows_skipped_event=loaded.skipped_event)
+
+
+def _all_zero_message(model: ModelConfig, loaded: _Loaded) -> str:
+    """Why a source whose usable rows all weigh 0 cannot be trained, with the counts."""
+    usable = loaded.rows_read - loaded.skipped_null - loaded.skipped_event
+    causes = ([f'weight column "{model.weight_column}"'] if model.weight_column else []) + (
+        ["event_weights"] if model.event_column is not None and model.event_weights else [])
+    read = f"{loaded.rows_read} row{'s' if loaded.rows_read != 1 else ''} read"
+    if usable == loaded.rows_read:
+        counts = f"{read}, all weighted 0"
+    else:
+        counts = (f"{read}, {loaded.rows_read - usable} skipped, the other {usable} all "
+                  "weighted 0")
+    return (f'no interaction of model "{model.name}" has a positive weight: {counts}'
+            + (f" by {' and '.join(causes)}" if causes else ""))
 
 
 def _load_mapped_in_sql(conn: psycopg.Connection, parts: dict[str, sql.Composable]) -> _Loaded:

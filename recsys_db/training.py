@@ -65,6 +65,9 @@ class RunResult:
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     precomputed: dict[str, int] = field(default_factory=dict)
     cold: dict[str, int] = field(default_factory=dict)  # feature-mapped items / users added
+    seconds: float = 0.0  # wall-clock time of the whole run (stages may overlap)
+    # the promotion gate's verdict (GateVerdict.as_dict); None when no gate was evaluated
+    gate: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form, used by ``--json``."""
@@ -115,14 +118,30 @@ def fit(matrix: sp.csr_matrix, params: dict[str, Any],
 
 @dataclass(frozen=True)
 class GateVerdict:
-    """What the promotion gate checked, and why it blocked the version (None: it passed)."""
+    """What the promotion gate checked, and why it blocked the version (None: it passed).
+
+    ``metric`` is the gated metric at the evaluation's k (``ndcg@10``), ``value`` the model's
+    holdout value, ``minimum`` the ``gate_min`` and ``baseline`` the popularity baseline's
+    value; ``value`` and ``baseline`` are None when nothing could be measured.
+    """
 
     rule: str
     reason: str | None
+    metric: str = ""
+    value: float | None = None
+    minimum: float | None = None
+    baseline: float | None = None
 
     @property
     def passed(self) -> bool:
+        """Whether the version may be activated."""
         return self.reason is None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form, as ``RunResult.gate``."""
+        return {"rule": self.rule, "metric": self.metric, "value": self.value,
+                "minimum": self.minimum, "baseline": self.baseline, "passed": self.passed,
+                "reason": self.reason}
 
 
 def promotion_gate(params: dict[str, Any], report: evaluation.Report) -> GateVerdict | None:
@@ -138,20 +157,20 @@ def promotion_gate(params: dict[str, Any], report: evaluation.Report) -> GateVer
     rules = ([f"{name} >= {minimum}"] if minimum is not None else []) + (
         [f"{name} >= popular"] if params["gate_baseline"] else [])
     rule = " and ".join(rules) or f"{name} evaluated"
+    floor = float(minimum) if minimum is not None else None
     if not report.metrics:
         return GateVerdict(rule, f"not activated: no user has enough interactions to hold "
-                                 f"out, so {name} cannot be measured")
+                                 f"out, so {name} cannot be measured", name, None, floor, None)
     value = report.value("als", metric)
     problems = []
-    if minimum is not None and value < float(minimum):
+    if floor is not None and value < floor:
         problems.append(f"below gate_min {minimum}")
     baseline = report.value("popular", metric)
     if params["gate_baseline"] and value < baseline:
         problems.append(f"below the popularity baseline {baseline:.6g}")
-    if problems:
-        return GateVerdict(rule, f"not activated: {name} {value:.6g} is "
-                                 + " and ".join(problems))
-    return GateVerdict(rule, None)
+    reason = f"not activated: {name} {value:.6g} is " + " and ".join(problems) \
+        if problems else None
+    return GateVerdict(rule, reason, name, float(value), floor, float(baseline))
 
 
 def effective_params(conn: psycopg.Connection, params: dict[str, Any]) -> dict[str, Any]:
@@ -175,15 +194,38 @@ def _holdout(conn: psycopg.Connection, model: source.ModelConfig, data: source.I
         return evaluation.evaluate(split, user_factors, item_factors, int(model.params["eval_k"]))
 
 
+class SafeProgress:
+    """Reports stages to a progress callable that can never fail the run it reports on.
+
+    Progress is output (a terminal, a pipe, a log); when reporting raises (a closed pipe:
+    ``recsys-db train m | head -1``), the error is logged once and progress is not called
+    again, and the run goes on.
+    """
+
+    def __init__(self, model: str, progress: Progress | None):
+        self.model = model
+        self.progress = progress
+
+    def __call__(self, stage: str, state: str) -> None:
+        """Report ``state`` of ``stage``, unless reporting failed before."""
+        if self.progress is None:
+            return
+        try:
+            self.progress(stage, state)
+        except Exception as exc:  # output must never fail a training
+            self.progress = None
+            log.warning("%s: progress reporting failed and is off for this run: %s: %s",
+                        self.model, type(exc).__name__, exc)
+
+
 class _Stages:
     def __init__(self, result: RunResult, progress: Progress | None):
         self.result = result
-        self.progress = progress
+        self.progress = SafeProgress(result.model, progress)
 
     @contextmanager
     def __call__(self, name: str) -> Iterator[None]:
-        if self.progress:
-            self.progress(name, "start")
+        self.progress(name, "start")
         start = time.perf_counter()
         try:
             yield
@@ -191,16 +233,14 @@ class _Stages:
             seconds = time.perf_counter() - start
             self.result.stages[name] = round(seconds, 4)
             log.info("%s: %s took %.3fs", self.result.model, name, seconds)
-            if self.progress:
-                self.progress(name, f"{seconds:.2f}s")
+            self.progress(name, f"{seconds:.2f}s")
 
     def record(self, name: str, seconds: float, note: str) -> None:
         """A stage that ran in the background, reported once it is done."""
         self.result.stages[name] = round(seconds, 4)
         log.info("%s: %s took %.3fs (%s)", self.result.model, name, seconds, note)
-        if self.progress:
-            self.progress(name, "start")
-            self.progress(name, f"{seconds:.2f}s ({note})")
+        self.progress(name, "start")
+        self.progress(name, f"{seconds:.2f}s ({note})")
 
 
 FINISH_RETRY_SECONDS = 30.0
@@ -268,8 +308,10 @@ def train(url: str, model_name: str, *, progress: Progress | None = None,
     """Train a new version of a model and activate it.
 
     A failure at any stage is recorded on the run (status 'failed', error text) and re-raised;
-    the active version stays as it was.
+    the active version stays as it was. ``progress`` is called with (stage, 'start') and
+    (stage, its time) around each stage; an exception it raises is logged, never fails the run.
     """
+    started = time.perf_counter()
     with db.connect(url) as conn:
         install.check_schema(conn)
         model = source.get_model(conn, model_name)
@@ -300,6 +342,7 @@ def train(url: str, model_name: str, *, progress: Progress | None = None,
             if report is not None:
                 result.metrics = report.metrics
                 verdict = promotion_gate(model.params, report)
+                result.gate = verdict.as_dict() if verdict is not None else None
                 evaluation.store(conn, result.run_id, report,
                                  verdict.rule if verdict else None,
                                  verdict.passed if verdict else None)
@@ -328,12 +371,10 @@ def train(url: str, model_name: str, *, progress: Progress | None = None,
                 with stage("features"):
                     result.cold = features.apply(conn, model, result.run_id, tables.user_table,
                                                  tables.item_table, user_factors, item_factors)
-                if precompute.RECOMMENDATIONS.parent in result.precomputed \
-                        and not result.cold.get("items"):
-                    # cold items are not in the precomputed rows: recommend must search
-                    conn.execute(queries.text("perf_set_precomputed"), {
-                        "k": int(model.params["recommendations_k"]), "model_id": model.id,
-                        "version": tables.version})
+                if result.precomputed and not result.cold.get("items"):
+                    # cold items are in no precomputed row: with them, searches must run live
+                    precompute.serve(conn, model.id, tables.version, model.params,
+                                     result.precomputed)
                 with stage("activate"):
                     result.dropped_versions = store.activate(conn, model, tables, data)
                 marks.record(conn, model.id, tables.version, since)
@@ -344,11 +385,13 @@ def train(url: str, model_name: str, *, progress: Progress | None = None,
             log.error("%s: run %d failed: %s", model.name, result.run_id, result.error)
             if tables is not None:
                 _discard_quietly(url, model, tables)
+            result.seconds = round(time.perf_counter() - started, 4)
             _finish(url, result)
             raise
         _finish(url, result)
         conn.execute(queries.text("drop_maps"))
         _prune_quietly(conn, model)
+    result.seconds = round(time.perf_counter() - started, 4)
     return result
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from recsys_db import db, evaluation, queries, source, training, weighting
+from recsys_db import db, evaluation, install, queries, source, training, weighting
 from recsys_db.errors import ConfigError, TrainingError
 
 log = logging.getLogger(__name__)
@@ -121,13 +121,15 @@ def tune(url: str, model_name: str, grid: dict[str, list[Any]], *, metric: str =
     progress : callable, optional
         Called after each trial.
 
-    A combination the parameter validation refuses raises before anything is fitted; a fit
-    that fails is recorded on its trial and the search goes on.
+    Like a training, it checks the schema revision and refreshes a materialized-view source
+    before reading it. A combination the parameter validation refuses raises before anything
+    is fitted; a fit that fails is recorded on its trial and the search goes on.
     """
     if metric not in evaluation.METRICS:
         raise ConfigError(f'unknown metric "{metric}"; use one of: '
                           + ", ".join(evaluation.METRICS))
     with db.connect(url) as conn:
+        install.check_schema(conn)
         model = source.get_model(conn, model_name)
         base = training.effective_params(conn, model.params)
         model = replace(model, params=base)
@@ -137,18 +139,20 @@ def tune(url: str, model_name: str, grid: dict[str, list[Any]], *, metric: str =
         candidates = [training.effective_params(conn, {**base, **combo})
                       for combo in combinations(grid)]
         k = int(base["eval_k"])
+        # the same source handling as a training: a materialized view is refreshed first
+        source.refresh(conn, model)
+        data = source.load(conn, model)
+        split = evaluation.make_split(conn, model, data)
+        conn.execute(queries.text("drop_maps"))
+        assert split is not None
         row = conn.execute(queries.text("quality_start_tuning"), {
             "model_id": model.id, "metric": metric, "k": k, "grid": Jsonb(grid)}).fetchone()
         assert row is not None
         result = TuningResult(tuning_id=int(row[0]), model=model.name, metric=metric, k=k,
                               trials=[])
-        data = source.load(conn, model)
-        split = evaluation.make_split(conn, model, data)
-        conn.execute(queries.text("drop_maps"))
-        assert split is not None
         for number, (combo, params) in enumerate(
                 zip(combinations(grid), candidates, strict=True), start=1):
-            trial = _trial(conn, model, result, combo, params, split)
+            trial = _trial(conn, model, result, combo, params, split, data)
             result.trials.append(trial)
             if progress is not None:
                 progress(number, len(candidates), trial)
@@ -165,7 +169,8 @@ def tune(url: str, model_name: str, grid: dict[str, list[Any]], *, metric: str =
 
 
 def _trial(conn: psycopg.Connection, model: source.ModelConfig, result: TuningResult,
-           combo: dict[str, Any], params: dict[str, Any], split: evaluation.Split) -> Trial:
+           combo: dict[str, Any], params: dict[str, Any], split: evaluation.Split,
+           data: source.Interactions) -> Trial:
     row = conn.execute(queries.text("quality_start_tune_run"), {
         "model_id": model.id, "worker": training.worker_name(), "params": Jsonb(params),
         "tuning_id": result.tuning_id}).fetchone()
@@ -187,8 +192,9 @@ def _trial(conn: psycopg.Connection, model: source.ModelConfig, result: TuningRe
             trial.baseline = report.value("popular", result.metric)
     trial.seconds = round(time.perf_counter() - started, 4)
     conn.execute(queries.text("finish_run"), {
-        "run_id": trial.run_id, "status": status, "version": None, "rows_read": None,
-        "rows_skipped_null": None, "rows_skipped_event": None, "users": split.train.shape[0],
+        "run_id": trial.run_id, "status": status, "version": None,
+        "rows_read": data.rows_read, "rows_skipped_null": data.rows_skipped_null,
+        "rows_skipped_event": data.rows_skipped_event, "users": split.train.shape[0],
         "items": split.train.shape[1], "nnz": int(split.train.nnz),
         "stages": Jsonb({"trial": trial.seconds}), "error": trial.error})
     return trial

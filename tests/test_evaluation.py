@@ -217,6 +217,11 @@ def test_gate_threshold_and_unmeasurable_gate(db_url: str, conn: psycopg.Connect
     assert result.error == "not activated: recall@5 1 is below gate_min 1.5"
     assert rows(conn, "SELECT DISTINCT gate, gate_passed FROM recsys.metrics") == [
         ("recall@5 >= 1.5", False)]
+    # the verdict as data, for the command line: metric, threshold and baseline
+    assert result.gate == {"rule": "recall@5 >= 1.5", "metric": "recall@5", "value": 1.0,
+                           "minimum": 1.5, "baseline": stored(conn, "timed", "popular")["recall"],
+                           "passed": False, "reason": result.error}
+    assert result.as_dict()["gate"] == result.gate
     # nobody has two items: nothing can be held out, so the gate cannot pass
     conn.execute("DELETE FROM public.timed WHERE i <> 'D'")
     conn.execute("UPDATE recsys.model SET params = params || '{\"gate_min\": 0}'")
@@ -224,14 +229,29 @@ def test_gate_threshold_and_unmeasurable_gate(db_url: str, conn: psycopg.Connect
     assert (result.status, result.error) == (
         "rejected", "not activated: no user has enough interactions to hold out, so recall@1"
                     " cannot be measured")
+    assert result.gate == {"rule": "recall@1 >= 0", "metric": "recall@1", "value": None,
+                           "minimum": 0.0, "baseline": None, "passed": False,
+                           "reason": result.error}
     assert rows(conn, "SELECT active_version FROM recsys.model") == [(None,)]
+
+
+def test_gate_that_passes_reports_its_verdict(db_url: str, conn: psycopg.Connection) -> None:
+    make_timed(conn, "recsys.als(factors => 2, gate_metric => 'ndcg', gate_min => 0.01)")
+    # popularity is hard to beat on seven users: compare against the threshold only
+    conn.execute("UPDATE recsys.model SET params = params || '{\"gate_baseline\": false}'")
+    result = training.train(db_url, "timed")
+    assert (result.status, result.version) == ("succeeded", 1)
+    assert result.gate == {"rule": "ndcg@5 >= 0.01", "metric": "ndcg@5",
+                           "value": stored(conn, "timed", "als")["ndcg"], "minimum": 0.01,
+                           "baseline": stored(conn, "timed", "popular")["ndcg"],
+                           "passed": True, "reason": None}
 
 
 def test_evaluation_off_stores_nothing_and_still_trains(db_url: str,
                                                         conn: psycopg.Connection) -> None:
     make_timed(conn, "recsys.als(factors => 2, eval_split => 'off')")
     result = training.train(db_url, "timed")
-    assert (result.status, result.metrics) == ("succeeded", {})
+    assert (result.status, result.metrics, result.gate) == ("succeeded", {}, None)
     assert "holdout" not in result.stages and "evaluate" not in result.stages
     assert rows(conn, "SELECT count(*) FROM recsys.metrics") == [(0,)]
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import psycopg
 import pytest
 import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 
-from recsys_db import foldin, training, worker
+from recsys_db import foldin, training, weighting, worker
 from recsys_db.errors import ConfigError
 
 from .conftest import rows
+from .fold_in_reference import Reference
 
 PARAMS = "recsys.als(factors => 4, iterations => 20, regularization => 0.05, alpha => 10)"
 
@@ -171,8 +174,14 @@ def test_incremental_request_and_errors(db_url: str, conn: psycopg.Connection) -
     conn.execute("SELECT recsys.request_refresh('m', mode => 'incremental')")
     assert run_worker_once(db_url) == 0
     assert rows(conn, "SELECT kind, status FROM recsys.runs") == [("full", "succeeded")]
+    # the weighting that counts is the active version's: bm25 set on the model after the
+    # version was trained with confidence changes nothing for a fold-in...
     conn.execute("UPDATE recsys.model SET params = params || '{\"weighting\": \"bm25\"}'")
-    with pytest.raises(ConfigError, match="does not support weighting bm25"):
+    assert foldin.fold_in(db_url, "m").status == "succeeded"
+    # ...and a version trained with bm25 cannot be folded into
+    training.train(db_url, "m")
+    with pytest.raises(ConfigError, match='incremental refresh of version 2 of model "m" does'
+                                          " not support weighting bm25"):
         foldin.fold_in(db_url, "m")
     with pytest.raises(psycopg.errors.InvalidParameterValue,
                        match="unknown refresh mode 'partial'"):
@@ -191,3 +200,64 @@ def test_any_full_training_records_the_watermark(db_url: str, conn: psycopg.Conn
     assert rows(conn, "SELECT kind, status FROM recsys.runs ORDER BY run_id") == [
         ("full", "succeeded"), ("incremental", "succeeded")]
     assert rows(conn, "SELECT reason FROM recsys.recommend('m', 'late', 1)") == [("als",)]
+
+
+def test_fold_in_uses_the_params_of_the_version_it_folds_into(
+        db_url: str, conn: psycopg.Connection) -> None:
+    make_events(conn, time_column=False)
+    training.train(db_url, "m")  # version 1: alpha 10, regularization 0.05
+    # the model's params change after the version was trained (as tune --apply does)
+    conn.execute("UPDATE recsys.model SET params = recsys._check_params(params"
+                 " || '{\"alpha\": 1, \"regularization\": 5}')")
+    history = [("newbie", "a0", 1.0), ("newbie", "a1", 1.0), ("newbie", "a2", 2.0),
+               ("newbie", "a3", 1.0)]
+
+    def fold(user: str) -> np.ndarray:
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO public.events (usr, item, n) VALUES (%s, %s, %s)",
+                            [(user, item, n) for _, item, n in history])
+        calls: list[tuple[str, str]] = []
+
+        def broken_pipe(stage: str, state: str) -> None:
+            calls.append((stage, state))
+            raise BrokenPipeError(32, "Broken pipe")
+
+        # progress output that fails (a closed pipe) does not fail the fold-in
+        result = foldin.fold_in(db_url, "m", progress=broken_pipe)
+        assert (result.status, result.users, result.new_users) == ("succeeded", 1, 1)
+        assert calls == [("load", "start")]
+        users, _ = version_tables(conn)
+        (stored,), = rows(conn, f"SELECT factors FROM recsys.{users} WHERE key = %s", (user,))
+        return np.asarray(stored.to_numpy())
+
+    def expected(ref: Reference, user: str, params: dict[str, Any]) -> np.ndarray:
+        triples = [(user, item, n) for _, item, n in history]
+        matrix = sp.csr_matrix(
+            ([n for _, _, n in triples], ([0] * len(triples),
+                                          [ref.item_index[i] for _, i, _ in triples])),
+            shape=(1, len(ref.item_keys)), dtype=np.float64)
+        als = AlternatingLeastSquares(factors=4, regularization=float(params["regularization"]),
+                                      alpha=1.0)
+        als.item_factors = ref.item_factors
+        return np.asarray(als.recalculate_user(0, weighting.apply(matrix, params)))
+
+    folded = fold("newbie")
+    ref = Reference(conn, "m")  # the active version's item factors and params
+    assert (ref.params["alpha"], ref.params["regularization"]) == (10, 0.05)
+    (today,), = rows(conn, "SELECT params FROM recsys.model")
+    assert np.allclose(folded, expected(ref, "newbie", ref.params), atol=1e-5)
+    assert not np.allclose(folded, expected(ref, "newbie", today), atol=1e-2)
+    # the incremental run records the params it used: the version's
+    assert rows(conn, "SELECT kind, params ->> 'alpha', params ->> 'regularization'"
+                      " FROM recsys.runs ORDER BY run_id") == [
+        ("full", "10", "0.05"), ("incremental", "10", "0.05")]
+
+    # version 2 is trained with today's params; after a rollback to version 1, fold-ins
+    # use version 1's params again
+    assert training.train(db_url, "m").version == 2
+    conn.execute("SELECT recsys.rollback('m', 1)")
+    folded = fold("returning")
+    ref = Reference(conn, "m")
+    assert ref.params["alpha"] == 10
+    assert np.allclose(folded, expected(ref, "returning", ref.params), atol=1e-5)
+    assert not np.allclose(folded, expected(ref, "returning", today), atol=1e-2)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import psycopg
 import pytest
@@ -288,3 +290,129 @@ def test_huge_k_returns_every_candidate(db_url: str, conn: psycopg.Connection) -
     training.train(db_url, "blocks")
     assert len(rows(conn, "SELECT * FROM recsys.recommend('blocks', 'u1', 2147483647)")) == 4
     assert len(rows(conn, "SELECT * FROM recsys.popular('blocks', 2147483647)")) == 6
+
+
+@pytest.mark.parametrize(("setup", "zero", "message"), [
+    # integer keys (read by numpy), a weight column only
+    ("CREATE TABLE public.z (u integer, i integer, w real);"
+     " INSERT INTO public.z VALUES (1, 10, 1), (1, 11, 2), (2, 11, 1);"
+     " SELECT recsys.create_model('zero', 'public.z', 'u', 'i', 'w',"
+     " params => recsys.als(factors => 2))",
+     "UPDATE public.z SET w = 0",
+     'no interaction of model "zero" has a positive weight: 3 rows read, all weighted 0 by'
+     ' weight column "w"'),
+    # text keys (mapped in SQL), event weights all 0; the unmapped event is counted apart
+    ("CREATE TABLE public.z (u text, i text, kind text);"
+     " INSERT INTO public.z VALUES ('a', 'x', 'view'), ('a', 'y', 'buy'), ('b', 'y', 'view'),"
+     " ('b', 'x', 'other');"
+     " SELECT recsys.create_model('zero', 'public.z', 'u', 'i', event_column => 'kind',"
+     " event_weights => '{\"view\": 1, \"buy\": 5}', params => recsys.als(factors => 2))",
+     "UPDATE recsys.model SET event_weights = '{\"view\": 0, \"buy\": 0}'",
+     'no interaction of model "zero" has a positive weight: 4 rows read, 1 skipped, the other 3'
+     " all weighted 0 by event_weights"),
+])
+def test_all_zero_weights_fail_the_run_and_keep_the_active_version(
+        db_url: str, conn: psycopg.Connection, setup: str, zero: str, message: str) -> None:
+    for statement in setup.split(";"):
+        conn.execute(statement)
+    assert training.train(db_url, "zero").version == 1
+    (users,), = rows(conn, "SELECT user_table FROM recsys.model_version")
+    (user,), = rows(conn, f"SELECT min(key) FROM recsys.{users}")
+    before = rows(conn, "SELECT * FROM recsys.recommend('zero', %s, 5, false)", (user,))
+    assert len(before) == 2 and {r[3] for r in before} == {"als"}
+    conn.execute(zero)
+    with pytest.raises(DataError, match=f"^{message}$"):
+        training.train(db_url, "zero")
+    assert rows(conn, "SELECT status, error FROM recsys.runs ORDER BY run_id") == [
+        ("succeeded", None), ("failed", message)]
+    assert rows(conn, "SELECT active_version FROM recsys.model") == [(1,)]
+    assert rows(conn, "SELECT version, status FROM recsys.versions") == [(1, "ready")]
+    assert rows(conn, "SELECT * FROM recsys.recommend('zero', %s, 5, false)", (user,)) == before
+
+
+def test_progress_that_raises_never_fails_the_run(db_url: str, conn: psycopg.Connection,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    make_blocks(conn)
+    calls: list[tuple[str, str]] = []
+
+    def broken_pipe(stage: str, state: str) -> None:  # recsys-db train m | head -1
+        calls.append((stage, state))
+        raise BrokenPipeError(32, "Broken pipe")
+
+    result = training.train(db_url, "blocks", progress=broken_pipe)
+    assert (result.status, result.version) == ("succeeded", 1)
+    assert calls == [("refresh", "start")]  # reported to once, then never again
+    assert [r.getMessage() for r in caplog.records if "progress" in r.getMessage()] == [
+        "blocks: progress reporting failed and is off for this run: BrokenPipeError:"
+        " [Errno 32] Broken pipe"]
+    assert rows(conn, "SELECT status, error FROM recsys.runs") == [("succeeded", None)]
+    assert rows(conn, "SELECT item_key, reason FROM recsys.recommend('blocks', 'u1', 1)") == [
+        ("a3", "als")]
+
+
+def test_run_seconds_is_wall_time(db_url: str, conn: psycopg.Connection) -> None:
+    make_blocks(conn)
+    started = time.perf_counter()
+    result = training.train(db_url, "blocks")
+    elapsed = time.perf_counter() - started
+    # the index is built alongside precompute: the stages overlap, the wall time does not
+    sequential = sum(seconds for name, seconds in result.stages.items() if name != "index")
+    assert sequential <= result.seconds <= elapsed
+    assert result.as_dict()["seconds"] == result.seconds
+    assert result.gate is None and result.as_dict()["gate"] is None  # no gate_metric
+
+
+@pytest.mark.parametrize(("expression", "message"), [
+    ("at", 'user column "who" of model "keys" has type timestamp with time zone, whose text'
+           " depends on session settings"),
+    ("at::timestamp", 'user column "who" of model "keys" has type timestamp without time zone,'
+                      " whose text depends on session settings"),
+    ("at::date", 'user column "who" of model "keys" has type date, whose text depends on'),
+    ("(at - '2024-01-01')", 'user column "who" of model "keys" has type interval, whose text'),
+    ("extract(day FROM at)::float8", 'user column "who" of model "keys" has type double'
+                                     " precision, whose text depends on session settings"),
+    ("at::stamp", 'user column "who" of model "keys" has type stamp \\(over timestamp with time'
+                  ' zone\\), whose text depends on session settings'),
+    ("usr = 'u1'", 'user column "who" of model "keys" has type boolean, which is not a'
+                   " supported key type"),
+])
+def test_session_dependent_key_types_are_refused(db_url: str, conn: psycopg.Connection,
+                                                 expression: str, message: str) -> None:
+    conn.execute("CREATE DOMAIN public.stamp AS timestamptz")
+    conn.execute("CREATE TABLE public.stamped AS SELECT 'u' || g % 5 AS usr,"
+                 " timestamptz '2024-01-01' + g % 5 * interval '1 day' AS at, 'i' || g % 7 AS item"
+                 " FROM generate_series(1, 60) g")
+    conn.execute("CREATE VIEW public.keyed AS SELECT usr AS who, item FROM public.stamped")
+    conn.execute("SELECT recsys.create_model('keys', 'public.keyed', 'who', 'item',"
+                 " params => recsys.als(factors => 2))")
+    assert training.train(db_url, "keys").version == 1
+    before = rows(conn, "SELECT * FROM recsys.recommend('keys', 'u1', 3)")
+    # the view's key column changes type after the model was declared
+    conn.execute("DROP VIEW public.keyed")
+    conn.execute(f"CREATE VIEW public.keyed AS SELECT {expression} AS who, item"
+                 " FROM public.stamped")
+    full = f"^{message}.*; use a text, integer or uuid key \\(cast it in a view\\)$"
+    with pytest.raises(ConfigError, match=full):
+        training.train(db_url, "keys")
+    from recsys_db import foldin
+
+    with pytest.raises(ConfigError, match=full):
+        foldin.fold_in(db_url, "keys")
+    assert rows(conn, "SELECT kind, status FROM recsys.runs ORDER BY run_id") == [
+        ("full", "succeeded"), ("full", "failed"), ("incremental", "failed")]
+    assert rows(conn, "SELECT active_version FROM recsys.model") == [(1,)]
+    assert rows(conn, "SELECT * FROM recsys.recommend('keys', 'u1', 3)") == before
+
+
+@pytest.mark.parametrize("expression", [
+    "usr::varchar(8)", "usr::char(3)", "usr::name_key", "g % 5", "(g % 5)::smallint",
+    "(g % 5)::bigint", "(g % 5)::numeric(4, 1)", "md5(usr)::uuid"])
+def test_key_types_with_stable_text_train(db_url: str, conn: psycopg.Connection,
+                                          expression: str) -> None:
+    conn.execute("CREATE DOMAIN public.name_key AS varchar(20)")
+    conn.execute(f"CREATE VIEW public.keyed AS SELECT {expression} AS who, 'i' || g % 7 AS item"
+                 " FROM (SELECT g, 'u' || g % 5 AS usr FROM generate_series(1, 60) g) s")
+    conn.execute("SELECT recsys.create_model('keys', 'public.keyed', 'who', 'item',"
+                 " params => recsys.als(factors => 2))")
+    result = training.train(db_url, "keys")
+    assert (result.status, result.users, result.items) == ("succeeded", 5, 7)

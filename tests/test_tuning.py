@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from recsys_db import training, tuning
-from recsys_db.errors import ConfigError
+from recsys_db.errors import ConfigError, RecsysError
 
 from .conftest import rows
 
@@ -110,4 +110,29 @@ def test_bad_values_metric_and_split(db_url: str, conn: psycopg.Connection) -> N
                                           " eval_split off"):
         tuning.tune(db_url, "taste", {"factors": [2]})
     # nothing was recorded for the refused tunings
+    assert rows(conn, "SELECT count(*) FROM recsys.tunings") == [(0,)]
+
+
+def test_tune_refreshes_a_materialized_view_source(db_url: str,
+                                                   conn: psycopg.Connection) -> None:
+    make_groups(conn)
+    conn.execute("CREATE MATERIALIZED VIEW public.taste_mv AS SELECT * FROM public.taste")
+    conn.execute("SELECT recsys.create_model('mv', 'public.taste_mv', 'u', 'i',"
+                 " params => recsys.als(factors => 2))")
+    # rows added after the view was built: a tuning must see them, as a training does
+    conn.execute("INSERT INTO public.taste SELECT 'late' || g, 'i' || g FROM"
+                 " generate_series(0, 3) g")
+    result = tuning.tune(db_url, "mv", {"factors": [1, 2]})
+    assert len(result.trials) == 2
+    assert rows(conn, "SELECT DISTINCT rows_read, rows_skipped_null, users FROM recsys.runs"
+                      " WHERE kind = 'tune'") == [(36 * 6 + 4, 0, 36 + 4)]
+    assert rows(conn, "SELECT count(*) FROM public.taste_mv") == [(36 * 6 + 4,)]
+
+
+def test_tune_refuses_a_schema_of_another_release(db_url: str, conn: psycopg.Connection) -> None:
+    make_groups(conn)
+    conn.execute("UPDATE recsys.alembic_version SET version_num = '9999'")
+    with pytest.raises(RecsysError, match=r"the recsys schema is at revision 9999, which this"
+                                          r" recsys-db \(up to \d+\) does not know"):
+        tuning.tune(db_url, "taste", {"factors": [2]})
     assert rows(conn, "SELECT count(*) FROM recsys.tunings") == [(0,)]
