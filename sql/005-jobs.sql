@@ -52,8 +52,10 @@ BEGIN
         SELECT m.id, m.name, m.source_schema, m.source_table, m.time_column, w.value
           FROM recsys.model m
           JOIN recsys.watermark w ON w.model_id = m.id AND w.version = m.active_version
+          JOIN recsys.model_version v ON v.model_id = m.id AND v.version = m.active_version
          WHERE m.time_column IS NOT NULL
-           AND m.params ->> 'weighting' IN ('none', 'confidence', 'log')
+           -- a fold-in weights with the active version's params, not the model's current ones
+           AND coalesce(v.params, m.params) ->> 'weighting' IN ('none', 'confidence', 'log')
            AND NOT EXISTS (SELECT 1 FROM recsys.job j
                             WHERE j.model_id = m.id AND j.status IN ('queued', 'running'))
     LOOP

@@ -261,3 +261,19 @@ def test_fold_in_uses_the_params_of_the_version_it_folds_into(
     assert ref.params["alpha"] == 10
     assert np.allclose(folded, expected(ref, "returning", ref.params), atol=1e-5)
     assert not np.allclose(folded, expected(ref, "returning", today), atol=1e-2)
+
+
+def test_new_events_are_folded_in_by_the_versions_weighting(
+        db_url: str, conn: psycopg.Connection) -> None:
+    """The worker queues a fold-in when the active version can take one (it weights with its
+    own params), whatever the model's current weighting says."""
+    make_events(conn)
+    training.train(db_url, "m")
+    conn.execute("UPDATE recsys.model SET params = recsys._check_params("
+                 " params || '{\"weighting\": \"bm25\"}')")
+    conn.execute("INSERT INTO public.events VALUES ('newbie', 'a0', 1, '2024-02-01')")
+    assert rows(conn, "SELECT recsys._enqueue_due()") == [(1,)]
+    assert rows(conn, "SELECT mode, reason FROM recsys.jobs") == [("incremental", "new events")]
+    assert run_worker_once(db_url) == 0
+    assert rows(conn, "SELECT kind, status FROM recsys.runs ORDER BY run_id") == [
+        ("full", "succeeded"), ("incremental", "succeeded")]
