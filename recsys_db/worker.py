@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -25,8 +24,10 @@ from types import FrameType
 from typing import Any
 
 import psycopg
+from threadpoolctl import threadpool_limits
 
 from recsys_db import db, foldin, install, jobs, queries, source, training
+from recsys_db.cli import write_line
 from recsys_db.errors import RecsysError
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,10 @@ class WorkerOptions:
 
 
 class Events:
-    """Structured log of what the worker does: JSON lines on stdout, or text on stderr."""
+    """Structured log of what the worker does: JSON lines on stdout, or text on stderr.
+
+    Output never stops the worker: once its stream is closed, events are dropped.
+    """
 
     QUIET_SHOWS = frozenset({"failed", "recovered"})
 
@@ -79,11 +83,10 @@ class Events:
         stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
         with self._lock:
             if self.as_json:
-                print(json.dumps({"ts": stamp, "event": event, **fields}, default=str),
-                      flush=True)
+                write_line(json.dumps({"ts": stamp, "event": event, **fields}, default=str))
             else:
                 details = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
-                print(f"{stamp} {event} {details}".rstrip(), file=sys.stderr, flush=True)
+                write_line(f"{stamp} {event} {details}".rstrip(), err=True)
 
 
 class ShutdownRequested(BaseException):
@@ -264,5 +267,8 @@ class Worker:
 
         model = source.get_model(conn, job.model)
         if job.mode == "incremental" and model.active_version is not None:
-            return foldin.fold_in(self.url, job.model, progress=progress, worker=self.name)
+            # implicit's solvers must not run on a multithreaded BLAS (implicit warns when it
+            # finds one); a fold-in is mostly those solvers, so BLAS stays single-threaded for it
+            with threadpool_limits(1, "blas"):
+                return foldin.fold_in(self.url, job.model, progress=progress, worker=self.name)
         return training.train(self.url, job.model, progress=progress, worker=self.name)
