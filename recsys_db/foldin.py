@@ -254,12 +254,13 @@ def _fit(conn: psycopg.Connection, model: source.ModelConfig, changes: _Changes,
          tables: dict[str, sql.Identifier], dims: int) -> tuple[np.ndarray, np.ndarray]:
     """New vectors for the changed users and the new items, as implicit computes them."""
     weighted = weighting.apply(changes.matrix, model.params)
-    als = AlternatingLeastSquares(
-        factors=dims, regularization=float(model.params["regularization"]),
-        alpha=1.0,  # confidence is already applied by weighting.apply
-        random_state=int(model.params["random_state"]))
-    als.item_factors = _read_factors(conn, tables["items"], dims, changes.old_items)
+    # implicit warns at construction when BLAS runs threads of its own: limit them first
     with threadpool_limits(1, "blas"):
+        als = AlternatingLeastSquares(
+            factors=dims, regularization=float(model.params["regularization"]),
+            alpha=1.0,  # confidence is already applied by weighting.apply
+            random_state=int(model.params["random_state"]))
+        als.item_factors = _read_factors(conn, tables["items"], dims, changes.old_items)
         if len(changes.new_item_ids) == 0:
             user_vectors = als.recalculate_user(changes.user_ids, weighted)
             item_vectors = np.zeros((0, dims), dtype=np.float32)

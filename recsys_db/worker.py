@@ -69,7 +69,7 @@ class Events:
     Output never stops the worker: once its stream is closed, events are dropped.
     """
 
-    QUIET_SHOWS = frozenset({"failed", "recovered"})
+    QUIET_SHOWS = frozenset({"failed", "recovered", "rejected"})
 
     def __init__(self, *, as_json: bool = False, quiet: bool = False):
         self.as_json = as_json
@@ -244,9 +244,11 @@ class Worker:
         seconds = round(time.perf_counter() - started, 3)
         if result is not None:
             jobs.succeed(conn, job.id, result.run_id)
-            self.events("succeeded", worker=self.name, job=job.id, model=job.model,
+            # a run the promotion gate rejected is done (not retried), but activated nothing
+            outcome = "rejected" if result.status == "rejected" else "succeeded"
+            self.events(outcome, worker=self.name, job=job.id, model=job.model,
                         run=result.run_id, version=result.version, seconds=seconds,
-                        stages=result.stages)
+                        stages=result.stages, **({"error": result.error} if result.error else {}))
         else:
             run = jobs.run_of(conn, job.id)
             if run is not None:

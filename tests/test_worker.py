@@ -288,3 +288,21 @@ def test_bad_worker_settings_and_status_text(db_url: str, conn: psycopg.Connecti
     assert out[1].split()[:4] == ["name", "active_version", "last_success_at", "next_due_at"]
     jobs_header = out.index("jobs:") + 1
     assert out[jobs_header + 2].split()[1:5] == ["t", "incremental", "requested", "queued"]
+
+
+def test_a_run_the_gate_rejects_is_reported_as_rejected(
+        db_url: str, conn: psycopg.Connection, capsys: pytest.CaptureFixture[str]) -> None:
+    conn.execute("CREATE TABLE public.ev (u text, i text)")
+    conn.execute("INSERT INTO public.ev SELECT 'u' || (n % 40), 'i' || (n * 7 % 23)"
+                 " FROM generate_series(1, 400) n")
+    conn.execute("SELECT recsys.create_model('g', 'public.ev', 'u', 'i', params => recsys.als("
+                 "factors => 2, iterations => 3, eval_split => 'random', gate_metric => 'ndcg',"
+                 " gate_min => 1.0))")
+    conn.execute("SELECT recsys.request_refresh('g')")
+    code = worker.Worker(db_url, worker.WorkerOptions(once=True, poll=0.1, lease=5),
+                         worker.Events(as_json=True, quiet=True)).run()
+    assert code == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [e["event"] for e in events] == ["rejected"]
+    assert events[0]["version"] is None and "below gate_min 1" in events[0]["error"]
+    assert rows(conn, "SELECT status FROM recsys.runs") == [("rejected",)]
