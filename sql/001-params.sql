@@ -32,17 +32,98 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
                  'novelty']
 $$;
 
--- Raise unless merged -> key is an integer between low and high.
-CREATE OR REPLACE FUNCTION recsys._check_int_param(merged jsonb, key text, low numeric,
-                                                   high numeric) RETURNS void
+
+-- Numeric parameters and their ranges: the one table that every check of a parameter's
+-- number reads (recsys._check_params, so create_model, tuning and tune --apply; recsys.als).
+-- A NULL bound is open; low_open / high_open leave the bound itself out.
+CREATE OR REPLACE FUNCTION recsys._number_params()
+RETURNS TABLE (name text, is_integer boolean, low numeric, low_open boolean, high numeric,
+               high_open boolean)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    VALUES ('factors', true, 1, false, 2000, false),
+           ('regularization', false, 0, false, NULL, false),
+           ('alpha', false, 0, true, NULL, false),
+           ('iterations', true, 1, false, 1000, false),
+           ('bm25_k1', false, 0, false, NULL, false),
+           ('bm25_b', false, 0, false, 1, false),
+           ('random_state', true, 0, false, 2147483647, false),
+           ('keep_versions', true, 1, false, 100, false),
+           ('eval_k', true, 1, false, 1000, false),
+           ('eval_test_fraction', false, 0, true, 1, true),
+           ('eval_leave_last', true, 1, false, 1000, false),
+           ('eval_max_users', true, 1, false, 100000000, false),
+           ('gate_min', false, NULL, false, NULL, false),
+           ('recommendations_k', true, 0, false, 1000, false),
+           ('similar_items_k', true, 0, false, 1000, false)
+$$;
+
+-- A number as messages show it: as written, or in scientific notation when it is long (the
+-- jsonb number 1e400 prints with its 400 zeros).
+CREATE OR REPLACE FUNCTION recsys._number_text(value numeric) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT CASE
+        WHEN value IN ('NaN', 'Infinity', '-Infinity') OR length(value::text) <= 24
+            THEN value::text
+        ELSE regexp_replace(btrim(to_char(value, '9.99999999999999EEEE')), '\.?0*e', 'e')
+    END
+$$;
+
+-- Raise unless value is a number in range that double precision represents (finite, neither
+-- so large that it overflows nor so small that it rounds to 0; training reads every number as
+-- a float), and an integer when is_integer. what names it in the message.
+CREATE OR REPLACE FUNCTION recsys._check_number(
+    what text, value numeric, is_integer boolean, low numeric, low_open boolean,
+    high numeric, high_open boolean
+) RETURNS void
 LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    expected text;
+    detail text;
 BEGIN
-    IF jsonb_typeof(merged -> key) <> 'number'
-       OR (merged ->> key)::numeric NOT BETWEEN low AND high
-       OR (merged ->> key)::numeric <> trunc((merged ->> key)::numeric) THEN
-        RAISE EXCEPTION '% must be an integer between % and %, not %', key, low, high, merged -> key
-            USING ERRCODE = 'invalid_parameter_value';
+    IF value IS NOT NULL AND value NOT IN ('NaN', 'Infinity', '-Infinity') THEN
+        BEGIN
+            PERFORM value::double precision;
+        EXCEPTION WHEN numeric_value_out_of_range THEN
+            detail := format('%s is out of range for type double precision',
+                             recsys._number_text(value));
+        END;
     END IF;
+    IF value IS NULL OR value IN ('NaN', 'Infinity', '-Infinity') OR detail IS NOT NULL
+       OR (is_integer AND value <> trunc(value))
+       OR value < low OR (low_open AND value = low)
+       OR value > high OR (high_open AND value = high) THEN
+        IF is_integer THEN
+            expected := format('an integer between %s and %s', low, high);
+        ELSIF low IS NOT NULL AND high IS NOT NULL THEN
+            expected := format('a number between %s and %s%s', low, high,
+                               CASE WHEN low_open AND high_open THEN ' (exclusive)' ELSE '' END);
+        ELSIF low IS NOT NULL THEN
+            expected := format('a finite number greater than %s%s',
+                               CASE WHEN low_open THEN '' ELSE 'or equal to ' END, low);
+        ELSE
+            expected := 'a finite number';
+        END IF;
+        IF detail IS NULL THEN
+            RAISE EXCEPTION '% must be %, not %', what, expected,
+                coalesce(recsys._number_text(value), 'null')
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        RAISE EXCEPTION '% must be %, not %', what, expected, recsys._number_text(value)
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = detail;
+    END IF;
+END
+$$;
+
+-- Check the value of one numeric parameter of recsys._number_params(): a jsonb number, or a
+-- double precision argument of recsys.als (which may be NaN or infinite).
+CREATE OR REPLACE FUNCTION recsys._check_number_param(key text, value numeric) RETURNS void
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    p record;
+BEGIN
+    SELECT * INTO STRICT p FROM recsys._number_params() n WHERE n.name = key;
+    PERFORM recsys._check_number(p.name, value, p.is_integer, p.low, p.low_open, p.high,
+                                 p.high_open);
 END
 $$;
 
@@ -52,8 +133,6 @@ LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE
     merged jsonb;
     key text;
-    num_keys constant text[] := ARRAY['factors', 'regularization', 'alpha', 'iterations',
-                                      'bm25_k1', 'bm25_b', 'random_state', 'keep_versions'];
 BEGIN
     IF params IS NULL THEN
         params := '{}';
@@ -71,50 +150,15 @@ BEGIN
         END IF;
     END LOOP;
     merged := recsys._default_params() || jsonb_strip_nulls(params);
-    FOREACH key IN ARRAY num_keys LOOP
+    -- every number, in the order of recsys._number_params(): its json type, then its range
+    FOR key IN SELECT n.name FROM recsys._number_params() n LOOP
+        CONTINUE WHEN key = 'gate_min' AND jsonb_typeof(merged -> key) = 'null';
         IF jsonb_typeof(merged -> key) <> 'number' THEN
-            RAISE EXCEPTION 'parameter "%" must be a number, not %', key, jsonb_typeof(merged -> key)
+            RAISE EXCEPTION '% must be a number, not %', key, merged -> key
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
+        PERFORM recsys._check_number_param(key, (merged -> key)::numeric);
     END LOOP;
-    IF (merged ->> 'factors')::numeric NOT BETWEEN 1 AND 2000
-       OR (merged ->> 'factors')::numeric <> trunc((merged ->> 'factors')::numeric) THEN
-        RAISE EXCEPTION 'factors must be an integer between 1 and 2000, not %', merged ->> 'factors'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF (merged ->> 'iterations')::numeric NOT BETWEEN 1 AND 1000
-       OR (merged ->> 'iterations')::numeric <> trunc((merged ->> 'iterations')::numeric) THEN
-        RAISE EXCEPTION 'iterations must be an integer between 1 and 1000, not %', merged ->> 'iterations'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF (merged ->> 'regularization')::numeric < 0 THEN
-        RAISE EXCEPTION 'regularization must be non-negative, not %', merged ->> 'regularization'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF (merged ->> 'alpha')::numeric <= 0 THEN
-        RAISE EXCEPTION 'alpha must be positive, not %', merged ->> 'alpha'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF (merged ->> 'bm25_k1')::numeric < 0 THEN
-        RAISE EXCEPTION 'bm25_k1 must be non-negative, not %', merged ->> 'bm25_k1'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF (merged ->> 'bm25_b')::numeric NOT BETWEEN 0 AND 1 THEN
-        RAISE EXCEPTION 'bm25_b must be between 0 and 1, not %', merged ->> 'bm25_b'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF (merged ->> 'random_state')::numeric NOT BETWEEN 0 AND 2147483647
-       OR (merged ->> 'random_state')::numeric <> trunc((merged ->> 'random_state')::numeric) THEN
-        RAISE EXCEPTION 'random_state must be an integer between 0 and 2147483647, not %',
-            merged ->> 'random_state'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF (merged ->> 'keep_versions')::numeric NOT BETWEEN 1 AND 100
-       OR (merged ->> 'keep_versions')::numeric <> trunc((merged ->> 'keep_versions')::numeric) THEN
-        RAISE EXCEPTION 'keep_versions must be an integer between 1 and 100, not %',
-            merged ->> 'keep_versions'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
     IF jsonb_typeof(merged -> 'index') <> 'string'
        OR NOT (merged ->> 'index') = ANY (ARRAY['auto', 'exact', 'hnsw']) THEN
         RAISE EXCEPTION 'unknown index %', merged -> 'index'
@@ -132,7 +176,8 @@ BEGIN
 END
 $$;
 
--- Evaluation, promotion gate and precompute parameters.
+-- Evaluation and promotion gate parameters other than numbers (recsys._check_params checks
+-- every number).
 CREATE OR REPLACE FUNCTION recsys._check_quality_params(merged jsonb) RETURNS void
 LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
@@ -143,24 +188,8 @@ BEGIN
                   HINT = 'use one of: auto (time when the model has a time_column, else random), '
                          'off, random, time';
     END IF;
-    PERFORM recsys._check_int_param(merged, 'eval_k', 1, 1000);
-    PERFORM recsys._check_int_param(merged, 'eval_leave_last', 1, 1000);
-    PERFORM recsys._check_int_param(merged, 'eval_max_users', 1, 100000000);
-    PERFORM recsys._check_int_param(merged, 'recommendations_k', 0, 1000);
-    PERFORM recsys._check_int_param(merged, 'similar_items_k', 0, 1000);
-    IF jsonb_typeof(merged -> 'eval_test_fraction') <> 'number'
-       OR (merged ->> 'eval_test_fraction')::numeric <= 0
-       OR (merged ->> 'eval_test_fraction')::numeric >= 1 THEN
-        RAISE EXCEPTION 'eval_test_fraction must be a number between 0 and 1 (exclusive), not %',
-            merged -> 'eval_test_fraction'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
     IF jsonb_typeof(merged -> 'gate_baseline') <> 'boolean' THEN
         RAISE EXCEPTION 'gate_baseline must be a boolean, not %', merged -> 'gate_baseline'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF jsonb_typeof(merged -> 'gate_min') NOT IN ('null', 'number') THEN
-        RAISE EXCEPTION 'gate_min must be a number, not %', merged -> 'gate_min'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF jsonb_typeof(merged -> 'gate_metric') = 'null' THEN
@@ -207,15 +236,33 @@ CREATE OR REPLACE FUNCTION recsys.als(
     recommendations_k integer DEFAULT NULL,
     similar_items_k integer DEFAULT NULL
 ) RETURNS jsonb
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT recsys._check_params(jsonb_strip_nulls(jsonb_build_object(
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    arg record;
+BEGIN
+    -- A double precision argument may be NaN or infinite, which a jsonb number cannot hold
+    -- (jsonb_build_object would make it the string "NaN"): check those before building.
+    FOR arg IN SELECT a.name, a.value
+                 FROM (VALUES ('regularization', regularization), ('alpha', alpha),
+                              ('bm25_k1', bm25_k1), ('bm25_b', bm25_b),
+                              ('eval_test_fraction', eval_test_fraction),
+                              ('gate_min', gate_min)) a (name, value)
+                WHERE a.value IS NOT NULL
+    LOOP
+        PERFORM recsys._check_number_param(arg.name, arg.value::numeric);
+    END LOOP;
+    RETURN recsys._check_params(jsonb_strip_nulls(jsonb_build_object(
         'factors', factors, 'regularization', regularization, 'alpha', alpha,
         'iterations', iterations, 'weighting', weighting, 'bm25_k1', bm25_k1, 'bm25_b', bm25_b,
         'random_state', random_state, 'keep_versions', keep_versions, 'index', index,
         'eval_split', eval_split, 'eval_k', eval_k, 'eval_test_fraction', eval_test_fraction,
         'eval_leave_last', eval_leave_last, 'eval_max_users', eval_max_users,
         'gate_metric', gate_metric, 'gate_min', gate_min, 'gate_baseline', gate_baseline,
-        'recommendations_k', recommendations_k, 'similar_items_k', similar_items_k)))
+        'recommendations_k', recommendations_k, 'similar_items_k', similar_items_k)));
+END
 $$;
 COMMENT ON FUNCTION recsys.als IS
     'ALS training parameters as jsonb, validated and merged over the defaults';
+
+-- replaced by recsys._check_number_param
+DROP FUNCTION IF EXISTS recsys._check_int_param(jsonb, text, numeric, numeric);

@@ -1,5 +1,19 @@
 -- Model registry: create, drop, roll back, and the lookups the serving functions share.
 
+-- A word as a POSIX shell reads it back unchanged, as Python's shlex.quote writes it: bare
+-- when it has only characters no shell treats specially, otherwise in single quotes, each '
+-- written as '"'"'. For commands in messages that users paste into a terminal.
+CREATE OR REPLACE FUNCTION recsys._shell_quote(word text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT CASE
+        WHEN word <> '' AND translate(word, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ'
+                                            'abcdefghijklmnopqrstuvwxyz0123456789_@%+=:,./-',
+                                      '') = ''
+            THEN word
+        ELSE '''' || replace(word, '''', '''"''"''') || ''''
+    END
+$$;
+
 -- Look up a model by name; raises when it does not exist.
 CREATE OR REPLACE FUNCTION recsys._model(model_name text) RETURNS recsys.model
 LANGUAGE plpgsql STABLE AS $$
@@ -32,7 +46,9 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'model "%" has no trained version', model_name
             USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = format('train it with: recsys-db train %s', quote_ident(model_name));
+                  HINT = 'train it with: recsys-db train '
+                         || CASE WHEN model_name LIKE '-%' THEN '-- ' ELSE '' END
+                         || recsys._shell_quote(model_name);
     END IF;
     RETURN v;
 END
@@ -82,6 +98,81 @@ BEGIN
 END
 $$;
 
+-- A type with domains looked through (a domain over a domain over text is text).
+CREATE OR REPLACE FUNCTION recsys._base_type(typ regtype) RETURNS regtype
+LANGUAGE plpgsql STABLE STRICT AS $$
+DECLARE
+    base oid := typ;
+    next oid;
+BEGIN
+    LOOP
+        SELECT t.typbasetype INTO next FROM pg_type t WHERE t.oid = base AND t.typtype = 'd';
+        EXIT WHEN NOT FOUND;
+        base := next;
+    END LOOP;
+    RETURN base::regtype;
+END
+$$;
+
+-- Keys (users, items, feature keys) and events are matched by their text. A type whose text
+-- depends on session settings (TimeZone, DateStyle, IntervalStyle, extra_float_digits,
+-- lc_monetary, bytea_output) would make the same key another one in another session (a known
+-- user silently served popular items), so keys must be one of these types or a domain over
+-- one; events may also be boolean or an enum. Training checks the same again.
+CREATE OR REPLACE FUNCTION recsys._require_key_column(
+    rel regclass, col text, role text, is_event boolean DEFAULT false
+) RETURNS void
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    key_types constant regtype[] := ARRAY['smallint', 'integer', 'bigint', 'numeric', 'text',
+                                          'character varying', 'character', 'uuid']::regtype[];
+    hint constant text := CASE WHEN is_event
+                               THEN 'use a text, integer or enum event column (cast it in a view)'
+                               ELSE 'use a text, integer or uuid key (cast it in a view)' END;
+    typ regtype;
+    base regtype;
+    element regtype;
+    setting text;
+    shown text;
+BEGIN
+    PERFORM recsys._require_column(rel, col, role);
+    typ := recsys._column_type(rel, col);
+    base := recsys._base_type(typ);
+    IF base = ANY (key_types)
+       OR is_event AND (base = 'boolean'::regtype
+                        OR (SELECT t.typtype = 'e' FROM pg_type t WHERE t.oid = base)) THEN
+        RETURN;
+    END IF;
+    shown := CASE WHEN base = typ THEN typ::text
+                  ELSE format('%s (a domain over %s)', typ, base) END;
+    SELECT recsys._base_type(t.typelem::regtype) INTO element
+      FROM pg_type t WHERE t.oid = base AND t.typcategory = 'A' AND t.typelem <> 0;
+    setting := CASE coalesce(element, base)
+                   WHEN 'timestamp with time zone'::regtype THEN 'TimeZone and DateStyle'
+                   WHEN 'timestamp without time zone'::regtype THEN 'DateStyle'
+                   WHEN 'date'::regtype THEN 'DateStyle'
+                   WHEN 'interval'::regtype THEN 'IntervalStyle'
+                   WHEN 'real'::regtype THEN 'extra_float_digits'
+                   WHEN 'double precision'::regtype THEN 'extra_float_digits'
+                   WHEN 'money'::regtype THEN 'lc_monetary'
+                   WHEN 'bytea'::regtype THEN 'bytea_output'
+               END;
+    IF setting IS NOT NULL THEN
+        RAISE EXCEPTION '% "%" has type %, whose text depends on session settings', role, col,
+            shown
+            USING ERRCODE = 'datatype_mismatch',
+                  DETAIL = format('%s compared as text, and the text of %s changes with %s',
+                                  CASE WHEN is_event THEN 'events are' ELSE 'keys are' END,
+                                  coalesce(element, base), setting),
+                  HINT = hint;
+    END IF;
+    RAISE EXCEPTION '% "%" has type %, expected one of: %', role, col, shown,
+        array_to_string(key_types::text[], ', ')
+        || CASE WHEN is_event THEN ', boolean, an enum' ELSE '' END || ' (or a domain over one)'
+        USING ERRCODE = 'datatype_mismatch', HINT = hint;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION recsys._check_event_weights(event_weights jsonb) RETURNS void
 LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE
@@ -96,11 +187,12 @@ BEGIN
         RAISE EXCEPTION 'event_weights must not be empty' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     FOR entry IN SELECT * FROM jsonb_each(event_weights) LOOP
-        IF jsonb_typeof(entry.value) <> 'number' OR (entry.value::text)::numeric < 0 THEN
-            RAISE EXCEPTION 'event weight for "%" must be a non-negative number, not %',
-                entry.key, entry.value
+        IF jsonb_typeof(entry.value) <> 'number' THEN
+            RAISE EXCEPTION 'event weight for "%" must be a number, not %', entry.key, entry.value
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
+        PERFORM recsys._check_number(format('event weight for "%s"', entry.key),
+                                     entry.value::numeric, false, 0, false, NULL, false);
     END LOOP;
 END
 $$;
@@ -150,8 +242,8 @@ BEGIN
         RAISE EXCEPTION 'source % is not a table, view or materialized view', source
             USING ERRCODE = 'wrong_object_type';
     END IF;
-    PERFORM recsys._require_column(source, user_column, 'user_column');
-    PERFORM recsys._require_column(source, item_column, 'item_column');
+    PERFORM recsys._require_key_column(source, user_column, 'user_column');
+    PERFORM recsys._require_key_column(source, item_column, 'item_column');
     IF user_column = item_column THEN
         RAISE EXCEPTION 'user_column and item_column must differ, both are "%"', user_column
             USING ERRCODE = 'invalid_parameter_value';
@@ -160,7 +252,8 @@ BEGIN
         PERFORM recsys._require_column(source, weight_column, 'weight_column', numeric_types);
     END IF;
     IF event_column IS NOT NULL THEN
-        PERFORM recsys._require_column(source, event_column, 'event_column');
+        PERFORM recsys._require_key_column(source, event_column, 'event_column',
+                                           is_event => true);
         IF event_weights IS NULL THEN
             RAISE EXCEPTION 'event_column needs event_weights'
                 USING ERRCODE = 'invalid_parameter_value',
@@ -176,8 +269,11 @@ BEGIN
     IF time_column IS NOT NULL THEN
         PERFORM recsys._require_column(source, time_column, 'time_column', time_types);
     END IF;
-    IF refresh_every IS NOT NULL AND refresh_every <= interval '0' THEN
-        RAISE EXCEPTION 'refresh_every must be positive, not %', refresh_every
+    -- finite and at most a century: recsys.models adds it to timestamps (next_due_at)
+    IF refresh_every IS NOT NULL AND (refresh_every <= interval '0' OR NOT isfinite(refresh_every)
+                                      OR refresh_every > interval '100 years') THEN
+        RAISE EXCEPTION 'refresh_every must be a positive interval of at most 100 years, not %',
+            refresh_every
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     checked_params := recsys._check_params(params);

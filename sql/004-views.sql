@@ -34,7 +34,12 @@ SELECT m.name,
        open_job.id AS job_id,
        open_job.status AS job_status,
        open_job.mode AS job_mode,
-       open_job.worker AS job_worker
+       open_job.worker AS job_worker,
+       holdout.metric AS holdout_metric,
+       holdout.k AS holdout_k,
+       holdout.als AS holdout_als,
+       holdout.popular AS holdout_popular,
+       holdout.als < holdout.popular AS below_popular
   FROM recsys.model m
   LEFT JOIN recsys.model_version v ON v.model_id = m.id AND v.version = m.active_version
   LEFT JOIN recsys.run active_run ON active_run.id = v.run_id
@@ -51,4 +56,20 @@ SELECT m.name,
                       ORDER BY j.finished_at DESC LIMIT 1) last_failed_job ON true
   LEFT JOIN LATERAL (SELECT j.id, j.status, j.mode, j.worker FROM recsys.job j
                       WHERE j.model_id = m.id AND j.status IN ('queued', 'running')
-                      ORDER BY j.status = 'running' DESC, j.id LIMIT 1) open_job ON true;
+                      ORDER BY j.status = 'running' DESC, j.id LIMIT 1) open_job ON true
+  -- quality of the active version: the holdout evaluation of the run that trained it, in the
+  -- gate's metric (ndcg when no gate is set), for the model and the popularity baseline
+  LEFT JOIN LATERAL (SELECT e.k, g.metric,
+                            (SELECT mt.value FROM recsys.metric mt
+                              WHERE mt.run_id = e.run_id AND mt.recommender = 'als'
+                                AND mt.metric = g.metric) AS als,
+                            (SELECT mt.value FROM recsys.metric mt
+                              WHERE mt.run_id = e.run_id AND mt.recommender = 'popular'
+                                AND mt.metric = g.metric) AS popular
+                       FROM recsys.evaluation e
+                      CROSS JOIN LATERAL (SELECT coalesce(v.params ->> 'gate_metric', 'ndcg')
+                                                 AS metric) g
+                      WHERE e.run_id = v.run_id) holdout ON true;
+COMMENT ON VIEW recsys.models IS
+    'one row per model: source, columns, params, active version with its holdout quality '
+    '(holdout_metric at holdout_k for als and the popularity baseline), last run, schedule';

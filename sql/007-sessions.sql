@@ -323,7 +323,8 @@ BEGIN
         RETURN QUERY
             SELECT p.item_key, p.score, (row_number() OVER (ORDER BY p.rank))::integer,
                    'popular'::text
-              FROM recsys.popular(model, k + cardinality(item_keys)) p
+              FROM recsys.popular(model, least(k::bigint + cardinality(item_keys),
+                                               2147483647)::integer) p
              WHERE p.item_key <> ALL (item_keys)
              ORDER BY p.rank LIMIT k;
         RETURN;
@@ -335,7 +336,7 @@ BEGIN
            FROM (SELECT i.idx, i.key, i.factors <#> $1 AS distance
                    FROM recsys.%I i
                   ORDER BY i.factors <#> $1
-                  LIMIT $3 + cardinality($2)) top
+                  LIMIT $3::bigint + cardinality($2)) top
           WHERE idx <> ALL ($2)
           ORDER BY distance, idx
           LIMIT $3',

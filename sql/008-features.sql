@@ -28,7 +28,7 @@ BEGIN
         RAISE EXCEPTION 'source % is not a table, view or materialized view', source
             USING ERRCODE = 'wrong_object_type';
     END IF;
-    PERFORM recsys._require_column(source, key_column, 'key_column');
+    PERFORM recsys._require_key_column(source, key_column, 'key_column');
     IF feature_columns IS NULL OR cardinality(feature_columns) = 0 THEN
         RAISE EXCEPTION 'feature_columns must name at least one column'
             USING ERRCODE = 'invalid_parameter_value';
@@ -36,11 +36,8 @@ BEGIN
     FOREACH col IN ARRAY feature_columns LOOP
         PERFORM recsys._require_column(source, col, 'feature column');
     END LOOP;
-    IF regularization IS NULL OR NOT regularization > 0 OR regularization = 'Infinity' THEN
-        RAISE EXCEPTION 'regularization must be a positive number, not %',
-            coalesce(regularization::text, 'null')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM recsys._check_number('regularization', regularization::numeric, false, 0, true,
+                                 NULL, false);
     INSERT INTO recsys.model_feature AS f (model_id, kind, source_schema, source_table,
                                           key_column, feature_columns, regularization)
     VALUES (m.id, kind, rel.nspname, rel.relname, key_column, feature_columns, regularization)

@@ -18,7 +18,11 @@ DECLARE
     serving constant text[] := ARRAY['recommend', 'similar_items', 'similar_users',
                                      'interested_users', 'popular', 'score',
                                      'recommend_for_items', 'recommend_filtered', 'explain'];
-    internal constant text[] := ARRAY['_model', '_active_version', '_check_k'];
+    internal constant text[] := ARRAY['_model', '_active_version', '_check_k', '_shell_quote'];
+    -- recsys.als builds and checks a params jsonb: pure functions, no table access
+    param_checks constant text[] := ARRAY['_check_params', '_check_quality_params',
+                                          '_default_params', '_metric_names', '_number_params',
+                                          '_number_text', '_check_number', '_check_number_param'];
     fn regprocedure;
     rel regclass;
     can_create_roles boolean := (SELECT rolcreaterole OR rolsuper FROM pg_roles
@@ -58,7 +62,7 @@ BEGIN
     EXECUTE format('GRANT USAGE ON SCHEMA %s TO recsys_reader', vector_schema);
     FOR fn IN SELECT p.oid::regprocedure FROM pg_proc p
                WHERE p.pronamespace = 'recsys'::regnamespace
-                 AND p.proname = ANY (serving || internal || ARRAY['als'])
+                 AND p.proname = ANY (serving || internal || param_checks || ARRAY['als'])
     LOOP
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO recsys_reader', fn);
     END LOOP;

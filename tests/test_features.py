@@ -30,7 +30,19 @@ def test_set_features_validates(conn: psycopg.Connection) -> None:
         ("'m', 'item', 'public.tags', 'item', ARRAY[]::text[]",
          "feature_columns must name at least one column"),
         ("'m', 'item', 'public.tags', 'item', ARRAY['tags'], 0",
-         "regularization must be a positive number, not 0"),
+         "regularization must be a finite number greater than 0, not 0"),
+        # NaN > 0 is true in PostgreSQL: NaN was accepted, and training then failed with
+        # "Factor is exactly singular"
+        ("'m', 'item', 'public.tags', 'item', ARRAY['tags'], 'NaN'",
+         "regularization must be a finite number greater than 0, not NaN"),
+        ("'m', 'item', 'public.tags', 'item', ARRAY['tags'], 'Infinity'",
+         "regularization must be a finite number greater than 0, not Infinity"),
+        ("'m', 'item', 'public.tags', 'item', ARRAY['tags'], '-Infinity'",
+         "regularization must be a finite number greater than 0, not -Infinity"),
+        ("'m', 'item', 'public.tags', 'item', ARRAY['tags'], -1",
+         "regularization must be a finite number greater than 0, not -1"),
+        ("'m', 'item', 'public.tags', 'item', ARRAY['tags'], NULL",
+         "regularization must be a finite number greater than 0, not null"),
     ]:
         with pytest.raises(psycopg.Error) as info:
             conn.execute(f"SELECT recsys.set_features({call})")

@@ -258,3 +258,30 @@ def test_candidate_errors(pairs_model: psycopg.Connection) -> None:
     with pytest.raises(psycopg.Error, match="k must be a positive integer, not -1"):
         filtered(pairs_model, "1", ["item-1"], -1)
     assert filtered(pairs_model, "1", [], 3) == []
+
+
+# --- huge k: every candidate, never an integer overflow -----------------------------------------
+
+K_MAX = 2147483647
+
+
+def test_huge_k_returns_every_candidate(pairs_model: psycopg.Connection) -> None:
+    conn = pairs_model
+    everything = [f"item-{i}" for i in range(1, 31)]
+    # basket of known items (k + basket size overflowed integer) and of unknown items only
+    known = basket(conn, "pairs", ["item-1", "item-2", "item-2"], K_MAX)
+    assert len(known) == 28 and {r[0] for r in known} == set(everything) - {"item-1", "item-2"}
+    assert [r[2] for r in known] == list(range(1, 29)) and {r[3] for r in known} == {"als"}
+    unknown = basket(conn, "pairs", ["nope"], K_MAX)
+    assert [r[0] for r in unknown] == [r[0] for r in rows(
+        conn, "SELECT item_key FROM recsys.popular('pairs', %s)", (K_MAX,))]
+    assert len(unknown) == 30 and {r[3] for r in unknown} == {"popular"}
+    assert len(basket(conn, "pairs", [], K_MAX)) == 30
+
+    seen = {r[0] for r in rows(conn, "SELECT item_id FROM public.pairs WHERE user_id = 5")}
+    assert {r[0] for r in filtered(conn, "5", everything, K_MAX)} == set(everything) - seen
+    assert len(filtered(conn, "5", everything, K_MAX, exclude_seen=False)) == 30
+    assert len(filtered(conn, "nobody", everything, K_MAX)) == 30
+
+    explained = rows(conn, "SELECT * FROM recsys.explain('pairs', '5', 'item-1', %s)", (K_MAX,))
+    assert {r[0] for r in explained} == seen
