@@ -12,8 +12,8 @@ BEGIN
     v := recsys._active_version(model);
     RETURN QUERY EXECUTE format(
         'SELECT key, popularity::double precision,
-                (row_number() OVER (ORDER BY popularity DESC, key))::integer
-           FROM recsys.%I ORDER BY popularity DESC, key LIMIT $1', v.item_table)
+                (row_number() OVER (ORDER BY popularity DESC, key COLLATE "C"))::integer
+           FROM recsys.%I ORDER BY popularity DESC, key COLLATE "C" LIMIT $1', v.item_table)
         USING k;
 END
 $$;

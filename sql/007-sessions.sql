@@ -332,13 +332,13 @@ BEGIN
     -- The inner query has the shape an index on factors can serve; the basket's items are
     -- removed afterwards, so k rows come back whenever k other items exist.
     RETURN QUERY EXECUTE format(
-        'SELECT key, -distance, (row_number() OVER (ORDER BY distance, idx))::integer, ''als''::text
+        'SELECT key, -distance, (row_number() OVER (ORDER BY distance, key COLLATE "C"))::integer, ''als''::text
            FROM (SELECT i.idx, i.key, i.factors <#> $1 AS distance
                    FROM recsys.%I i
                   ORDER BY i.factors <#> $1
                   LIMIT $3::bigint + cardinality($2)) top
           WHERE idx <> ALL ($2)
-          ORDER BY distance, idx
+          ORDER BY distance, key COLLATE "C"
           LIMIT $3',
         v.item_table)
         USING recsys._fold_in(v, idx, raw)::vector, idx, k;
@@ -399,11 +399,11 @@ BEGIN
         target::real[]::double precision[]);
     -- contribution of item j: c_j (A⁻¹ y_target) · y_j; they sum to the fold-in score
     RETURN QUERY EXECUTE format(
-        'SELECT key, contribution, (row_number() OVER (ORDER BY contribution DESC, idx DESC))::integer
+        'SELECT key, contribution, (row_number() OVER (ORDER BY contribution DESC, key COLLATE "C" DESC))::integer
            FROM (SELECT i.idx, i.key, -(i.factors <#> $3) * u.c AS contribution
                    FROM unnest($1, $2) u (idx, c) JOIN recsys.%I i ON i.idx = u.idx
                   WHERE u.c >= 0) parts
-          ORDER BY contribution DESC, idx DESC
+          ORDER BY contribution DESC, key COLLATE "C" DESC
           LIMIT $4',
         v.item_table)
         USING idx, conf, weighted_item::vector, k;
@@ -435,9 +435,9 @@ BEGIN
     IF query_vector IS NULL THEN
         RETURN QUERY EXECUTE format(
             'SELECT key, popularity::double precision,
-                    (row_number() OVER (ORDER BY popularity DESC, key))::integer, ''popular''::text
+                    (row_number() OVER (ORDER BY popularity DESC, key COLLATE "C"))::integer, ''popular''::text
                FROM recsys.%I WHERE key = ANY ($1)
-              ORDER BY popularity DESC, key LIMIT $2', v.item_table)
+              ORDER BY popularity DESC, key COLLATE "C" LIMIT $2', v.item_table)
             USING candidates, k;
         RETURN;
     END IF;
@@ -446,11 +446,11 @@ BEGIN
     END IF;
     -- candidates are looked up through the key index and scored exactly
     RETURN QUERY EXECUTE format(
-        'SELECT key, -distance, (row_number() OVER (ORDER BY distance, idx))::integer, ''als''::text
+        'SELECT key, -distance, (row_number() OVER (ORDER BY distance, key COLLATE "C"))::integer, ''als''::text
            FROM (SELECT i.idx, i.key, i.factors <#> $1 AS distance
                    FROM recsys.%I i
                   WHERE i.key = ANY ($2) AND i.idx <> ALL ($3)) scored
-          ORDER BY distance, idx
+          ORDER BY distance, key COLLATE "C"
           LIMIT $4', v.item_table)
         USING query_vector, candidates, seen, k;
 END
