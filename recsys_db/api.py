@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     import pandas
 
 
+K_MAX = 2**31 - 1  # the largest k the SQL functions take
+
+
 class Rows(list[dict[str, Any]]):
     """Result rows as dicts, in the order the SQL returned them."""
 
@@ -119,38 +122,38 @@ class Recsys:
         """Top-k items for a user: ``recsys.recommend``, or ``recsys.recommend_filtered``
         when candidate item keys are given (business rules)."""
         if candidates is None:
-            return self._rows("api_recommend", model=model, user=str(user), k=k,
+            return self._rows("api_recommend", model=model, user=str(user), k=_k(k),
                               exclude_seen=exclude_seen)
         return self._rows("api_recommend_filtered", model=model, user=str(user),
-                          candidates=_keys(candidates, "candidates"), k=k,
+                          candidates=_keys(candidates, "candidates"), k=_k(k),
                           exclude_seen=exclude_seen)
 
     def recommend_for_items(self, model: str, items: Iterable[Any], k: int = 10) -> Rows:
         """Top-k items for an anonymous session or basket (``recsys.recommend_for_items``)."""
         return self._rows("api_recommend_for_items", model=model, items=_keys(items, "items"),
-                          k=k)
+                          k=_k(k))
 
     def explain(self, model: str, user: Any, item: Any, k: int = 10) -> Rows:
         """The user's items that contribute most to the item's score (``recsys.explain``)."""
-        return self._rows("api_explain", model=model, user=str(user), item=str(item), k=k)
+        return self._rows("api_explain", model=model, user=str(user), item=str(item), k=_k(k))
 
     def similar_items(self, model: str, item: Any, k: int = 10) -> Rows:
         """Items closest to an item by cosine of their factors."""
-        return self._rows("api_similar_items", model=model, item=str(item), k=k)
+        return self._rows("api_similar_items", model=model, item=str(item), k=_k(k))
 
     def similar_users(self, model: str, user: Any, k: int = 10) -> Rows:
         """Users closest to a user by cosine of their factors."""
-        return self._rows("api_similar_users", model=model, user=str(user), k=k)
+        return self._rows("api_similar_users", model=model, user=str(user), k=_k(k))
 
     def interested_users(self, model: str, item: Any, k: int = 10, *,
                          exclude_seen: bool = True) -> Rows:
         """The audience for an item: users with the highest predicted score for it."""
-        return self._rows("api_interested_users", model=model, item=str(item), k=k,
+        return self._rows("api_interested_users", model=model, item=str(item), k=_k(k),
                           exclude_seen=exclude_seen)
 
     def popular(self, model: str, k: int = 10) -> Rows:
         """The items with the most distinct users in the active version."""
-        return self._rows("api_popular", model=model, k=k)
+        return self._rows("api_popular", model=model, k=_k(k))
 
     def score(self, model: str, user: Any, item: Any) -> float | None:
         """Predicted preference of a user for an item; None when either is unknown."""
@@ -163,6 +166,12 @@ class Recsys:
             cur.execute(query, params)
             return Rows([d.name for d in cur.description or []],
                         cur.fetchall() if cur.description else [])
+
+
+def _k(k: int) -> int:
+    """``k`` as the SQL functions take it (an integer): beyond every candidate is every
+    candidate, so a larger ``k`` is capped rather than sent as a bigint no function takes."""
+    return min(int(k), K_MAX) if k is not None else k
 
 
 def _keys(keys: Iterable[Any], role: str) -> list[str | None]:

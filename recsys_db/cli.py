@@ -15,6 +15,7 @@ from typing import IO, Any
 import psycopg
 
 from recsys_db import __version__, config, db, embedded, install, queries, training
+from recsys_db.api import K_MAX
 from recsys_db.errors import ConfigError, RecsysError
 
 log = logging.getLogger("recsys_db")
@@ -26,7 +27,6 @@ EXIT_USAGE = 2  # argparse: a bad command line
 EXIT_REJECTED = 3  # train: the promotion gate kept the new version out of service
 EXIT_INTERRUPTED = 130
 
-K_MAX = 2_147_483_647  # k of the SQL functions is an integer; larger asks for every candidate
 HEADLINE_METRICS = ("ndcg", "precision", "recall")
 TUNE_HINT_GRID = "--grid factors=32,64,128 regularization=0.01,0.1"
 

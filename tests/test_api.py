@@ -140,3 +140,12 @@ def test_connect_uses_the_configured_url(db_url: str, monkeypatch: pytest.Monkey
         assert api.url == db_url
         assert api.models() == []
         assert api.install().revision  # already installed: a no-op that still answers
+
+
+def test_huge_k_returns_every_candidate(trained: recsys_db.Recsys) -> None:
+    """A k beyond the integer range is every candidate, as in SQL, not a missing function."""
+    user = 7
+    everything = trained.recommend("shop", user, k=10_000)
+    assert everything and trained.recommend("shop", user, k=10**12) == everything
+    assert trained.popular("shop", k=10**12) == trained.popular("shop", k=10_000)
+    assert trained.similar_items("shop", everything[0]["item_key"], k=10**12)
