@@ -35,12 +35,26 @@ def _sql_files() -> list[tuple[str, str]]:
     return [(path.name, path.read_text(encoding="utf-8")) for path in files]
 
 
-def sql_hash() -> str:
-    """Fingerprint of the shipped SQL files; install re-applies them only when it changes."""
+# In the SQL files, the schema of the vector extension: every pgvector type, operator, function
+# and operator class is named with it, since no recsys function has that schema on its path.
+VECTOR_TOKEN = "@vector@"
+
+
+def render(text: str, vector_schema: sql.Identifier, conn: psycopg.Connection) -> str:
+    """A SQL file with ``@vector@`` replaced by the quoted schema of the vector extension."""
+    return text.replace(VECTOR_TOKEN, vector_schema.as_string(conn))
+
+
+def sql_hash(vector_schema: str) -> str:
+    """Fingerprint of what install applies: the shipped SQL files, the newest alembic revision
+    (new tables get their owner and grants) and the vector extension's schema (written into the
+    files). Install re-applies the files only when it changes."""
     digest = hashlib.sha256()
     for name, text in _sql_files():
         digest.update(name.encode())
         digest.update(text.encode())
+    digest.update(f"revision {head_revision()}".encode())
+    digest.update(f"vector schema {vector_schema}".encode())
     return digest.hexdigest()
 
 
@@ -83,9 +97,17 @@ def check_schema(conn: psycopg.Connection) -> None:
             f"{known[-1]}; run: recsys-db install")
 
 
+def _pinned_connection(url: str) -> psycopg.Connection:
+    conn = db.connect(url, autocommit=False, vector=False, pinned=True)
+    return conn
+
+
 def _upgrade_tables(url: str) -> str:
+    # the revisions run with the pinned search_path too: a default or a view they create binds
+    # its functions when created, and none may bind to a look-alike in a writable schema
     engine = sqlalchemy.create_engine(
-        "postgresql+psycopg://", creator=lambda: psycopg.connect(url), poolclass=sqlalchemy.NullPool
+        "postgresql+psycopg://", creator=lambda: _pinned_connection(url),
+        poolclass=sqlalchemy.NullPool
     )
     cfg = _alembic_config()
     with engine.begin() as connection:
@@ -98,28 +120,68 @@ def _upgrade_tables(url: str) -> str:
     return str(revision)
 
 
+def _pin(conn: psycopg.Connection) -> None:
+    """The rest of the transaction runs with the search_path of every recsys function."""
+    conn.execute("SELECT set_config('search_path', %s, true)", (db.PINNED_SEARCH_PATH,))
+
+
+def _check_vector_schema(conn: psycopg.Connection) -> tuple[int, str]:
+    """The vector extension's schema (oid, name); RecsysError when roles other than trusted ones
+    may create objects in it (a look-alike of a pgvector function or operator there could be
+    picked by name)."""
+    row = conn.execute(queries.text("install_vector_schema")).fetchone()
+    if row is None:
+        raise RecsysError("extension vector is not installed in this database")
+    oid, name, shown = int(row[0]), str(row[1]), str(row[2])
+    writers = [r[0] for r in conn.execute(queries.text("install_schema_writers"),
+                                          {"schema": oid})]
+    if writers:
+        revoke = "; ".join(f"REVOKE CREATE ON SCHEMA {shown} FROM {w}" for w in writers)
+        raise RecsysError(
+            f"schema {shown}, which holds extension vector, is writable by "
+            f"{', '.join(writers)}: {revoke}, or ALTER EXTENSION vector SET SCHEMA <a schema "
+            "only trusted roles can write>")
+    return oid, name
+
+
 def install(url: str) -> InstallResult:
-    """Create or upgrade the recsys schema; running it again changes nothing."""
+    """Create or upgrade the recsys schema; running it again changes nothing.
+
+    Runs as a superuser, or as a role that may create roles (or finds recsys's four roles
+    created by an administrator) and is, or may become, a member of recsys_owner, which owns
+    everything recsys creates. Refuses a vector extension in a schema that roles other than
+    the installer, superusers and the database's owner may write.
+    """
     with db.connect(url, vector=False) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (INSTALL_LOCK,))
         try:
             with conn.transaction():
                 had_vector = _scalar(conn, queries.text("install_vector_exists"))
+                # created in the session's default schema, as any extension
                 conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-                conn.execute("CREATE SCHEMA IF NOT EXISTS recsys")
+                _pin(conn)
+                _, vector_schema = _check_vector_schema(conn)
+                conn.execute(queries.text("install_roles"))
+                conn.execute(queries.text("install_schema"))
             revision = _upgrade_tables(url)
-            if not had_vector:
-                conn.execute(queries.text("install_remember_extension"))
-            wanted = sql_hash()
-            current = conn.execute(
-                "SELECT value FROM recsys.meta WHERE key = 'sql_hash'"
-            ).fetchone()
-            applied = current is None or current[0] != wanted
-            if applied:
-                with conn.transaction():
+            with conn.transaction():
+                _pin(conn)
+                if not had_vector:
+                    conn.execute(queries.text("install_remember_extension"))
+                wanted = sql_hash(vector_schema)
+                current = conn.execute(
+                    "SELECT value FROM recsys.meta WHERE key = 'sql_hash'"
+                ).fetchone()
+                applied = current is None or current[0] != wanted
+                if applied:
+                    schema = sql.Identifier(vector_schema)
+                    # loads pgvector's library, which defines its settings (hnsw.*): a role that
+                    # is no superuser may name them in a function's SET clause only then
+                    conn.execute(sql.SQL("SELECT '[1]'::{}").format(
+                        sql.Identifier(vector_schema, "vector")))
                     for name, text in _sql_files():
                         log.info("applying %s", name)
-                        conn.execute(text.encode())
+                        conn.execute(render(text, schema, conn).encode())
                     conn.execute(
                         "INSERT INTO recsys.meta (key, value) VALUES ('sql_hash', %s)"
                         " ON CONFLICT (key) DO UPDATE SET value = excluded.value",

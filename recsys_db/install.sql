@@ -30,7 +30,7 @@ DROP SCHEMA recsys CASCADE;
 
 -- name: uninstall_recsys_roles
 SELECT rolname FROM pg_roles r
- WHERE rolname IN ('recsys_worker', 'recsys_reader')
+ WHERE rolname IN ('recsys_worker', 'recsys_reader', 'recsys_owner', 'recsys_modeler')
    AND shobj_description(r.oid, 'pg_authid') LIKE 'created by recsys-db%'
  ORDER BY rolname DESC;
 
@@ -39,3 +39,117 @@ SELECT to_regclass('recsys.alembic_version') IS NOT NULL;
 
 -- name: install_current_revision
 SELECT version_num FROM recsys.alembic_version;
+
+-- name: db_vector_schema
+SELECT n.nspname FROM pg_catalog.pg_extension e
+  JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+ WHERE e.extname = 'vector';
+
+-- name: install_roles
+-- The four roles (created when missing, if the installer may create roles; otherwise the
+-- administrator's), checked: recsys_owner must be a plain NOLOGIN role, and no group may act
+-- as it. An installer that is not a superuser must be a member of recsys_owner (install makes
+-- it one when it may: PostgreSQL 16 gives a role's creator ADMIN on it).
+DO $roles$
+DECLARE
+    me constant name := current_user;
+    may_create constant boolean := (SELECT r.rolcreaterole OR r.rolsuper
+                                      FROM pg_catalog.pg_roles r WHERE r.rolname = current_user);
+    is_super constant boolean := (SELECT r.rolsuper FROM pg_catalog.pg_roles r
+                                   WHERE r.rolname = current_user);
+    purpose constant jsonb := jsonb_build_object(
+        'recsys_owner', 'owns schema recsys (never logs in)',
+        'recsys_reader', 'calls recsys serving functions',
+        'recsys_modeler', 'declares recsys models',
+        'recsys_worker', 'trains recsys models');
+    setup constant text := 'CREATE ROLE recsys_owner NOLOGIN; CREATE ROLE recsys_reader NOLOGIN; '
+        'CREATE ROLE recsys_modeler NOLOGIN; CREATE ROLE recsys_worker NOLOGIN IN ROLE '
+        'recsys_reader; GRANT recsys_owner TO ' || quote_ident(current_user);
+    r text;
+    found_roles text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['recsys_owner', 'recsys_reader', 'recsys_modeler', 'recsys_worker']
+    LOOP
+        CONTINUE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r);
+        IF NOT may_create THEN
+            RAISE EXCEPTION 'role % does not exist and % may not create roles', r, quote_ident(me)
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = 'have an administrator run: ' || setup;
+        END IF;
+        EXECUTE format('CREATE ROLE %I NOLOGIN', r);
+        EXECUTE format('COMMENT ON ROLE %I IS %L', r, 'created by recsys-db: ' || (purpose ->> r));
+    END LOOP;
+    IF NOT pg_catalog.pg_has_role('recsys_worker', 'recsys_reader', 'MEMBER') THEN
+        GRANT recsys_reader TO recsys_worker;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles
+                WHERE rolname = 'recsys_owner'
+                  AND (rolsuper OR rolcanlogin OR rolcreaterole OR rolcreatedb OR rolbypassrls
+                       OR rolreplication)) THEN
+        RAISE EXCEPTION 'role recsys_owner must be NOLOGIN, without SUPERUSER, CREATEROLE, '
+                        'CREATEDB, BYPASSRLS or REPLICATION'
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'it owns the SECURITY DEFINER functions of recsys: ALTER ROLE '
+                         'recsys_owner NOLOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB NOBYPASSRLS '
+                         'NOREPLICATION';
+    END IF;
+    SELECT string_agg(quote_ident(g.rolname), ', ' ORDER BY g.rolname) INTO found_roles
+      FROM pg_catalog.pg_auth_members a JOIN pg_catalog.pg_roles g ON g.oid = a.roleid
+     WHERE a.member = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = 'recsys_owner');
+    IF found_roles IS NOT NULL THEN
+        RAISE EXCEPTION 'role recsys_owner must not be a member of other roles; it is one of %',
+            found_roles
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'its functions would run with those roles'' rights: REVOKE them from it';
+    END IF;
+    SELECT string_agg(g, ', ' ORDER BY g) INTO found_roles
+      FROM unnest(ARRAY['recsys_reader', 'recsys_modeler', 'recsys_worker']) g
+     WHERE pg_catalog.pg_has_role(g, 'recsys_owner', 'MEMBER')
+        OR (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = g);
+    IF found_roles IS NOT NULL THEN
+        RAISE EXCEPTION 'roles % must not be superusers nor members of recsys_owner', found_roles
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF NOT is_super AND NOT pg_catalog.pg_has_role(me, 'recsys_owner', 'USAGE') THEN
+        BEGIN
+            GRANT recsys_owner TO CURRENT_USER;
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE EXCEPTION 'role % is not a member of recsys_owner and may not make itself one',
+                quote_ident(me)
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = 'have an administrator run: GRANT recsys_owner TO '
+                             || quote_ident(me);
+        END;
+    END IF;
+END
+$roles$;
+
+-- name: install_schema
+CREATE SCHEMA IF NOT EXISTS recsys AUTHORIZATION recsys_owner;
+ALTER SCHEMA recsys OWNER TO recsys_owner;
+
+-- name: install_vector_schema
+SELECT e.extnamespace::oid, n.nspname, quote_ident(n.nspname) FROM pg_catalog.pg_extension e
+  JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+ WHERE e.extname = 'vector';
+
+-- name: install_schema_writers
+-- Roles other than the installer, superusers and the database's owner that may create objects
+-- in the schema holding extension vector (PUBLIC as 'PUBLIC').
+WITH s AS (
+    SELECT oid, nspowner, nspacl FROM pg_catalog.pg_namespace WHERE oid = %(schema)s
+), writers AS (
+    SELECT nspowner AS role FROM s
+    UNION
+    SELECT a.grantee FROM s, aclexplode(coalesce(s.nspacl, acldefault('n', s.nspowner))) a
+     WHERE a.privilege_type = 'CREATE'
+)
+SELECT CASE WHEN w.role = 0 THEN 'PUBLIC' ELSE w.role::regrole::text END
+  FROM writers w
+ WHERE w.role = 0
+    OR NOT (w.role = (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)
+            OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.oid = w.role AND r.rolsuper)
+            OR w.role = (SELECT d.datdba FROM pg_catalog.pg_database d
+                          WHERE d.datname = current_database())
+            OR w.role = to_regrole('pg_database_owner'))
+ ORDER BY 1;

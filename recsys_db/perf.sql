@@ -1,4 +1,34 @@
--- Named queries for indexing a version's factor tables (recsys_db/store.py).
+-- Named queries for writing and indexing a version's factor tables (recsys_db/store.py).
+-- The worker creates, seals, indexes and drops them only through recsys's storage functions
+-- (sql/010-storage.sql), which name them from the model id and version; it fills them.
+
+-- name: store_create_stage_tables
+-- {vector} is pgvector's type named with its schema (the worker's session may be pinned).
+CREATE TEMP TABLE recsys_stage_users (idx integer, factors {vector}({dims}), seen integer[]);
+CREATE TEMP TABLE recsys_stage_items (idx integer, factors {vector}({dims}), popularity integer);
+
+-- name: store_create_version_tables
+SELECT recsys._create_version_tables(%(model_id)s, %(version)s);
+
+-- name: store_fill_user_table
+INSERT INTO {table} (idx, key, factors, seen)
+SELECT m.idx, m.key, s.factors, s.seen
+  FROM recsys_user_map m JOIN recsys_stage_users s ON s.idx = m.idx
+ ORDER BY m.idx;
+
+-- name: store_fill_item_table
+INSERT INTO {table} (idx, key, factors, popularity)
+SELECT m.idx, m.key, s.factors, s.popularity
+  FROM recsys_item_map m JOIN recsys_stage_items s ON s.idx = m.idx
+ ORDER BY m.idx;
+
+-- name: store_seal_version_tables
+-- primary key on idx, unique key, statistics
+SELECT recsys._seal_version_tables(%(model_id)s, %(version)s);
+
+-- name: store_drop_version_tables
+-- never the active version's; waits for locks as long as the caller's lock_timeout allows
+SELECT recsys._drop_version_tables(%(model_id)s, %(version)s);
 
 -- name: perf_set_index
 UPDATE recsys.model_version
@@ -20,12 +50,12 @@ SELECT set_config('maintenance_work_mem', %(memory)s, true);
 SELECT set_config('work_mem', %(memory)s, true);
 
 -- name: perf_create_hnsw
--- Inner product over the factors column itself, the ORDER BY of recsys._top_items.
-CREATE INDEX {index} ON {table} USING hnsw (factors vector_ip_ops)
-  WITH (m = {m}, ef_construction = {ef_construction});
+-- Inner product over the factors column itself, the ORDER BY of recsys._top_items; built by
+-- recsys's owner (sql/010-storage.sql) on the item table of a version still being built.
+SELECT recsys._create_hnsw(%(model_id)s, %(version)s, %(m)s, %(ef_construction)s);
 
 -- name: perf_drop_index
-DROP INDEX {index};
+SELECT recsys._drop_hnsw(%(model_id)s, %(version)s);
 
 -- name: perf_top_items
 SELECT t.idx
@@ -33,21 +63,7 @@ SELECT t.idx
        LATERAL recsys._top_items(v, u.factors, u.seen, %(k)s) t
  WHERE v.model_id = %(model_id)s AND v.version = %(version)s AND u.idx = %(user)s;
 
--- Key maps for source.load when the keys are not both integers. `native` is the key in the
--- source's own type where its equality is text equality (integers, text, uuid), so the big
--- join below hashes integers, not strings; otherwise it is the text key. Indices follow the
--- byte order of the key's text (COLLATE "C"), whatever the database's collation: the order of
--- equal scores (sql/003-serving.sql).
-
--- name: perf_create_key_map
--- {map} is recsys_user_map or recsys_item_map, {native} that side's key expression.
-CREATE TEMP TABLE {map} AS
-SELECT (row_number() OVER (ORDER BY native::text COLLATE "C") - 1)::integer AS idx,
-       native::text AS key,
-       native
-  FROM (SELECT DISTINCT {native} AS native FROM {source} s
-         WHERE {user} IS NOT NULL AND {item} IS NOT NULL AND {raw_weight} IS NOT NULL
-           AND {event_ok}) keys;
+-- The key maps themselves are made by source.load (queries.sql: declarer_*_key_map).
 
 -- name: perf_copy_interactions
 -- One row of three arrays, not one row per interaction: reading a COPY row costs the client far

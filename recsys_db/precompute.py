@@ -237,10 +237,13 @@ def similar_item_blocks(item_factors: np.ndarray, k: int, model_id: int, version
 
 def _write_partition(conn: psycopg.Connection, model_id: int, version: int, kind: Kind,
                      blocks: Iterator[bytes]) -> int:
-    table = sql.Identifier("recsys", partition_name(model_id, version, kind))
-    parent = sql.Identifier("recsys", kind.parent)
+    """Create the version's partition (recsys does, as its owner), copy the rows in, and have
+    recsys index and attach it."""
+    partition = {"parent": kind.parent, "model_id": model_id, "version": version}
     with conn.transaction():
-        conn.execute(queries.compose("quality_create_partition", table=table, parent=parent))
+        row = conn.execute(queries.text("quality_create_partition"), partition).fetchone()
+        assert row is not None and row[0] == partition_name(model_id, version, kind)
+        table = sql.Identifier("recsys", row[0])
         with conn.cursor() as cur:
             with cur.copy(queries.compose("quality_copy_partition", table=table)) as copy:
                 copy.write(copybin.HEADER)
@@ -248,10 +251,7 @@ def _write_partition(conn: psycopg.Connection, model_id: int, version: int, kind
                     copy.write(block)
                 copy.write(copybin.TRAILER)
             rows = cur.rowcount
-        conn.execute(queries.compose(
-            "quality_attach_partition", table=table, parent=parent,
-            key=sql.Identifier(kind.key_column), model_id=sql.Literal(model_id),
-            version=sql.Literal(version), next_version=sql.Literal(version + 1)))
+        conn.execute(queries.text("quality_attach_partition"), partition)
     return int(rows)
 
 
@@ -310,7 +310,8 @@ def refresh_users(conn: psycopg.Connection, model: str, model_id: int, version: 
 
 def _drop_partitions(conn: psycopg.Connection, names: Sequence[str]) -> bool:
     """Drop partitions (in schema recsys) unless readers hold their parent; returns whether
-    it did (``recsys._drop_partitions``: ``recsys.recommend`` must not queue behind the drop)."""
+    it did (``recsys._drop_partitions``: ``recsys.recommend`` must not queue behind the drop;
+    it drops only precomputed partitions of recsys's owner, never the active version's)."""
     row = conn.execute(queries.text("quality_drop_partitions"), {"names": list(names)}).fetchone()
     return bool(row and row[0])
 

@@ -32,18 +32,16 @@ SELECT key FROM recsys_user_map ORDER BY idx;
 SELECT key FROM recsys_item_map ORDER BY idx;
 
 -- name: quality_create_partition
-CREATE TABLE {table} (LIKE {parent} INCLUDING ALL);
+-- An empty partition for a version being built, created by recsys's owner
+-- (sql/010-storage.sql); returns its name in schema recsys.
+SELECT recsys._create_partition(%(parent)s, %(model_id)s, %(version)s);
 
 -- name: quality_copy_partition
 COPY {table} FROM STDIN (FORMAT BINARY);
 
 -- name: quality_attach_partition
-CREATE INDEX ON {table} ({key}, rank);
--- the check lets ATTACH skip its validation scan
-ALTER TABLE {table} ADD CHECK (model_id = {model_id} AND version = {version});
-ANALYZE {table};
-ALTER TABLE {parent} ATTACH PARTITION {table}
-    FOR VALUES FROM ({model_id}, {version}) TO ({model_id}, {next_version});
+-- Indexed, checked, analyzed and attached by recsys's owner.
+SELECT recsys._attach_partition(%(parent)s, %(model_id)s, %(version)s);
 
 -- name: quality_drop_partitions
 SELECT recsys._drop_partitions(%(names)s::text[]);

@@ -64,6 +64,12 @@ class IndexChoice:
     recall_by_k: tuple[float, ...] | None = None
 
 
+def version_tables(model_id: int, version: int) -> tuple[str, str]:
+    """The factor tables of a version (in schema recsys), as recsys names them: derived from
+    the model id and version, never read from a row."""
+    return f"m{model_id}_v{version}_users", f"m{model_id}_v{version}_items"
+
+
 def allocate_version(conn: psycopg.Connection, model: ModelConfig, run_id: int) -> VersionTables:
     """Reserve the next version number for this model (status 'building')."""
     row = conn.execute(
@@ -72,8 +78,9 @@ def allocate_version(conn: psycopg.Connection, model: ModelConfig, run_id: int) 
          "params": psycopg.types.json.Jsonb(model.params)},
     ).fetchone()
     assert row is not None
-    return VersionTables(model_id=model.id, version=int(row[0]), user_table=row[1],
-                         item_table=row[2], index=str(model.params.get("index", "auto")))
+    user_table, item_table = version_tables(model.id, int(row[0]))
+    return VersionTables(model_id=model.id, version=int(row[0]), user_table=user_table,
+                         item_table=item_table, index=str(model.params.get("index", "auto")))
 
 
 def _copy_blocks(conn: psycopg.Connection, query: str, blocks: list[bytes]) -> None:
@@ -82,16 +89,28 @@ def _copy_blocks(conn: psycopg.Connection, query: str, blocks: list[bytes]) -> N
             copy.write(block)
 
 
+def create_stage_tables(conn: psycopg.Connection, dims: int) -> None:
+    """The temp tables ``recsys_stage_users`` and ``recsys_stage_items`` that factors are copied
+    into (``copy_stage_users`` / ``copy_stage_items``), their vector type named with its schema
+    so that a pinned session can create them."""
+    conn.execute(queries.compose("store_create_stage_tables", vector=db.vector_type(conn),
+                                 dims=sql.Literal(dims)))
+
+
 def write(conn: psycopg.Connection, tables: VersionTables, data: Interactions,
           user_factors: np.ndarray, item_factors: np.ndarray) -> None:
-    """Create the version's factor tables from the temp key maps and the fitted factors.
+    """Fill the version's factor tables from the temp key maps and the fitted factors.
 
-    They are committed, still unused: the version stays 'building' until ``activate``, and
-    ``discard`` (or the next run's clean-up after a crash) removes them. Their index comes next
-    (``IndexBuild``)."""
+    recsys creates them empty (as its owner, with the version's number of factors), the worker
+    inserts the rows, and recsys adds their keys and statistics. They are committed, still
+    unused: the version stays 'building' until ``activate``, and ``discard`` (or the next run's
+    clean-up after a crash) removes them. Their index comes next (``IndexBuild``)."""
     dims = user_factors.shape[1]
+    user_table, item_table = version_tables(tables.model_id, tables.version)
+    version = {"model_id": tables.model_id, "version": tables.version}
     with conn.transaction():
-        conn.execute(queries.compose("create_stage_tables", dims=sql.Literal(dims)))
+        conn.execute(queries.text("store_create_version_tables"), version)
+        create_stage_tables(conn, dims)
         seen = data.matrix
         _copy_blocks(conn, queries.text("copy_stage_users"), copybin.encode_vectors_arrays(
             np.arange(data.users, dtype=np.int32), user_factors, seen))
@@ -99,9 +118,10 @@ def write(conn: psycopg.Connection, tables: VersionTables, data: Interactions,
         _copy_blocks(conn, queries.text("copy_stage_items"), [copybin.encode_vectors_ints(
             np.arange(data.items, dtype=np.int32), item_factors, popularity)])
         conn.execute(queries.compose(
-            "create_user_table", table=sql.Identifier("recsys", tables.user_table)))
+            "store_fill_user_table", table=sql.Identifier("recsys", user_table)))
         conn.execute(queries.compose(
-            "create_item_table", table=sql.Identifier("recsys", tables.item_table)))
+            "store_fill_item_table", table=sql.Identifier("recsys", item_table)))
+        conn.execute(queries.text("store_seal_version_tables"), version)
         conn.execute(queries.text("drop_stage_tables"))
 
 
@@ -115,7 +135,7 @@ class IndexBuild:
         self.seconds = 0.0
         self._choice: IndexChoice | None = None
         self._error: BaseException | None = None
-        self._conn = db.connect(url)
+        self._conn = db.connect(url, pinned=True)
         self._thread = threading.Thread(
             target=self._run, args=(tables, data, user_factors, item_factors),
             name=f"index-{tables.item_table}", daemon=True)
@@ -208,7 +228,8 @@ def _served_top_items(conn: psycopg.Connection, tables: VersionTables, users: np
     for user in users.tolist():
         start = time.perf_counter()
         rows = conn.execute(queries.compose(
-            "perf_top_items", users=sql.Identifier("recsys", tables.user_table)),
+            "perf_top_items",
+            users=sql.Identifier("recsys", version_tables(tables.model_id, tables.version)[0])),
             {"model_id": tables.model_id, "version": tables.version, "user": user,
              "k": k}).fetchall()
         timings.append(time.perf_counter() - start)
@@ -247,18 +268,15 @@ def build_index(conn: psycopg.Connection, tables: VersionTables, data: Interacti
     rng = np.random.default_rng(tables.version)
     sample = np.sort(rng.choice(data.users, size=min(RECALL_SAMPLE, data.users), replace=False))
     expected = exact_top_items(user_factors, item_factors, data.matrix, sample, RECALL_K)
-    index_name = f"{tables.item_table}_hnsw"
-    index = sql.Identifier("recsys", index_name)
+    version = {"model_id": tables.model_id, "version": tables.version}
     graphs = GRAPHS if data.items <= SPARSE_GRAPH_MAX_ITEMS else GRAPHS[-1:]
     choice = IndexChoice(kind="hnsw", recall=0.0)
     for m, ef_construction, max_ef_search in graphs:
         if choice.ef_search is not None:  # the previous graph missed the target
-            conn.execute(queries.compose("perf_drop_index", index=index))
+            conn.execute(queries.text("perf_drop_index"), version)
         started = time.perf_counter()
-        conn.execute(queries.compose(
-            "perf_create_hnsw", table=sql.Identifier("recsys", tables.item_table),
-            index=sql.Identifier(index_name), m=sql.Literal(m),
-            ef_construction=sql.Literal(ef_construction)))
+        conn.execute(queries.text("perf_create_hnsw"),
+                     {**version, "m": m, "ef_construction": ef_construction})
         log.info("hnsw index (m %d, ef_construction %d) on %d items built in %.1fs", m,
                  ef_construction, data.items, time.perf_counter() - started)
         for ef_search in (ef for ef in EF_SEARCH_STEPS if ef <= max_ef_search):
@@ -282,7 +300,7 @@ def build_index(conn: psycopg.Connection, tables: VersionTables, data: Interacti
         if choice.recall < RECALL_TARGET or exact_seconds <= hnsw_seconds:
             log.info("auto index: exact (%.2f ms) over hnsw (%.2f ms, recall %.4f)",
                      exact_ms, hnsw_ms, choice.recall)
-            conn.execute(queries.compose("perf_drop_index", index=index))
+            conn.execute(queries.text("perf_drop_index"), version)
             choice = IndexChoice(kind="exact", recall=1.0, exact_ms=exact_ms, hnsw_ms=hnsw_ms)
         else:
             log.info("auto index: hnsw (%.2f ms, recall %.4f) over exact (%.2f ms)",
@@ -353,15 +371,14 @@ def activate(conn: psycopg.Connection, model: ModelConfig, tables: VersionTables
         expired = conn.execute(queries.text("expired_versions"), {
             "model_id": model.id, "active": tables.version,
             "keep": int(model.params["keep_versions"])}).fetchall()
-        for version, user_table, item_table in expired:
+        for version, _, _ in expired:
             try:
                 # A reader still inside an old version holds a lock on its tables: do not wait
                 # for it (nor make new readers queue behind the drop); try again next time.
                 with conn.transaction():
                     conn.execute(queries.text("drop_lock_timeout"))
-                    conn.execute(queries.compose(
-                        "drop_version_tables", user_table=sql.Identifier("recsys", user_table),
-                        item_table=sql.Identifier("recsys", item_table)))
+                    conn.execute(queries.text("store_drop_version_tables"),
+                                 {"model_id": model.id, "version": int(version)})
             except psycopg.errors.LockNotAvailable:
                 log.info("%s: version %d is still being read; dropped later", model.name, version)
                 continue
@@ -373,9 +390,8 @@ def activate(conn: psycopg.Connection, model: ModelConfig, tables: VersionTables
 def discard(conn: psycopg.Connection, model: ModelConfig, tables: VersionTables) -> None:
     """Remove what a failed run built; the active version is not touched."""
     with conn.transaction():
-        conn.execute(queries.compose(
-            "drop_version_tables", user_table=sql.Identifier("recsys", tables.user_table),
-            item_table=sql.Identifier("recsys", tables.item_table)))
+        conn.execute(queries.text("store_drop_version_tables"),
+                     {"model_id": model.id, "version": tables.version})
         conn.execute(queries.text("mark_version"), {
             "status": "failed", "users": None, "items": None, "nnz": None,
             "model_id": model.id, "version": tables.version})

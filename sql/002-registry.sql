@@ -33,24 +33,26 @@ BEGIN
 END
 $$;
 
--- The active version of a model; raises when the model has never been trained.
+-- The active version of a model, its factor tables checked (recsys._checked); raises when the
+-- model has never been trained.
 CREATE OR REPLACE FUNCTION recsys._active_version(model_name text) RETURNS recsys.model_version
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
-    m recsys.model;
     v recsys.model_version;
 BEGIN
-    m := recsys._model(model_name);
-    SELECT * INTO v FROM recsys.model_version
-     WHERE model_id = m.id AND version = m.active_version;
+    SELECT mv.* INTO v
+      FROM recsys.model m
+      JOIN recsys.model_version mv ON mv.model_id = m.id AND mv.version = m.active_version
+     WHERE m.name = model_name;
     IF NOT FOUND THEN
+        PERFORM recsys._model(model_name);  -- raises when there is no such model
         RAISE EXCEPTION 'model "%" has no trained version', model_name
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'train it with: recsys-db train '
                          || CASE WHEN model_name LIKE '-%' THEN '-- ' ELSE '' END
                          || recsys._shell_quote(model_name);
     END IF;
-    RETURN v;
+    RETURN recsys._checked(v);  -- the factor-table names derived and checked (010-storage)
 END
 $$;
 
@@ -242,6 +244,11 @@ BEGIN
         RAISE EXCEPTION 'source % is not a table, view or materialized view', source
             USING ERRCODE = 'wrong_object_type';
     END IF;
+    -- the declarer is the role running this (SECURITY INVOKER): it must be allowed to read
+    -- every column it names, and catalogs, recsys's tables and temporary tables are refused
+    PERFORM recsys._check_source(
+        source, (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)::regrole,
+        ARRAY[user_column, item_column, weight_column, event_column, time_column]);
     PERFORM recsys._require_key_column(source, user_column, 'user_column');
     PERFORM recsys._require_key_column(source, item_column, 'item_column');
     IF user_column = item_column THEN
@@ -292,59 +299,94 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION recsys.create_model IS
-    'register an ALS model over a table, view or materialized view of interactions';
+    'register an ALS model over a table, view or materialized view of interactions; the '
+    'calling role is its declarer, whose rights every read of the source has';
 
--- Drop a model and every per-version table (named m<model id>_v<version>_<what>).
+-- Raise unless the login may manage a model: a member of the role that declared it, or of
+-- recsys's owner. Called by the SECURITY DEFINER functions that change a model, where
+-- current_user is the owner: the login (session_user) is what is left of the caller.
+CREATE OR REPLACE FUNCTION recsys._require_manager(m recsys.model) RETURNS void
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF coalesce(pg_catalog.pg_has_role(session_user, m.declarer::oid, 'MEMBER'), false)
+       OR pg_catalog.pg_has_role(session_user,
+                                 (SELECT n.nspowner FROM pg_catalog.pg_namespace n
+                                   WHERE n.nspname = 'recsys'), 'MEMBER') THEN
+        RETURN;
+    END IF;
+    RAISE EXCEPTION 'role % may not manage model "%", which % declared', quote_ident(session_user),
+        m.name, coalesce(m.declarer::text, 'a dropped role')
+        USING ERRCODE = 'insufficient_privilege',
+              HINT = 'a member of the declaring role or of the owner of schema recsys may';
+END
+$$;
+
 -- Drop tables of schema recsys that are partitions of the precomputed rows, all in one
--- statement; returns whether it did. Dropping a partition locks its parent exclusively, and
--- recsys.recommend reads that parent on every call: rather than make every recommend call queue
--- behind one long reader (a report, an idle transaction), the drop waits at most 50 ms (an
--- ordinary recommend call lasts about a millisecond) and leaves the tables for the next
--- training's prune otherwise. The caller's lock_timeout is as it was afterwards.
+-- statement; returns whether it did. Only names of precomputed partitions
+-- (m<id>_v<version>_recs or _similar) owned by recsys's owner are dropped, and never those of a
+-- model's active version; other names are ignored. Dropping a partition locks its parent
+-- exclusively, and recsys.recommend reads that parent on every call: rather than make every
+-- recommend call queue behind one long reader (a report, an idle transaction), the drop waits
+-- at most 50 ms (an ordinary recommend call lasts about a millisecond) and leaves the tables for
+-- the next training's prune otherwise. The caller's lock_timeout is as it was afterwards.
 CREATE OR REPLACE FUNCTION recsys._drop_partitions(tables text[]) RETURNS boolean
 LANGUAGE plpgsql AS $$
 DECLARE
     waited text := current_setting('lock_timeout');
+    doomed text[];
 BEGIN
-    IF coalesce(cardinality(tables), 0) = 0 THEN
+    SELECT coalesce(array_agg(t ORDER BY t), '{}') INTO doomed
+      FROM unnest(recsys._owned_tables(ARRAY(
+               SELECT DISTINCT t FROM unnest(tables) t
+                WHERE t ~ '^m[0-9]+_v[0-9]+_(recs|similar)$'))) t
+     WHERE NOT EXISTS (SELECT 1 FROM recsys.model m
+                        WHERE m.id::text = substring(t FROM '^m([0-9]+)_')
+                          AND m.active_version::text = substring(t FROM '^m[0-9]+_v([0-9]+)_'));
+    IF cardinality(doomed) = 0 THEN
         RETURN true;
     END IF;
     BEGIN
         PERFORM set_config('lock_timeout', '50ms', true);
         EXECUTE 'DROP TABLE IF EXISTS '
-                || (SELECT string_agg(format('recsys.%I', t), ', ') FROM unnest(tables) t);
+                || (SELECT string_agg(format('recsys.%I', t), ', ') FROM unnest(doomed) t);
         PERFORM set_config('lock_timeout', waited, true);
     EXCEPTION WHEN lock_not_available THEN
         RAISE NOTICE 'precomputed rows % are being read; the next training drops them',
-            array_to_string(tables, ', ');
+            array_to_string(doomed, ', ');
         RETURN false;
     END;
     RETURN true;
 END
 $$;
 
--- A model's precomputed partitions go through recsys._drop_partitions: when readers hold
--- them they stay for the next prune (their model is gone, so no view shows them).
+-- Drop a model and every per-version table (named m<model id>_v<version>_<what>). The row goes
+-- first (its versions, runs and jobs with it), so nothing serves or trains it while its tables
+-- go. Tables of those names that recsys's owner does not own stay (with a warning). A model's
+-- precomputed partitions go through recsys._drop_partitions: when readers hold them they stay
+-- for the next prune (their model is gone, so no view shows them).
 CREATE OR REPLACE FUNCTION recsys.drop_model(name text) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     m recsys.model;
-    t text;
+    doomed text[];
 BEGIN
     m := recsys._model(name);
-    PERFORM 1 FROM recsys.model WHERE id = m.id FOR UPDATE;
-    FOR t IN SELECT c.relname FROM pg_class c
-              WHERE c.relnamespace = 'recsys'::regnamespace AND c.relkind IN ('r', 'p')
-                AND c.relname ~ ('^m' || m.id || '_v[0-9]+_') AND NOT c.relispartition
-    LOOP
-        EXECUTE format('DROP TABLE IF EXISTS recsys.%I', t);
-    END LOOP;
+    PERFORM recsys._require_manager(m);
+    DELETE FROM recsys.model WHERE id = m.id;
+    doomed := recsys._owned_tables(ARRAY(
+        SELECT c.relname::text FROM pg_catalog.pg_class c
+         WHERE c.relnamespace = 'recsys'::regnamespace AND c.relkind IN ('r', 'p')
+           AND c.relname ~ ('^m' || m.id || '_v[0-9]+_(users|items|recs|similar)$')
+           AND NOT c.relispartition));
+    IF cardinality(doomed) > 0 THEN
+        EXECUTE 'DROP TABLE IF EXISTS '
+                || (SELECT string_agg(format('recsys.%I', t), ', ') FROM unnest(doomed) t);
+    END IF;
     PERFORM recsys._drop_partitions(ARRAY(
-        SELECT c.relname FROM pg_class c
+        SELECT c.relname FROM pg_catalog.pg_class c
          WHERE c.relnamespace = 'recsys'::regnamespace AND c.relispartition
            AND c.relname ~ ('^m' || m.id || '_v[0-9]+_')
          ORDER BY c.relname));
-    DELETE FROM recsys.model WHERE id = m.id;
 END
 $$;
 
@@ -356,6 +398,7 @@ DECLARE
     target recsys.model_version;
 BEGIN
     m := recsys._model(model);
+    PERFORM recsys._require_manager(m);
     IF version IS NULL THEN
         RAISE EXCEPTION 'version must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;

@@ -1,6 +1,9 @@
 -- Serving: every function reads the active version of a model only.
 -- Factor tables are recsys.<user_table>(idx, key, factors, seen) and
--- recsys.<item_table>(idx, key, factors, popularity); their names come from recsys.model_version.
+-- recsys.<item_table>(idx, key, factors, popularity); their names are derived from the model id
+-- and version and checked by recsys._checked (sql/010-storage.sql), never read from a row.
+-- @vector@ is the schema of the vector extension (install writes it in): every pgvector type
+-- and operator is named with it, since no function has that schema on its search_path.
 
 CREATE OR REPLACE FUNCTION recsys.popular(model text, k integer DEFAULT 10)
 RETURNS TABLE (item_key text, score double precision, rank integer)
@@ -43,7 +46,7 @@ $$;
 -- scan so that skipped items do not leave fewer than k rows), otherwise an exact scan. Shared
 -- by recommend and the recall check after a build.
 CREATE OR REPLACE FUNCTION recsys._top_items(
-    v recsys.model_version, query vector, skip integer[], k integer
+    v recsys.model_version, query @vector@.vector, skip integer[], k integer
 ) RETURNS TABLE (idx integer, key text, score double precision)
 LANGUAGE plpgsql STABLE
 SET hnsw.iterative_scan = 'relaxed_order' SET hnsw.ef_search = 40
@@ -59,10 +62,10 @@ BEGIN
         PERFORM set_config('enable_seqscan', 'off', true);
         -- relaxed_order may return rows slightly out of order; callers sort by score
         RETURN QUERY EXECUTE format(
-            'SELECT i.idx, i.key, -(i.factors <#> $1)::double precision
+            'SELECT i.idx, i.key, -(i.factors OPERATOR(@vector@.<#>) $1)::double precision
                FROM recsys.%I i
               WHERE i.idx <> ALL ($2)
-              ORDER BY i.factors <#> $1
+              ORDER BY i.factors OPERATOR(@vector@.<#>) $1
               LIMIT $3', v.item_table)
             USING query, skip, k;
     ELSE
@@ -71,10 +74,10 @@ BEGIN
         -- key, approximately.
         PERFORM set_config('enable_indexscan', 'off', true);
         RETURN QUERY EXECUTE format(
-            'SELECT i.idx, i.key, -(i.factors <#> $1)::double precision
+            'SELECT i.idx, i.key, -(i.factors OPERATOR(@vector@.<#>) $1)::double precision
                FROM recsys.%I i
               WHERE NOT EXISTS (SELECT 1 FROM unnest($2) s (idx) WHERE s.idx = i.idx)
-              ORDER BY i.factors <#> $1, i.key COLLATE "C"
+              ORDER BY i.factors OPERATOR(@vector@.<#>) $1, i.key COLLATE "C"
               LIMIT $3', v.item_table)
             USING query, skip, k;
     END IF;
@@ -87,7 +90,7 @@ CREATE OR REPLACE FUNCTION recsys._recommend_live(
 ) RETURNS TABLE (item_key text, score double precision, rank integer, reason text)
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
-    query_vector vector;
+    query_vector @vector@.vector;
     seen integer[];
 BEGIN
     EXECUTE format('SELECT factors, seen FROM recsys.%I WHERE key = $1', v.user_table)
@@ -143,7 +146,9 @@ BEGIN
             RETURN;
         END IF;
     END IF;
-    RETURN QUERY SELECT * FROM recsys._recommend_live(v, model, user_key, k, exclude_seen);
+    -- the version's factor tables checked (recsys._checked) before the live search reads them
+    RETURN QUERY SELECT * FROM recsys._recommend_live(recsys._checked(v), model, user_key, k,
+                                                      exclude_seen);
 END
 $$;
 COMMENT ON FUNCTION recsys.recommend IS
@@ -154,7 +159,7 @@ RETURNS TABLE (item_key text, score double precision, rank integer)
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     v recsys.model_version;
-    query_vector vector;
+    query_vector @vector@.vector;
     query_idx integer;
 BEGIN
     PERFORM recsys._check_k(k);
@@ -181,7 +186,7 @@ BEGIN
     END IF;
     RETURN QUERY EXECUTE format(
         'SELECT key, 1 - distance, (row_number() OVER (ORDER BY distance, key COLLATE "C"))::integer
-           FROM (SELECT i.idx, i.key, i.factors <=> $1 AS distance
+           FROM (SELECT i.idx, i.key, i.factors OPERATOR(@vector@.<=>) $1 AS distance
                    FROM recsys.%I i WHERE i.idx <> $2
                   ORDER BY distance, i.key COLLATE "C" LIMIT $3) top
           ORDER BY distance, key COLLATE "C"', v.item_table)
@@ -195,7 +200,7 @@ RETURNS TABLE (user_key text, score double precision, rank integer)
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     v recsys.model_version;
-    query_vector vector;
+    query_vector @vector@.vector;
     query_idx integer;
 BEGIN
     PERFORM recsys._check_k(k);
@@ -209,7 +214,7 @@ BEGIN
     END IF;
     RETURN QUERY EXECUTE format(
         'SELECT key, 1 - distance, (row_number() OVER (ORDER BY distance, key COLLATE "C"))::integer
-           FROM (SELECT u.idx, u.key, u.factors <=> $1 AS distance
+           FROM (SELECT u.idx, u.key, u.factors OPERATOR(@vector@.<=>) $1 AS distance
                    FROM recsys.%I u WHERE u.idx <> $2
                   ORDER BY distance, u.key COLLATE "C" LIMIT $3) top
           ORDER BY distance, key COLLATE "C"', v.user_table)
@@ -224,7 +229,7 @@ CREATE OR REPLACE FUNCTION recsys.interested_users(
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     v recsys.model_version;
-    query_vector vector;
+    query_vector @vector@.vector;
     query_idx integer;
 BEGIN
     PERFORM recsys._check_k(k);
@@ -238,7 +243,7 @@ BEGIN
     END IF;
     RETURN QUERY EXECUTE format(
         'SELECT key, -distance, (row_number() OVER (ORDER BY distance, key COLLATE "C"))::integer
-           FROM (SELECT u.idx, u.key, u.factors <#> $1 AS distance
+           FROM (SELECT u.idx, u.key, u.factors OPERATOR(@vector@.<#>) $1 AS distance
                    FROM recsys.%I u
                   WHERE NOT ($3 AND u.seen @> ARRAY[$2])
                   ORDER BY distance, u.key COLLATE "C" LIMIT $4) top
@@ -258,7 +263,7 @@ DECLARE
 BEGIN
     v := recsys._active_version(model);
     EXECUTE format(
-        'SELECT -(u.factors <#> i.factors) FROM recsys.%I u, recsys.%I i
+        'SELECT -(u.factors OPERATOR(@vector@.<#>) i.factors) FROM recsys.%I u, recsys.%I i
           WHERE u.key = $1 AND i.key = $2', v.user_table, v.item_table)
         INTO result USING user_key, item_key;
     RETURN result;

@@ -12,6 +12,7 @@ DECLARE
     job_id bigint;
 BEGIN
     m := recsys._model(model);
+    PERFORM recsys._require_manager(m);
     IF mode IS NULL OR mode NOT IN ('full', 'incremental') THEN
         RAISE EXCEPTION 'unknown refresh mode %', coalesce(quote_literal(mode), 'null')
             USING ERRCODE = 'invalid_parameter_value',
@@ -34,6 +35,10 @@ COMMENT ON FUNCTION recsys.request_refresh IS
 -- Queue the jobs that are due: full refreshes by refresh_every (see recsys.models.next_due_at)
 -- and incremental fold-ins for models with a time column that has rows newer than the
 -- active version's watermark. Returns how many jobs were queued.
+--
+-- SECURITY INVOKER, run by the worker: each source is read as the role that declared its model
+-- (SET LOCAL ROLE, which the worker login must be allowed; its checks first, as for a
+-- training), and a model whose source cannot be read that way is skipped with a warning.
 CREATE OR REPLACE FUNCTION recsys._enqueue_due() RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -41,6 +46,8 @@ DECLARE
     fresh integer;
     candidate record;
     has_new boolean;
+    role_before text;
+    declarer record;
 BEGIN
     INSERT INTO recsys.job (model_id, mode, reason)
     SELECT m.id, 'full', 'scheduled'
@@ -49,7 +56,8 @@ BEGIN
     ON CONFLICT DO NOTHING;
     GET DIAGNOSTICS queued = ROW_COUNT;
     FOR candidate IN
-        SELECT m.id, m.name, m.source_schema, m.source_table, m.time_column, w.value
+        SELECT m.id, m.name, m.source_schema, m.source_table, m.time_column, w.value,
+               m.declarer, m.user_column, m.item_column, m.weight_column, m.event_column
           FROM recsys.model m
           JOIN recsys.watermark w ON w.model_id = m.id AND w.version = m.active_version
           JOIN recsys.model_version v ON v.model_id = m.id AND v.version = m.active_version
@@ -60,12 +68,39 @@ BEGIN
                             WHERE j.model_id = m.id AND j.status IN ('queued', 'running'))
     LOOP
         BEGIN
+            PERFORM recsys._check_source(
+                recsys._relation(candidate.source_schema, candidate.source_table),
+                candidate.declarer,
+                ARRAY[candidate.user_column, candidate.item_column, candidate.weight_column,
+                      candidate.event_column, candidate.time_column]);
+            SELECT r.rolname, r.rolsuper INTO declarer FROM pg_catalog.pg_roles r
+             WHERE r.oid = candidate.declarer::oid;
+            IF declarer.rolname IS NULL THEN
+                RAISE EXCEPTION 'the role that declared model "%" is unknown', candidate.name
+                    USING ERRCODE = 'insufficient_privilege';
+            END IF;
+            IF (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = session_user)
+               AND NOT declarer.rolsuper THEN
+                RAISE EXCEPTION 'a superuser login does not read a source as %, which is not one',
+                    quote_ident(declarer.rolname)
+                    USING ERRCODE = 'insufficient_privilege';
+            END IF;
+            role_before := current_setting('role');
+            IF declarer.rolname <> current_user THEN
+                EXECUTE format('SET LOCAL ROLE %I', declarer.rolname);
+            END IF;
             EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I.%I WHERE %I > %L)',
                            candidate.source_schema, candidate.source_table,
                            candidate.time_column, candidate.value)
                INTO has_new;
+            IF current_user <> declarer.rolname THEN
+                RAISE EXCEPTION 'the source of model "%" changed the session role', candidate.name
+                    USING ERRCODE = 'insufficient_privilege';
+            END IF;
+            PERFORM set_config('role', role_before, true);
         EXCEPTION WHEN OTHERS THEN
-            -- a broken source must not stop the other models from being scheduled
+            -- a broken source must not stop the other models from being scheduled; whatever
+            -- the read did (as any role) is rolled back with this block
             RAISE WARNING 'cannot check model "%" for new events: %', candidate.name, SQLERRM;
             has_new := false;
         END;

@@ -89,12 +89,13 @@ $$;
 -- A SELECT of (key text, raw double precision): the rows of a model's source that training
 -- loads (same NULL and event filters, same weight expression as recsys_db/source.py), summed
 -- per item key. With for_user, only the rows of the user given as $1 (text, cast to the user
--- column's type so that an index on it can be used).
+-- column's type so that an index on it can be used). Only text: whoever runs it reads the
+-- source with their own rights (recsys.explain runs it as its caller).
 CREATE OR REPLACE FUNCTION recsys._source_item_weights_sql(m recsys.model, for_user boolean)
 RETURNS text
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
-    src regclass := to_regclass(format('%I.%I', m.source_schema, m.source_table));
+    src regclass := recsys._relation(m.source_schema, m.source_table);
     raw_weight text := '1::double precision';
     weight text;
     event_weight text;
@@ -116,7 +117,8 @@ BEGIN
     weight := raw_weight;
     IF m.event_column IS NOT NULL AND m.event_weights IS NOT NULL THEN
         SELECT format('(CASE s.%I::text %s END)', m.event_column,
-                      string_agg(format('WHEN %L THEN %s::double precision', e.key, e.value),
+                      string_agg(format('WHEN %L THEN %L::double precision', e.key,
+                                        e.value #>> '{}'),
                                  ' ' ORDER BY e.key))
           INTO event_weight
           FROM jsonb_each(m.event_weights) e;
@@ -124,13 +126,6 @@ BEGIN
         event_ok := format('%s IS NOT NULL', event_weight);
     END IF;
     IF for_user THEN
-        -- Serving functions run as their owner; a user's history is only shown to a login
-        -- that may read the source itself (recsys_reader alone may not).
-        IF NOT has_table_privilege(session_user, src, 'SELECT') THEN
-            RAISE EXCEPTION 'permission denied for table %', src
-                USING ERRCODE = 'insufficient_privilege',
-                      DETAIL = 'explain reads the user''s history from the model''s source';
-        END IF;
         user_filter := format('s.%I = $1::%s', m.user_column,
                               recsys._column_type(src, m.user_column));
     END IF;
@@ -152,7 +147,7 @@ LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     stats recsys.version_stats;
     item_count integer;
-    m recsys.model;
+    weights double precision[];
 BEGIN
     EXECUTE format('SELECT coalesce(max(idx) + 1, 0) FROM recsys.%I', v.item_table)
         INTO item_count;
@@ -168,21 +163,28 @@ BEGIN
     -- Column d of YᵀY is Σ_i y_i * y_i[d]; pgvector multiplies and sums the vectors in C.
     EXECUTE format(
         'SELECT array_agg(e.x::double precision ORDER BY col.d, e.n)
-           FROM (SELECT f.d, sum(i.factors * array_fill(f.val, ARRAY[%s])::vector) AS total
+           FROM (SELECT f.d, @vector@.sum(i.factors OPERATOR(@vector@.*)
+                                          array_fill(f.val, ARRAY[%s])::@vector@.vector) AS total
                    FROM recsys.%I i, unnest(i.factors::real[]) WITH ORDINALITY f (val, d)
                   GROUP BY f.d) col,
                 unnest(col.total::real[]) WITH ORDINALITY e (x, n)',
         v.factors, v.item_table)
         INTO stats.gram;
     IF v.params ->> 'weighting' = 'bm25' THEN
-        SELECT * INTO m FROM recsys.model WHERE id = v.model_id;
-        EXECUTE format(
-            'SELECT array_agg(coalesce(w.raw, 0) ORDER BY g.idx)
-               FROM generate_series(0, $1 - 1) g (idx)
-               LEFT JOIN recsys.%I i ON i.idx = g.idx
-               LEFT JOIN (%s) w ON w.key = i.key',
-            v.item_table, recsys._source_item_weights_sql(m, false))
-            INTO stats.item_weight USING item_count;
+        -- the summed raw weight per item index that training (and fold-in, for the items it
+        -- adds) stored; never a read of the source, which this function's owner may not read
+        SELECT w.item_weight INTO weights FROM recsys.version_item_weight w
+         WHERE w.model_id = v.model_id AND w.version = v.version;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'version % of model "%" has no stored item weights; retrain it',
+                v.version, (SELECT m.name FROM recsys.model m WHERE m.id = v.model_id)
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      DETAIL = 'bm25 weighting needs each item''s summed weight at training time',
+                      HINT = 'train the model again';
+        END IF;
+        stats.item_weight := weights[1:item_count]
+            || array_fill(0::double precision,
+                          ARRAY[greatest(item_count - coalesce(cardinality(weights), 0), 0)]);
     END IF;
     BEGIN
         INSERT INTO recsys.version_stats AS s (model_id, version, items, gram, item_weight,
@@ -247,7 +249,8 @@ BEGIN
     EXECUTE format(
         'SELECT array_agg(e.x::double precision ORDER BY col.d, e.n)
            FROM (SELECT f.d,
-                        sum(i.factors * array_fill((abs(u.c) - 1) * f.val, ARRAY[%s])::vector)
+                        @vector@.sum(i.factors OPERATOR(@vector@.*)
+                                    array_fill((abs(u.c) - 1) * f.val, ARRAY[%s])::@vector@.vector)
                             AS total
                    FROM unnest($1, $2) u (idx, c)
                    JOIN recsys.%I i ON i.idx = u.idx,
@@ -333,39 +336,31 @@ BEGIN
     -- removed afterwards, so k rows come back whenever k other items exist.
     RETURN QUERY EXECUTE format(
         'SELECT key, -distance, (row_number() OVER (ORDER BY distance, key COLLATE "C"))::integer, ''als''::text
-           FROM (SELECT i.idx, i.key, i.factors <#> $1 AS distance
+           FROM (SELECT i.idx, i.key, i.factors OPERATOR(@vector@.<#>) $1 AS distance
                    FROM recsys.%I i
-                  ORDER BY i.factors <#> $1
+                  ORDER BY i.factors OPERATOR(@vector@.<#>) $1
                   LIMIT $3::bigint + cardinality($2)) top
           WHERE idx <> ALL ($2)
           ORDER BY distance, key COLLATE "C"
           LIMIT $3',
         v.item_table)
-        USING recsys._fold_in(v, idx, raw)::vector, idx, k;
+        USING recsys._fold_in(v, idx, raw)::@vector@.vector, idx, k;
 END
 $$;
 COMMENT ON FUNCTION recsys.recommend_for_items IS
     'top-k items for an anonymous session or basket, by exact ALS fold-in of its items; '
     'the basket''s items are excluded, unknown keys ignored, no known item gives popular items';
 
-CREATE OR REPLACE FUNCTION recsys.explain(
-    model text, user_key text, item_key text, k integer DEFAULT 10
-) RETURNS TABLE (liked_item text, contribution double precision, rank integer)
-LANGUAGE plpgsql VOLATILE AS $$
+-- recsys.explain's first half, as recsys's owner: checks that the model has an active version
+-- and that the user and the item are in it (in that order), and returns the query of the user's
+-- history (keys and summed raw weights, $1 the user key) that explain runs as its caller.
+CREATE OR REPLACE FUNCTION recsys._history_sql(model text, user_key text, item_key text)
+RETURNS text
+LANGUAGE plpgsql STABLE AS $$
 DECLARE
-    v recsys.model_version;
-    m recsys.model;
-    stats recsys.version_stats;
-    target vector;
+    v recsys.model_version := recsys._active_version(model);
     known boolean;
-    idx integer[];
-    raw double precision[];
-    conf double precision[];
-    weighted_item double precision[];
 BEGIN
-    PERFORM recsys._check_k(k);
-    v := recsys._active_version(model);
-    m := recsys._model(model);
     EXECUTE format('SELECT true FROM recsys.%I WHERE key = $1', v.user_table)
         INTO known USING user_key;
     IF known IS NULL THEN
@@ -374,6 +369,40 @@ BEGIN
             USING ERRCODE = 'no_data_found',
                   DETAIL = format('version %s was trained on %s users', v.version, v.users);
     END IF;
+    known := NULL;
+    EXECUTE format('SELECT true FROM recsys.%I WHERE key = $1', v.item_table)
+        INTO known USING item_key;
+    IF known IS NULL THEN
+        RAISE EXCEPTION 'item % is not in model "%"',
+            coalesce(quote_literal(item_key), 'null'), model
+            USING ERRCODE = 'no_data_found',
+                  DETAIL = format('version %s was trained on %s items', v.version, v.items);
+    END IF;
+    RETURN format('SELECT array_agg(r.key ORDER BY r.key), array_agg(r.raw ORDER BY r.key)'
+                  ' FROM (%s) r WHERE r.raw <> 0',
+                  recsys._source_item_weights_sql(recsys._model(model), true));
+END
+$$;
+
+-- recsys.explain's second half, as recsys's owner: the contributions of a history (item keys
+-- and summed raw weights, as recsys._history_sql reads them; keys the version does not know
+-- are left out) to the score of an item. A history made up by the caller reveals no more than
+-- recsys.recommend_for_items does.
+CREATE OR REPLACE FUNCTION recsys._explain_scores(
+    model text, item_key text, k integer, keys text[], raws double precision[]
+) RETURNS TABLE (liked_item text, contribution double precision, rank integer)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v recsys.model_version;
+    stats recsys.version_stats;
+    target @vector@.vector;
+    idx integer[];
+    raw double precision[];
+    conf double precision[];
+    weighted_item double precision[];
+BEGIN
+    PERFORM recsys._check_k(k);
+    v := recsys._active_version(model);
     EXECUTE format('SELECT factors FROM recsys.%I WHERE key = $1', v.item_table)
         INTO target USING item_key;
     IF target IS NULL THEN
@@ -382,13 +411,15 @@ BEGIN
             USING ERRCODE = 'no_data_found',
                   DETAIL = format('version %s was trained on %s items', v.version, v.items);
     END IF;
-    -- The user's history as the source holds it now, limited to items the version knows.
+    -- the history limited to items the version knows
     EXECUTE format(
-        'SELECT array_agg(i.idx ORDER BY i.idx), array_agg(r.raw ORDER BY i.idx)
-           FROM (%s) r JOIN recsys.%I i ON i.key = r.key
-          WHERE r.raw <> 0',
-        recsys._source_item_weights_sql(m, true), v.item_table)
-        INTO idx, raw USING user_key;
+        'SELECT array_agg(t.idx ORDER BY t.idx), array_agg(t.raw ORDER BY t.idx)
+           FROM (SELECT i.idx, sum(h.raw) AS raw
+                   FROM unnest($1, $2) h (key, raw) JOIN recsys.%I i ON i.key = h.key
+                  GROUP BY i.idx) t
+          WHERE t.raw <> 0',
+        v.item_table)
+        INTO idx, raw USING keys, raws;
     IF idx IS NULL THEN
         RETURN;
     END IF;
@@ -400,13 +431,30 @@ BEGIN
     -- contribution of item j: c_j (A⁻¹ y_target) · y_j; they sum to the fold-in score
     RETURN QUERY EXECUTE format(
         'SELECT key, contribution, (row_number() OVER (ORDER BY contribution DESC, key COLLATE "C" DESC))::integer
-           FROM (SELECT i.idx, i.key, -(i.factors <#> $3) * u.c AS contribution
+           FROM (SELECT i.idx, i.key, -(i.factors OPERATOR(@vector@.<#>) $3) * u.c AS contribution
                    FROM unnest($1, $2) u (idx, c) JOIN recsys.%I i ON i.idx = u.idx
                   WHERE u.c >= 0) parts
           ORDER BY contribution DESC, key COLLATE "C" DESC
           LIMIT $4',
         v.item_table)
-        USING idx, conf, weighted_item::vector, k;
+        USING idx, conf, weighted_item::@vector@.vector, k;
+END
+$$;
+
+-- SECURITY INVOKER: the user's history is read with the caller's rights, so its grants,
+-- column privileges, row-level security and security_invoker views all apply; the factor
+-- tables are read by the two halves above.
+CREATE OR REPLACE FUNCTION recsys.explain(
+    model text, user_key text, item_key text, k integer DEFAULT 10
+) RETURNS TABLE (liked_item text, contribution double precision, rank integer)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    keys text[];
+    raws double precision[];
+BEGIN
+    PERFORM recsys._check_k(k);
+    EXECUTE recsys._history_sql(model, user_key, item_key) INTO keys, raws USING user_key;
+    RETURN QUERY SELECT * FROM recsys._explain_scores(model, item_key, k, keys, raws);
 END
 $$;
 COMMENT ON FUNCTION recsys.explain IS
@@ -420,7 +468,7 @@ CREATE OR REPLACE FUNCTION recsys.recommend_filtered(
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     v recsys.model_version;
-    query_vector vector;
+    query_vector @vector@.vector;
     seen integer[];
 BEGIN
     PERFORM recsys._check_k(k);
@@ -447,7 +495,7 @@ BEGIN
     -- candidates are looked up through the key index and scored exactly
     RETURN QUERY EXECUTE format(
         'SELECT key, -distance, (row_number() OVER (ORDER BY distance, key COLLATE "C"))::integer, ''als''::text
-           FROM (SELECT i.idx, i.key, i.factors <#> $1 AS distance
+           FROM (SELECT i.idx, i.key, i.factors OPERATOR(@vector@.<#>) $1 AS distance
                    FROM recsys.%I i
                   WHERE i.key = ANY ($2) AND i.idx <> ALL ($3)) scored
           ORDER BY distance, key COLLATE "C"

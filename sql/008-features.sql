@@ -15,6 +15,7 @@ DECLARE
     col text;
 BEGIN
     m := recsys._model(model);
+    PERFORM recsys._require_manager(m);
     IF kind IS NULL OR kind NOT IN ('item', 'user') THEN
         RAISE EXCEPTION 'kind must be item or user, not %', coalesce(quote_literal(kind), 'null')
             USING ERRCODE = 'invalid_parameter_value';
@@ -28,6 +29,8 @@ BEGIN
         RAISE EXCEPTION 'source % is not a table, view or materialized view', source
             USING ERRCODE = 'wrong_object_type';
     END IF;
+    -- read, like the model's source, as the role that declared the model
+    PERFORM recsys._check_source(source, m.declarer, ARRAY[key_column] || feature_columns);
     PERFORM recsys._require_key_column(source, key_column, 'key_column');
     IF feature_columns IS NULL OR cardinality(feature_columns) = 0 THEN
         RAISE EXCEPTION 'feature_columns must name at least one column'
@@ -48,7 +51,8 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION recsys.set_features IS
-    'declare item or user features; the next training maps them into the factor space';
+    'declare item or user features, which the model''s declarer must be allowed to read; the '
+    'next training maps them into the factor space';
 
 CREATE OR REPLACE FUNCTION recsys.drop_features(model text, kind text) RETURNS boolean
 LANGUAGE plpgsql AS $$
@@ -56,6 +60,7 @@ DECLARE
     m recsys.model;
 BEGIN
     m := recsys._model(model);
+    PERFORM recsys._require_manager(m);
     DELETE FROM recsys.model_feature f WHERE f.model_id = m.id AND f.kind = drop_features.kind;
     RETURN FOUND;
 END

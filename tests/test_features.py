@@ -24,9 +24,9 @@ def test_set_features_validates(conn: psycopg.Connection) -> None:
         ("'m', 'thing', 'public.tags', 'item', ARRAY['tags']", "kind must be item or user, not"
                                                               " 'thing'"),
         ("'m', 'item', 'public.tags', 'nope', ARRAY['tags']",
-         'column "nope" does not exist in relation tags'),
+         'column "nope" does not exist in relation public.tags'),
         ("'m', 'item', 'public.tags', 'item', ARRAY['tags', 'x']",
-         'column "x" does not exist in relation tags'),
+         'column "x" does not exist in relation public.tags'),
         ("'m', 'item', 'public.tags', 'item', ARRAY[]::text[]",
          "feature_columns must name at least one column"),
         ("'m', 'item', 'public.tags', 'item', ARRAY['tags'], 0",
@@ -113,6 +113,7 @@ def test_held_out_movies_ranked_better_than_random(
         liked = rows(conn, "SELECT user_id::text, item_id::text FROM movielens.liked"
                            " WHERE item_id % 10 = 3")
     # the held-out movies, and the ones nobody rated 4 or more, are known by genres and year only
+    assert result.items is not None
     assert result.cold["items"] == len(cold) == len(movielens_data.movies) - result.items
     assert {str(i) for i in held_out} <= set(cold)
     keys = sorted(cold)

@@ -263,11 +263,16 @@ def test_equal_scores_rank_by_key_bytes_live_and_precomputed(
     seen = sp.lil_matrix((len(user_rows), len(item_keys)))
     for user, (_, _, items) in enumerate(user_rows):
         seen[user, items] = 1
-    precompute.discard(conn, model_id, version)
+    # the active version's partitions are written again (recsys writes partitions only of a
+    # version being built, and never drops the active version's: the superuser steps in)
+    conn.execute(f"DROP TABLE recsys.m{model_id}_v{version}_recs,"
+                 f" recsys.m{model_id}_v{version}_similar")
+    conn.execute("UPDATE recsys.model_version SET status = 'building'")
     precompute.write(conn, model_id, version, {"recommendations_k": 8, "similar_items_k": 8},
                      np.stack([r[1].to_numpy() for r in user_rows]),
                      np.stack([r[1].to_numpy() for r in item_rows]), seen.tocsr(),
                      [r[0] for r in user_rows], item_keys)
+    conn.execute("UPDATE recsys.model_version SET status = 'ready'")
     # live searches from here on: compare them with the rows just written
     conn.execute("UPDATE recsys.model_version SET precomputed_k = 0, similar_k = 0")
     byte_order = sorted(tied, key=str.encode)

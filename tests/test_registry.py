@@ -7,6 +7,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -26,7 +27,7 @@ def events(conn: psycopg.Connection) -> str:
     return "public.events"
 
 
-def error_of(conn: psycopg.Connection, query: str, params: object = None) -> psycopg.Error:
+def error_of(conn: psycopg.Connection, query: str, params: Any = None) -> psycopg.Error:
     with pytest.raises(psycopg.Error) as info:
         conn.execute(query, params)
     return info.value
@@ -85,7 +86,8 @@ def test_missing_source(conn: psycopg.Connection) -> None:
 def test_missing_column(conn: psycopg.Connection, events: str) -> None:
     error = error_of(conn, "SELECT recsys.create_model('m', 'public.events', 'user_id', 'thing')")
     assert isinstance(error, psycopg.errors.UndefinedColumn)
-    assert error.diag.message_primary == 'column "user_id" does not exist in relation events'
+    assert error.diag.message_primary == (
+        'column "user_id" does not exist in relation public.events')
     assert error.diag.message_hint == "columns: person, thing, n, kind, at, note"
 
 
@@ -93,7 +95,8 @@ def test_wrong_weight_type(conn: psycopg.Connection, events: str) -> None:
     error = error_of(conn, "SELECT recsys.create_model('m', 'public.events', 'person', 'thing',"
                            " weight_column => 'kind')")
     assert isinstance(error, psycopg.errors.DatatypeMismatch)
-    assert error.diag.message_primary.startswith('weight_column "kind" has type text, expected')
+    assert str(error.diag.message_primary).startswith(
+        'weight_column "kind" has type text, expected')
 
 
 def test_wrong_time_type(conn: psycopg.Connection, events: str) -> None:
@@ -140,7 +143,7 @@ def test_duplicate_name(conn: psycopg.Connection, events: str) -> None:
 def test_invalid_names(conn: psycopg.Connection, events: str, name: str | None) -> None:
     error = error_of(conn, "SELECT recsys.create_model(%s, 'public.events', 'person', 'thing')",
                      (name,))
-    assert "model name" in error.diag.message_primary
+    assert "model name" in str(error.diag.message_primary)
 
 
 def test_unknown_model(conn: psycopg.Connection) -> None:
@@ -346,7 +349,7 @@ def typed(conn: psycopg.Connection) -> str:
     ("span", "interval", "IntervalStyle"),
     ("cash", "money", "lc_monetary"),
     ("raw", "bytea", "bytea_output"),
-    ("at", "moment (a domain over timestamp with time zone)", "TimeZone and DateStyle"),
+    ("at", "public.moment (a domain over timestamp with time zone)", "TimeZone and DateStyle"),
     ("tags", "timestamp with time zone[]", "TimeZone and DateStyle"),
 ])
 def test_keys_whose_text_depends_on_session_settings(conn: psycopg.Connection, typed: str,
