@@ -34,7 +34,7 @@ from psycopg.types.json import Jsonb
 
 from recsys_db import copybin, queries
 from recsys_db.errors import ConfigError
-from recsys_db.source import Interactions, ModelConfig, native_keys
+from recsys_db.source import Interactions, ModelConfig, as_declarer, native_keys
 
 METRICS = ("precision", "precision_capped", "recall", "map", "ndcg", "auc", "coverage", "novelty")
 TIME_TYPES_EPOCH = ("timestamp with time zone", "timestamp without time zone", "date")
@@ -167,15 +167,17 @@ def load_times(conn: psycopg.Connection, model: ModelConfig,
                matrix: sp.csr_matrix) -> npt.NDArray[np.float64]:
     """Latest interaction time of each stored (user, item) entry of ``matrix``.
 
-    Uses the key maps that ``source.load`` left on ``conn``. Pairs without any non-NULL time
-    get -inf: they count as the oldest.
+    Uses the key maps that ``source.load`` left on ``conn``; the source is read as the model's
+    declarer. Pairs without any non-NULL time get -inf: they count as the oldest.
     """
     user, item = native_keys(conn, model)
     query = queries.compose(
         "quality_copy_times", source=model.source, time=_time_expression(conn, model),
         user=user, item=item)
     buffer = bytearray()
-    with conn.cursor() as cur, cur.copy(query) as copy:
+    grants = {"recsys_user_map": "SELECT", "recsys_item_map": "SELECT"}
+    with conn.transaction(), as_declarer(conn, model, grants=grants), conn.cursor() as cur, \
+            cur.copy(query) as copy:
         for block in copy:
             buffer += block
     user_idx, item_idx, latest = copybin.parse_int_int_float(buffer)

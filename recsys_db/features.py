@@ -20,7 +20,7 @@ from psycopg import sql
 from scipy.sparse.linalg import splu
 
 from recsys_db import queries
-from recsys_db.source import ModelConfig
+from recsys_db.source import ModelConfig, SourceRelation, as_declarer
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,11 @@ def declared(conn: psycopg.Connection, model_id: int) -> list[FeatureSource]:
             conn.execute(queries.text("features_of_model"), {"model_id": model_id})]
 
 
-def load(conn: psycopg.Connection, spec: FeatureSource) -> Features:
-    """Read ``column=value`` tokens per key; array columns give one token per element."""
+def load(conn: psycopg.Connection, model: ModelConfig, spec: FeatureSource) -> Features:
+    """Read ``column=value`` tokens per key; array columns give one token per element.
+
+    The feature relation is read as the role that declared ``model``, which must be allowed to
+    read its key and feature columns."""
     relation = sql.Identifier(spec.source_schema, spec.source_table)
     is_array: dict[str, bool] = dict(conn.execute(
         queries.text("features_column_kinds"), {"relation": relation.as_string(conn)}).fetchall())
@@ -67,7 +70,10 @@ def load(conn: psycopg.Connection, spec: FeatureSource) -> Features:
         parts.append(queries.compose(name, key=sql.Identifier(spec.key_column),
                                      label=sql.Literal(column), column=sql.Identifier(column),
                                      source=relation))
-    pairs = conn.execute(sql.SQL(" UNION ").join(parts)).fetchall()
+    checked = SourceRelation(spec.source_schema, spec.source_table,
+                             (spec.key_column, *spec.feature_columns), f"the {spec.kind} features")
+    with conn.transaction(), as_declarer(conn, model, checked):
+        pairs = conn.execute(sql.SQL(" UNION ").join(parts)).fetchall()
     keys = sorted({key for key, _ in pairs})
     tokens = sorted({token for _, token in pairs})
     key_row = {key: row for row, key in enumerate(keys)}
@@ -108,7 +114,7 @@ def apply(conn: psycopg.Connection, model: ModelConfig, run_id: int, user_table:
         trained = item_factors if spec.kind == "item" else user_factors
         known: dict[str, int] = dict(
             conn.execute(queries.compose("features_keys", table=table)).fetchall())
-        feats = load(conn, spec)
+        feats = load(conn, model, spec)
         known_rows = [r for r, key in enumerate(feats.keys) if key in known]
         cold_rows = [r for r, key in enumerate(feats.keys) if key not in known]
         if not known_rows or not cold_rows:

@@ -33,7 +33,17 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 from threadpoolctl import threadpool_limits
 
-from recsys_db import copybin, db, install, precompute, queries, source, training, weighting
+from recsys_db import (
+    copybin,
+    db,
+    install,
+    precompute,
+    queries,
+    source,
+    store,
+    training,
+    weighting,
+)
 from recsys_db import watermark as marks
 from recsys_db.errors import ConfigError, DataError, RecsysError, TrainingError
 
@@ -97,7 +107,7 @@ def fold_in(url: str, model_name: str, *, progress: Progress | None = None,
     recorded there and re-raised, and leaves the active version as it was. An exception
     raised by ``progress`` is logged and never fails the fold-in.
     """
-    with db.connect(url) as conn:
+    with db.connect(url, pinned=True) as conn:
         install.check_schema(conn)
         model = source.get_model(conn, model_name)
         if model.active_version is None:
@@ -132,6 +142,7 @@ def fold_in(url: str, model_name: str, *, progress: Progress | None = None,
         tables = {"users": sql.Identifier("recsys", user_table),
                   "items": sql.Identifier("recsys", item_table)}
         try:
+            source.check_access(conn, model)  # before anything reads the source
             with _stage(result, report, "load"):
                 changes = _load_changes(conn, model, result.version, tables)
             result.rows_read, result.watermark = changes.rows_read, changes.watermark
@@ -181,7 +192,10 @@ def _finish(url: str, result: FoldInResult) -> None:
 
 def _load_changes(conn: psycopg.Connection, model: source.ModelConfig, version: int,
                   tables: dict[str, sql.Identifier]) -> _Changes:
-    """Find the changed users and copy their full history out, all in one snapshot."""
+    """Find the changed users and copy their full history out, all in one snapshot.
+
+    Only the statements that read the source run as the model's declarer, and they read
+    nothing of recsys but the worker's temp tables; the worker compares with the version."""
     conn.execute(queries.text("foldin_drop_temp"))
     with conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
@@ -192,16 +206,25 @@ def _load_changes(conn: psycopg.Connection, model: source.ModelConfig, version: 
         row = conn.execute(queries.text("foldin_watermark"),
                            {"model_id": model.id, "version": version}).fetchone()
         if model.time_column is not None and row is not None:
-            conn.execute(queries.compose("foldin_keys_since", time=marks.time_expression(model),
-                                         **parts), {"watermark": row[0]})
+            with source.as_declarer(conn, model, grants={"recsys_foldin_keys": "INSERT"}):
+                conn.execute(queries.compose("foldin_keys_since",
+                                             time=marks.time_expression(model), **parts),
+                             {"watermark": row[0]})
         else:
+            conn.execute(queries.text("foldin_create_pairs"))
+            with source.as_declarer(conn, model, grants={"recsys_foldin_pairs": "INSERT"}):
+                conn.execute(queries.compose("foldin_copy_pairs", **parts))
             conn.execute(queries.compose("foldin_keys_changed", **parts))
         watermark = marks.current(conn, model)
         conn.execute(queries.compose("foldin_map_users", **parts))
+        with source.as_declarer(conn, model, grants={"recsys_foldin_users": "SELECT",
+                                                     "recsys_foldin_item_keys": "INSERT"}):
+            conn.execute(queries.compose("foldin_item_keys", **parts))
         conn.execute(queries.compose("foldin_map_items", **parts))
         buffer = bytearray()
-        with conn.cursor() as cur, cur.copy(queries.compose("foldin_copy_events", **parts)) \
-                as copy:
+        with source.as_declarer(conn, model, grants={"recsys_foldin_items": "SELECT"}), \
+                conn.cursor() as cur, \
+                cur.copy(queries.compose("foldin_copy_events", **parts)) as copy:
             for block in copy:
                 buffer += block
         changed = conn.execute(queries.text("foldin_changed_users")).fetchall()
@@ -305,7 +328,7 @@ def _write(conn: psycopg.Connection, model: source.ModelConfig, version: int,
         if row is None or row[0] != version:
             raise RecsysError(f'model "{model.name}" changed its active version during the '
                               "fold-in; nothing was written")
-        conn.execute(queries.compose("create_stage_tables", dims=sql.Literal(dims)))
+        store.create_stage_tables(conn, dims)
         _copy_blocks(conn, queries.text("copy_stage_users"), copybin.encode_vectors_arrays(
             changes.user_ids.astype(np.int32), user_vectors, changes.matrix))
         _copy_blocks(conn, queries.text("copy_stage_items"), [copybin.encode_vectors_ints(
@@ -317,6 +340,11 @@ def _write(conn: psycopg.Connection, model: source.ModelConfig, version: int,
         conn.execute(queries.compose("foldin_version_counts", **tables), {
             "new_users": changes.new_users, "new_items": len(changes.new_item_ids),
             "model_id": model.id, "version": version})
+        if len(changes.new_item_ids):
+            new_weights = np.asarray(changes.matrix[:, changes.new_item_ids].sum(axis=0))
+            conn.execute(queries.text("foldin_extend_item_weight"), {
+                "old_items": changes.old_items, "new_weights": new_weights.ravel().tolist(),
+                "model_id": model.id, "version": version})
         conn.execute(queries.compose("foldin_update_users", **tables))
         conn.execute(queries.compose("foldin_insert_users", **tables))
         precompute.refresh_users(conn, model.name, model.id, version, tables["users"])

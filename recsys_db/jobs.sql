@@ -122,11 +122,17 @@ ON CONFLICT (model_id, version) DO UPDATE SET value = excluded.value;
 -- name: foldin_max_time
 SELECT max({time})::text FROM {source} s;
 
+-- Fold-in reads the source as the model's declarer (source.as_declarer): the statements that
+-- read {source} only read it and the worker's temp tables; the worker joins the results with
+-- the version's tables (which the declarer need not be able to read) on its own.
+
 -- name: foldin_drop_temp
-DROP TABLE IF EXISTS recsys_foldin_keys, recsys_foldin_users, recsys_foldin_items;
+DROP TABLE IF EXISTS recsys_foldin_keys, recsys_foldin_pairs, recsys_foldin_item_keys,
+                     recsys_foldin_users, recsys_foldin_items;
 
 -- name: foldin_create_keys
 CREATE TEMP TABLE recsys_foldin_keys (key text PRIMARY KEY);
+CREATE TEMP TABLE recsys_foldin_item_keys (key text);
 
 -- Users with events after the watermark (the parameter is typed by the time column).
 -- name: foldin_keys_since
@@ -135,13 +141,21 @@ SELECT DISTINCT {user}::text FROM {source} s
  WHERE {user} IS NOT NULL AND {item} IS NOT NULL AND {raw_weight} IS NOT NULL AND {event_ok}
    AND {time} > %(watermark)s;
 
--- Without a watermark: users whose set of items in the source differs from what the active
--- version has seen (new users included; users gone from the source are left alone).
+-- name: foldin_create_pairs
+CREATE TEMP TABLE recsys_foldin_pairs (user_key text, item_key text);
+
+-- Without a watermark: every (user, item) of the source, compared below with the version.
+-- name: foldin_copy_pairs
+INSERT INTO recsys_foldin_pairs (user_key, item_key)
+SELECT DISTINCT {user}::text, {item}::text FROM {source} s
+ WHERE {user} IS NOT NULL AND {item} IS NOT NULL AND {raw_weight} IS NOT NULL AND {event_ok};
+
+-- Users whose set of items in the source differs from what the active version has seen (new
+-- users included; users gone from the source are left alone).
 -- name: foldin_keys_changed
 INSERT INTO recsys_foldin_keys (key)
 WITH src AS (
-    SELECT DISTINCT {user}::text AS user_key, {item}::text AS item_key FROM {source} s
-     WHERE {user} IS NOT NULL AND {item} IS NOT NULL AND {raw_weight} IS NOT NULL AND {event_ok}
+    SELECT user_key, item_key FROM recsys_foldin_pairs
 ), stored AS (
     SELECT u.key AS user_key, i.key AS item_key
       FROM {users} u CROSS JOIN LATERAL unnest(u.seen) AS seen (idx)
@@ -164,7 +178,14 @@ SELECT k.key,
 CREATE UNIQUE INDEX ON recsys_foldin_users (key) INCLUDE (idx);
 ANALYZE recsys_foldin_users;
 
--- Items of the changed users' events, new ones numbered after the last.
+-- Items of the changed users' events.
+-- name: foldin_item_keys
+INSERT INTO recsys_foldin_item_keys (key)
+SELECT DISTINCT {item}::text FROM {source} s
+  JOIN recsys_foldin_users k ON k.key = {user}::text
+ WHERE {item} IS NOT NULL AND {raw_weight} IS NOT NULL AND {event_ok};
+
+-- Those items with their index in the active version, new ones numbered after the last.
 -- name: foldin_map_items
 CREATE TEMP TABLE recsys_foldin_items AS
 SELECT e.key,
@@ -172,9 +193,7 @@ SELECT e.key,
                        + row_number() OVER (PARTITION BY i.idx IS NULL ORDER BY e.key))::integer
            AS idx,
        i.idx IS NULL AS is_new
-  FROM (SELECT DISTINCT {item}::text AS key FROM {source} s
-          JOIN recsys_foldin_users k ON k.key = {user}::text
-         WHERE {item} IS NOT NULL AND {raw_weight} IS NOT NULL AND {event_ok}) e
+  FROM recsys_foldin_item_keys e
   LEFT JOIN {items} i ON i.key = e.key;
 CREATE UNIQUE INDEX ON recsys_foldin_items (key) INCLUDE (idx);
 ANALYZE recsys_foldin_items;
@@ -226,6 +245,17 @@ UPDATE recsys.model_version v
                    - (SELECT coalesce(sum(cardinality(u.seen)), 0)
                         FROM {users} u JOIN recsys_stage_users s ON s.idx = u.idx)
  WHERE v.model_id = %(model_id)s AND v.version = %(version)s;
+
+-- New items' summed raw weights after the version's items (padded with 0 for items without
+-- any, such as cold items mapped from features), as training stores them for
+-- recsys._version_stats; the items the version had keep their training-time weights.
+-- name: foldin_extend_item_weight
+UPDATE recsys.version_item_weight
+   SET item_weight = item_weight[1:%(old_items)s]
+                     || array_fill(0::double precision,
+                                   ARRAY[greatest(%(old_items)s - cardinality(item_weight), 0)])
+                     || %(new_weights)s::double precision[]
+ WHERE model_id = %(model_id)s AND version = %(version)s;
 
 -- name: foldin_update_users
 UPDATE {users} u SET factors = s.factors, seen = s.seen

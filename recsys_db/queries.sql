@@ -2,18 +2,84 @@
 -- Placeholders in braces are identifiers composed with psycopg.sql, never user text.
 
 -- name: model_by_name
-SELECT id, name, source_schema, source_table, user_column, item_column, weight_column,
-       event_column, event_weights, time_column, params, refresh_every, active_version
-  FROM recsys.model WHERE name = %(name)s;
+-- declarer: the name of the role that declared the model; NULL when that role is gone
+SELECT m.id, m.name, m.source_schema, m.source_table, m.user_column, m.item_column,
+       m.weight_column, m.event_column, m.event_weights, m.time_column, m.params,
+       m.refresh_every, m.active_version, r.rolname::text AS declarer
+  FROM recsys.model m LEFT JOIN pg_catalog.pg_roles r ON r.oid = m.declarer::oid
+ WHERE m.name = %(name)s;
 
 -- name: source_kind
+-- may_refresh: whether the declarer may refresh it, were it a materialized view (it must own
+-- it or, from PostgreSQL 17 on, hold MAINTAIN on it)
 SELECT c.relkind,
        c.relispopulated,
        EXISTS (SELECT 1 FROM pg_index i
                 WHERE i.indrelid = c.oid AND i.indisunique AND i.indpred IS NULL
-                  AND i.indexprs IS NULL) AS has_unique_index
+                  AND i.indexprs IS NULL) AS has_unique_index,
+       coalesce((SELECT pg_has_role(r.oid, c.relowner, 'USAGE')
+                        OR CASE WHEN current_setting('server_version_num')::integer >= 170000
+                                THEN has_table_privilege(r.oid, c.oid, 'MAINTAIN')
+                                ELSE false END
+                   FROM pg_catalog.pg_roles r WHERE r.rolname = %(declarer)s), false)
+           AS may_refresh
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE n.nspname = %(schema)s AND c.relname = %(table)s;
+
+-- Reading a source as the role that declared its model (source.as_declarer).
+
+-- name: check_source
+-- No row when the relation does not exist; recsys._check_source raises unless the declarer
+-- (NULL: unknown) may read the columns, and for catalogs, recsys's tables and temp tables.
+SELECT recsys._check_source(
+           c.oid::regclass,
+           (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = %(declarer)s)::regrole,
+           %(columns)s::text[])
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = %(schema)s AND c.relname = %(table)s;
+
+-- name: declarer_session
+-- The role this session runs as, its role setting (restored afterwards), the login, whether
+-- the login and the declarer are superusers (NULL: no such declarer), and both names as SQL
+-- writes them (for hints).
+SELECT current_user::text, current_setting('role'), session_user::text,
+       (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = session_user),
+       (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = %(declarer)s),
+       quote_ident(session_user), quote_ident(%(declarer)s);
+
+-- name: declarer_grant_temp
+-- {table} is one of the worker's own temp tables, {privileges} a fixed list (source.py)
+GRANT {privileges} ON TABLE pg_temp.{table} TO {role};
+
+-- name: declarer_set_role
+SET LOCAL ROLE {role};
+
+-- name: declarer_current_role
+SELECT current_user::text;
+
+-- name: declarer_leave
+-- The role the statements ended as (evaluated first), then the role the session had before,
+-- set for the session: a source's function may have set one for the session too.
+SELECT current_user::text, set_config('role', %(role)s, false);
+
+-- Key maps for source.load when the keys are not both integers. `native` is the key in the
+-- source's own type where its equality is text equality (integers, text, uuid), so the big
+-- join of perf_copy_interactions hashes integers, not strings; otherwise it is the text key.
+-- Indices follow the byte order of the key's text (COLLATE "C"), whatever the database's
+-- collation: the order of equal scores (sql/003-serving.sql). The worker creates each map (it
+-- stays its owner), the declarer fills it from the source.
+
+-- name: declarer_create_key_map
+-- {map} is recsys_user_map or recsys_item_map, {native_type} the type of that side's key.
+CREATE TEMP TABLE {map} (idx integer, key text, native {native_type});
+
+-- name: declarer_fill_key_map
+-- {native} is that side's key expression.
+INSERT INTO {map} (idx, key, native)
+SELECT (row_number() OVER (ORDER BY native::text COLLATE "C") - 1)::integer, native::text, native
+  FROM (SELECT DISTINCT {native} AS native FROM {source} s
+         WHERE {user} IS NOT NULL AND {item} IS NOT NULL AND {raw_weight} IS NOT NULL
+           AND {event_ok}) keys;
 
 -- name: source_columns
 SELECT a.attname, format_type(a.atttypid, a.atttypmod)
@@ -88,35 +154,11 @@ SELECT %(model_id)s, v, %(run_id)s, %(factors)s,
           FROM recsys.model_version WHERE model_id = %(model_id)s) next
 RETURNING version, user_table, item_table;
 
--- name: create_stage_tables
-CREATE TEMP TABLE recsys_stage_users (idx integer, factors vector({dims}), seen integer[]);
-CREATE TEMP TABLE recsys_stage_items (idx integer, factors vector({dims}), popularity integer);
-
 -- name: copy_stage_users
 COPY recsys_stage_users (idx, factors, seen) FROM STDIN (FORMAT BINARY);
 
 -- name: copy_stage_items
 COPY recsys_stage_items (idx, factors, popularity) FROM STDIN (FORMAT BINARY);
-
--- name: create_user_table
-CREATE TABLE {table} AS
-SELECT m.idx, m.key, s.factors, s.seen
-  FROM recsys_user_map m JOIN recsys_stage_users s ON s.idx = m.idx
- ORDER BY m.idx;
-ALTER TABLE {table} ALTER idx SET NOT NULL, ALTER key SET NOT NULL,
-                    ALTER factors SET NOT NULL, ALTER seen SET NOT NULL,
-                    ADD PRIMARY KEY (idx), ADD UNIQUE (key);
-ANALYZE {table};
-
--- name: create_item_table
-CREATE TABLE {table} AS
-SELECT m.idx, m.key, s.factors, s.popularity
-  FROM recsys_item_map m JOIN recsys_stage_items s ON s.idx = m.idx
- ORDER BY m.idx;
-ALTER TABLE {table} ALTER idx SET NOT NULL, ALTER key SET NOT NULL,
-                    ALTER factors SET NOT NULL, ALTER popularity SET NOT NULL,
-                    ADD PRIMARY KEY (idx), ADD UNIQUE (key);
-ANALYZE {table};
 
 -- name: drop_stage_tables
 DROP TABLE IF EXISTS recsys_stage_users, recsys_stage_items;
@@ -146,9 +188,14 @@ SELECT version, user_table, item_table FROM (
 -- name: drop_lock_timeout
 SET LOCAL lock_timeout = '200ms';
 
--- name: drop_version_tables
-DROP TABLE IF EXISTS {user_table}, {item_table};
-
 -- name: mark_dropped
+WITH weights AS (
+    DELETE FROM recsys.version_item_weight
+     WHERE model_id = %(model_id)s AND version = %(version)s
+)
 UPDATE recsys.model_version SET status = 'dropped'
  WHERE model_id = %(model_id)s AND version = %(version)s;
+
+-- name: copy_item_weight
+-- One row: the version's summed raw weight per item index (recsys._version_stats, bm25).
+COPY recsys.version_item_weight (model_id, version, item_weight) FROM STDIN (FORMAT BINARY);

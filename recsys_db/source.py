@@ -4,11 +4,19 @@ Either way the keys end up mapped to dense integer indices in temporary tables
 (``recsys_user_map``, ``recsys_item_map``). Integer keys are read in one pass, as packed binary
 records, and mapped by numpy; other keys never leave the database: they are mapped in SQL and
 only (user_idx, item_idx, weight) triples are copied out, in binary, straight into numpy.
+
+Sources are read with the rights of the role that declared the model (``recsys.model.declarer``):
+every statement that reads a source runs inside ``as_declarer``, which checks that the declarer
+may read the columns used, then switches to it with ``SET LOCAL ROLE`` (so that its column
+privileges and row-level security apply) and back. The worker creates every temporary table
+itself and grants the declarer only what those statements need on them.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,9 +25,10 @@ import numpy.typing as npt
 import psycopg
 import scipy.sparse as sp
 from psycopg import sql
+from psycopg.pq import TransactionStatus
 
 from recsys_db import copybin, queries
-from recsys_db.errors import ConfigError, DataError
+from recsys_db.errors import ConfigError, DataError, RecsysError
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +72,9 @@ class ModelConfig:
     params: dict[str, Any]
     refresh_every: Any
     active_version: int | None
+    # the role that declared the model, whose rights every read of its sources has; None when
+    # unknown (its role was dropped), and then nothing is read
+    declarer: str | None = None
 
     @property
     def source(self) -> sql.Identifier:
@@ -71,6 +83,161 @@ class ModelConfig:
     @property
     def source_label(self) -> str:
         return f"{self.source_schema}.{self.source_table}"
+
+    @property
+    def relation(self) -> SourceRelation:
+        """The model's source and the columns a training or fold-in reads from it."""
+        columns = (self.user_column, self.item_column, self.weight_column, self.event_column,
+                   self.time_column)
+        return SourceRelation(self.source_schema, self.source_table,
+                              tuple(c for c in columns if c is not None), "the source")
+
+
+@dataclass(frozen=True)
+class SourceRelation:
+    """A relation read for a model (its source, or a feature relation) and the columns read."""
+
+    schema: str
+    table: str
+    columns: tuple[str, ...]
+    what: str  # how messages name it: "the source", "the item features"
+
+    @property
+    def label(self) -> str:
+        """schema.table, as messages show it."""
+        return f"{self.schema}.{self.table}"
+
+
+# Privileges the worker may grant the declarer on its temporary tables.
+TEMP_PRIVILEGES = frozenset({"SELECT", "INSERT", "SELECT, INSERT"})
+
+
+def check_source(conn: psycopg.Connection, model: ModelConfig,
+                 relation: SourceRelation | None = None) -> None:
+    """Raise unless the model's declarer may read ``relation`` (default: the model's source).
+
+    ``recsys._check_source`` refuses system catalogs, recsys's own tables and temporary tables
+    as sources, an unknown declarer, and a declarer that may not read one of the columns
+    (psycopg's InsufficientPrivilege, naming the column). ConfigError when the relation does
+    not exist.
+    """
+    relation = relation or model.relation
+    row = conn.execute(queries.text("check_source"), {
+        "schema": relation.schema, "table": relation.table, "declarer": model.declarer,
+        "columns": list(relation.columns)}).fetchone()
+    if row is None:
+        raise ConfigError(f'{relation.what} relation "{relation.label}" of model "{model.name}" '
+                          "does not exist")
+
+
+@dataclass(frozen=True)
+class _Session:
+    """Who the session is, as ``as_declarer`` found it before switching."""
+
+    current: str  # current_user
+    role_setting: str  # the role setting to restore ('none': the login itself)
+    login: str  # session_user
+    login_sql: str  # session_user as SQL writes it
+    declarer_sql: str
+    declarer_super: bool | None  # None: no such role
+
+
+def _checked_session(conn: psycopg.Connection, model: ModelConfig,
+                     relation: SourceRelation) -> _Session:
+    row = conn.execute(queries.text("declarer_session"), {"declarer": model.declarer}).fetchone()
+    assert row is not None
+    current, role_setting, login, login_super, declarer_super, login_sql, declarer_sql = row
+    if login_super and declarer_super is False:
+        raise ConfigError(
+            f'worker login "{login}" is a superuser and model "{model.name}" was declared by '
+            f'"{model.declarer}", which is not: code in {relation.what} could leave SET ROLE '
+            "and run as the superuser; nothing was read\n"
+            "HINT: run the worker as a login that is not a superuser, granted the declarer: "
+            f"GRANT {declarer_sql} TO <worker login> WITH INHERIT FALSE, SET TRUE")
+    check_source(conn, model, relation)
+    return _Session(current, role_setting, login, login_sql, declarer_sql, declarer_super)
+
+
+def check_access(conn: psycopg.Connection, model: ModelConfig,
+                 relation: SourceRelation | None = None) -> None:
+    """The checks every ``as_declarer`` block starts with, for a run to make before anything.
+
+    Raises ConfigError when the worker login is a superuser and the declarer is not (code in
+    a source can leave ``SET ROLE``, and would then run as the superuser), and whatever
+    ``check_source`` raises.
+    """
+    _checked_session(conn, model, relation or model.relation)
+
+
+@contextmanager
+def as_declarer(conn: psycopg.Connection, model: ModelConfig,
+                relation: SourceRelation | None = None, *,
+                grants: Mapping[str, str] | None = None) -> Iterator[Callable[[], None]]:
+    """Run the statements of the block with the rights of the role that declared ``model``.
+
+    Must be entered inside a transaction, by the worker as itself. In order:
+
+    - ``check_access`` (``relation`` defaults to the model's source);
+    - unless the declarer is already the current role (a superuser that declares and trains,
+      say): grants the declarer ``grants`` (temporary table -> "SELECT", "INSERT" or
+      "SELECT, INSERT") and ``SET LOCAL ROLE`` to it; a worker login that may not gets a
+      ConfigError saying which GRANT it needs;
+    - after the block, unless it raised (the transaction is aborted then, and rolls the role
+      back with everything else): checks that the current role is still the one the block
+      ran as, and raises RecsysError otherwise (a function in the source changed it); then
+      sets the role the session had before, for the session, so that nothing a source set
+      outlives the block.
+
+    It yields that check of the role, for blocks of several statements to run between them:
+    a statement that follows a change of role would run as the worker login, and fail on a
+    source that only the declarer may read, with a less telling error.
+    """
+    relation = relation or model.relation
+    if conn.info.transaction_status != TransactionStatus.INTRANS:
+        raise RuntimeError("as_declarer needs an open transaction")
+    session = _checked_session(conn, model, relation)
+    assert model.declarer is not None  # check_source refuses an unknown declarer
+    switch = model.declarer != session.current
+    if switch:
+        role = sql.Identifier(model.declarer)
+        for table, privileges in (grants or {}).items():
+            if privileges not in TEMP_PRIVILEGES:
+                raise ValueError(f"cannot grant {privileges!r} on {table}")
+            conn.execute(queries.compose("declarer_grant_temp", privileges=sql.SQL(privileges),
+                                         table=sql.Identifier(table), role=role))
+        try:
+            conn.execute(queries.compose("declarer_set_role", role=role))
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise ConfigError(_may_not_act_as(model, session)) from exc
+    expected = model.declarer if switch else session.current
+
+    def check(role: str | None) -> None:
+        if role != expected:
+            raise RecsysError(
+                f'{relation.what} of model "{model.name}" changed the session role: reading '
+                f'{relation.label} left it "{role}" instead of "{expected}"')
+
+    def check_role() -> None:
+        row = conn.execute(queries.text("declarer_current_role")).fetchone()
+        check(None if row is None else row[0])
+
+    yield check_role
+    # current_user is read before set_config runs: select-list items are evaluated in order
+    after = conn.execute(queries.text("declarer_leave"),
+                         {"role": session.role_setting}).fetchone()
+    check(None if after is None else after[0])
+
+
+def _may_not_act_as(model: ModelConfig, session: _Session) -> str:
+    if session.declarer_super:
+        hint = (f'"{model.declarer}" is a superuser, and a worker granted it could become one: '
+                "declare the model as a role that is not a superuser and may read its source, "
+                f"and GRANT that role TO {session.login_sql} WITH INHERIT FALSE, SET TRUE")
+    else:
+        hint = (f"GRANT {session.declarer_sql} TO {session.login_sql} "
+                "WITH INHERIT FALSE, SET TRUE")
+    return (f'worker login "{session.login}" may not act as "{model.declarer}", the role that '
+            f'declared model "{model.name}"\nHINT: {hint}')
 
 
 @dataclass
@@ -101,19 +268,30 @@ def get_model(conn: psycopg.Connection, name: str) -> ModelConfig:
 
 
 def refresh(conn: psycopg.Connection, model: ModelConfig) -> bool:
-    """Refresh the source when it is a materialized view; returns whether it did."""
+    """Refresh the source when it is a materialized view; returns whether it did.
+
+    The refresh runs as the declarer, which must own the view (or, on PostgreSQL 17 and later,
+    hold MAINTAIN on it); ConfigError otherwise.
+    """
     row = conn.execute(
         queries.text("source_kind"),
-        {"schema": model.source_schema, "table": model.source_table},
+        {"schema": model.source_schema, "table": model.source_table,
+         "declarer": model.declarer},
     ).fetchone()
     if row is None:
         raise ConfigError(f'source relation "{model.source_label}" of model "{model.name}" '
                           "does not exist")
-    relkind, populated, has_unique = row
+    relkind, populated, has_unique, may_refresh = row
     if relkind != "m":
         return False
     name = "refresh_matview_concurrently" if populated and has_unique else "refresh_matview"
-    conn.execute(queries.compose(name, source=model.source))
+    with conn.transaction(), as_declarer(conn, model):
+        if not may_refresh:
+            raise ConfigError(
+                f'role "{model.declarer}", which declared model "{model.name}", may not refresh '
+                f'its source, materialized view "{model.source_label}": it must own it (or, on '
+                "PostgreSQL 17 and later, hold MAINTAIN on it)")
+        conn.execute(queries.compose(name, source=model.source))
     return True
 
 
@@ -242,7 +420,8 @@ def load(conn: psycopg.Connection, model: ModelConfig) -> Interactions:
     """Map keys to indices in temp tables and copy the interactions into a CSR matrix.
 
     Runs in one REPEATABLE READ transaction so that the counts, the key maps and the rows
-    all come from the same snapshot. The temp maps stay on ``conn`` for ``store``.
+    all come from the same snapshot; the statements that read the source run as the model's
+    declarer (``as_declarer``). The temp maps stay on ``conn`` for ``store``.
 
     Indices follow the order of the keys' text (for integer keys, of their decimal text byte
     by byte, the same for non-negative keys; see ``text_order``). When both key columns are
@@ -257,10 +436,10 @@ def load(conn: psycopg.Connection, model: ModelConfig) -> Interactions:
         parts = _expressions(model, types)
         if types[model.user_column] in INTEGER_KEY_TYPES \
                 and types[model.item_column] in INTEGER_KEY_TYPES:
-            loaded = _load_integer_keys(conn, parts, types[model.user_column],
+            loaded = _load_integer_keys(conn, model, parts, types[model.user_column],
                                         types[model.item_column])
         else:
-            loaded = _load_mapped_in_sql(conn, parts)
+            loaded = _load_mapped_in_sql(conn, model, parts, types)
     if loaded.rows_read == 0:
         raise DataError(f'source "{model.source_label}" of model "{model.name}" is empty')
     if loaded.users == 0:
@@ -299,15 +478,31 @@ def _all_zero_message(model: ModelConfig, loaded: _Loaded) -> str:
             + (f" by {' and '.join(causes)}" if causes else ""))
 
 
-def _load_mapped_in_sql(conn: psycopg.Connection, parts: dict[str, sql.Composable]) -> _Loaded:
-    """Keys of any type: counted, mapped in SQL (text order) and joined, in four passes."""
-    row = conn.execute(queries.compose("count_rows", **parts)).fetchone()
-    assert row is not None
-    rows_read, skipped_null, skipped_event = (int(x) for x in row)
-    for name, native in (("recsys_user_map", parts["user_native"]),
-                         ("recsys_item_map", parts["item_native"])):
-        conn.execute(queries.compose("perf_create_key_map", map=sql.Identifier(name),
-                                     native=native, **parts))
+def _native_type(types: dict[str, str], column: str) -> sql.Composable:
+    """The SQL type of a key map's ``native`` column (see ``_expressions``)."""
+    return sql.SQL(types[column] if types[column] in NATIVE_KEY_TYPES else "text")
+
+
+def _load_mapped_in_sql(conn: psycopg.Connection, model: ModelConfig,
+                        parts: dict[str, sql.Composable], types: dict[str, str]) -> _Loaded:
+    """Keys of any type: counted, mapped in SQL (text order) and joined, in four passes.
+
+    The worker creates the maps; the declarer fills them from the source and reads the
+    interactions through them."""
+    maps = (("recsys_user_map", parts["user_native"], model.user_column),
+            ("recsys_item_map", parts["item_native"], model.item_column))
+    for name, _, column in maps:
+        conn.execute(queries.compose("declarer_create_key_map", map=sql.Identifier(name),
+                                     native_type=_native_type(types, column)))
+    grants = {"recsys_user_map": "SELECT, INSERT", "recsys_item_map": "SELECT, INSERT"}
+    with as_declarer(conn, model, grants=grants) as check_role:
+        row = conn.execute(queries.compose("count_rows", **parts)).fetchone()
+        assert row is not None
+        rows_read, skipped_null, skipped_event = (int(x) for x in row)
+        for name, native, _ in maps:
+            check_role()
+            conn.execute(queries.compose("declarer_fill_key_map", map=sql.Identifier(name),
+                                         native=native, **parts))
     conn.execute(queries.text("analyze_maps"))
     users_row = conn.execute("SELECT count(*) FROM recsys_user_map").fetchone()
     items_row = conn.execute("SELECT count(*) FROM recsys_item_map").fetchone()
@@ -318,14 +513,17 @@ def _load_mapped_in_sql(conn: psycopg.Connection, parts: dict[str, sql.Composabl
     step = -(-max(users, 1) // parts_of_users)
     pieces = []
     copy_query = queries.compose("perf_copy_interactions", **parts)
-    for first in range(0, max(users, 1), step):
-        buffer = bytearray()
-        with conn.cursor() as cur, cur.copy(
-                copy_query, {"first": first, "last": first + step - 1}) as copy:
-            for block in copy:
-                buffer += block
-        pieces.append(copybin.parse_array_row(buffer, (">i4", ">i4", ">f8")))
-        del buffer
+    with as_declarer(conn, model) as check_role:  # the maps were granted above
+        for first in range(0, max(users, 1), step):
+            if first:
+                check_role()
+            buffer = bytearray()
+            with conn.cursor() as cur, cur.copy(
+                    copy_query, {"first": first, "last": first + step - 1}) as copy:
+                for block in copy:
+                    buffer += block
+            pieces.append(copybin.parse_array_row(buffer, (">i4", ">i4", ">f8")))
+            del buffer
     user_idx, item_idx, weights = (np.concatenate(column) for column in zip(*pieces,
                                                                               strict=True))
     return _Loaded(rows_read, skipped_null, skipped_event, users, items,
@@ -333,8 +531,9 @@ def _load_mapped_in_sql(conn: psycopg.Connection, parts: dict[str, sql.Composabl
                    weights.astype(np.float64))
 
 
-def _load_integer_keys(conn: psycopg.Connection, parts: dict[str, sql.Composable],
-                       user_type: str, item_type: str) -> _Loaded:
+def _load_integer_keys(conn: psycopg.Connection, model: ModelConfig,
+                       parts: dict[str, sql.Composable], user_type: str,
+                       item_type: str) -> _Loaded:
     """Integer keys: one pass reads counts and raw (user, item, weight) records; numpy maps
     the keys to indices, and the maps are copied into the temp tables."""
     user_send, user_dtype = INTEGER_KEY_TYPES[user_type]
@@ -343,20 +542,24 @@ def _load_integer_keys(conn: psycopg.Connection, parts: dict[str, sql.Composable
                  user_bytes=sql.SQL(user_send + "({})").format(parts["user"]),
                  item_bytes=sql.SQL(item_send + "({})").format(parts["item"]))
     record = np.dtype([("user", user_dtype), ("item", item_dtype), ("weight", ">f8")])
-    plan = conn.execute(queries.compose("perf_estimate_rows", **parts)).fetchone()
-    assert plan is not None
-    estimate = float(plan[0][0]["Plan"]["Plan Rows"])
-    try:
-        with conn.transaction():  # a savepoint: a chunk past the value limit fails alone
-            chunks = _chunks_for(estimate)
-            read = _read_key_records(conn, parts, record, chunks)
-    except (psycopg.errors.ProgramLimitExceeded, psycopg.errors.OutOfMemory):
-        row = conn.execute(queries.compose("count_rows", **parts)).fetchone()
-        assert row is not None
-        log.info("row estimate %d was too low: %d rows; reading again in more chunks",
-                 estimate, row[0])
-        # at least twice as many: with a good estimate the exact count alone changes nothing
-        read = _read_key_records(conn, parts, record, max(2 * chunks, _chunks_for(int(row[0]))))
+    with as_declarer(conn, model) as check_role:
+        plan = conn.execute(queries.compose("perf_estimate_rows", **parts)).fetchone()
+        assert plan is not None
+        estimate = float(plan[0][0]["Plan"]["Plan Rows"])
+        check_role()  # planning may have run a source's immutable functions
+        try:
+            with conn.transaction():  # a savepoint: a chunk past the value limit fails alone
+                chunks = _chunks_for(estimate)
+                read = _read_key_records(conn, parts, record, chunks, check_role)
+        except (psycopg.errors.ProgramLimitExceeded, psycopg.errors.OutOfMemory):
+            row = conn.execute(queries.compose("count_rows", **parts)).fetchone()
+            assert row is not None
+            check_role()
+            log.info("row estimate %d was too low: %d rows; reading again in more chunks",
+                     estimate, row[0])
+            # at least twice as many: with a good estimate the exact count alone changes nothing
+            read = _read_key_records(conn, parts, record,
+                                     max(2 * chunks, _chunks_for(int(row[0]))), check_role)
     rows_read, skipped_null, users, items, weights = read
     user_keys, user_idx = dense_indices(users)
     item_keys, item_idx = dense_indices(items)
@@ -379,15 +582,18 @@ def _chunks_for(rows: float) -> int:
 
 
 def _read_key_records(conn: psycopg.Connection, parts: dict[str, sql.Composable],
-                      record: np.dtype[np.void], chunks: int) -> tuple[
+                      record: np.dtype[np.void], chunks: int,
+                      check_role: Callable[[], None]) -> tuple[
         int, int, npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
     """Rows read, rows with a NULL key or weight, and the user keys, item keys and weights
     of the usable rows, in ``chunks`` queries (of one snapshot) that split the rows by user
-    key modulo ``chunks``."""
+    key modulo ``chunks``; ``check_role`` runs between them (see ``as_declarer``)."""
     rows_read = skipped_null = 0
     pieces: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64],
                        npt.NDArray[np.float64]]] = []
     for chunk in range(chunks):
+        if chunk:
+            check_role()
         if chunks == 1:
             where: sql.Composable = sql.SQL("true")
         else:

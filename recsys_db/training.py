@@ -27,6 +27,7 @@ from psycopg.types.json import Jsonb
 from threadpoolctl import threadpool_limits
 
 from recsys_db import (
+    copybin,
     db,
     evaluation,
     features,
@@ -256,7 +257,7 @@ def record_finish(url: str, model: str, values: dict[str, Any]) -> None:
     pause = 0.1
     while True:
         try:
-            with db.connect(url, vector=False) as conn:
+            with db.connect(url, vector=False, pinned=True) as conn:
                 conn.execute(queries.text("finish_run"), values)
             return
         except psycopg.OperationalError as exc:
@@ -312,7 +313,7 @@ def train(url: str, model_name: str, *, progress: Progress | None = None,
     (stage, its time) around each stage; an exception it raises is logged, never fails the run.
     """
     started = time.perf_counter()
-    with db.connect(url) as conn:
+    with db.connect(url, pinned=True) as conn:
         install.check_schema(conn)
         model = source.get_model(conn, model_name)
         model = replace(model, params=effective_params(conn, model.params))
@@ -329,6 +330,8 @@ def train(url: str, model_name: str, *, progress: Progress | None = None,
         stage = _Stages(result, progress)
         tables: store.VersionTables | None = None
         try:
+            # before anything reads the source: may its declarer, and may this worker as it?
+            source.check_access(conn, model)
             since = _watermark(conn, model)
             with stage("refresh"):
                 source.refresh(conn, model)
@@ -376,6 +379,7 @@ def train(url: str, model_name: str, *, progress: Progress | None = None,
                     precompute.serve(conn, model.id, tables.version, model.params,
                                      result.precomputed)
                 with stage("activate"):
+                    store_item_weights(conn, tables, data)
                     result.dropped_versions = store.activate(conn, model, tables, data)
                 marks.record(conn, model.id, tables.version, since)
                 result.status = "succeeded"
@@ -393,6 +397,32 @@ def train(url: str, model_name: str, *, progress: Progress | None = None,
         _prune_quietly(conn, model)
     result.seconds = round(time.perf_counter() - started, 4)
     return result
+
+
+FLOAT8_OID = 701
+
+
+def item_weight_copy(model_id: int, version: int, weights: np.ndarray) -> bytes:
+    """Binary COPY body of one ``recsys.version_item_weight`` row (int4, int4, float8[])."""
+    values = np.zeros(len(weights), dtype=[("length", ">i4"), ("value", ">f8")])
+    values["length"] = 8
+    values["value"] = weights
+    array = (np.array([1, 0, FLOAT8_OID, len(weights), 1], dtype=">i4").tobytes()
+             if len(weights) else np.array([0, 0, FLOAT8_OID], dtype=">i4").tobytes())
+    array += values.tobytes()
+    row = (np.array([3], dtype=">i2").tobytes()
+           + np.array([4, model_id, 4, version, len(array)], dtype=">i4").tobytes() + array)
+    return copybin.HEADER + row + copybin.TRAILER
+
+
+def store_item_weights(conn: psycopg.Connection, tables: store.VersionTables,
+                       data: source.Interactions) -> None:
+    """Keep the version's summed raw weight per item index (before weighting) in
+    ``recsys.version_item_weight``: the statistics of SQL fold-in (``recsys._version_stats``,
+    bm25) come from there instead of from a read of the source."""
+    weights = np.asarray(data.matrix.sum(axis=0), dtype=np.float64).ravel()
+    with conn.cursor() as cur, cur.copy(queries.text("copy_item_weight")) as copy:
+        copy.write(item_weight_copy(tables.model_id, tables.version, weights))
 
 
 def _prune_quietly(conn: psycopg.Connection, model: source.ModelConfig) -> None:
@@ -415,7 +445,7 @@ def _precompute(conn: psycopg.Connection, model: source.ModelConfig,
 
 def _discard_quietly(url: str, model: source.ModelConfig, tables: store.VersionTables) -> None:
     try:
-        with db.connect(url) as conn:
+        with db.connect(url, pinned=True) as conn:
             precompute.discard(conn, model.id, tables.version)
             store.discard(conn, model, tables)
     except psycopg.Error as exc:  # the run is failed already; say so and move on

@@ -121,14 +121,15 @@ def tune(url: str, model_name: str, grid: dict[str, list[Any]], *, metric: str =
     progress : callable, optional
         Called after each trial.
 
-    Like a training, it checks the schema revision and refreshes a materialized-view source
-    before reading it. A combination the parameter validation refuses raises before anything
-    is fitted; a fit that fails is recorded on its trial and the search goes on.
+    Like a training, it checks the schema revision and that the model's declarer may read its
+    source, refreshes a materialized-view source, and reads it as the declarer. A combination
+    the parameter validation refuses raises before anything is fitted; a fit that fails is
+    recorded on its trial and the search goes on.
     """
     if metric not in evaluation.METRICS:
         raise ConfigError(f'unknown metric "{metric}"; use one of: '
                           + ", ".join(evaluation.METRICS))
-    with db.connect(url) as conn:
+    with db.connect(url, pinned=True) as conn:
         install.check_schema(conn)
         model = source.get_model(conn, model_name)
         base = training.effective_params(conn, model.params)
@@ -139,7 +140,9 @@ def tune(url: str, model_name: str, grid: dict[str, list[Any]], *, metric: str =
         candidates = [training.effective_params(conn, {**base, **combo})
                       for combo in combinations(grid)]
         k = int(base["eval_k"])
-        # the same source handling as a training: a materialized view is refreshed first
+        # the same source handling as a training: the declarer's access is checked, then a
+        # materialized view is refreshed, and the source read as the declarer
+        source.check_access(conn, model)
         source.refresh(conn, model)
         data = source.load(conn, model)
         split = evaluation.make_split(conn, model, data)

@@ -10,7 +10,7 @@ import psycopg
 from psycopg import sql
 
 from recsys_db import queries
-from recsys_db.source import ModelConfig
+from recsys_db.source import ModelConfig, as_declarer
 
 
 def time_expression(model: ModelConfig) -> sql.Composable:
@@ -20,11 +20,15 @@ def time_expression(model: ModelConfig) -> sql.Composable:
 
 
 def current(conn: psycopg.Connection, model: ModelConfig) -> str | None:
-    """The newest value of the model's time column (as text), or None without one."""
+    """The newest value of the model's time column (as text), or None without one.
+
+    Read as the model's declarer, in a transaction of its own (or a savepoint of the one open
+    on ``conn``, whose snapshot it then shares)."""
     if model.time_column is None:
         return None
-    row = conn.execute(queries.compose(
-        "foldin_max_time", time=time_expression(model), source=model.source)).fetchone()
+    with conn.transaction(), as_declarer(conn, model):
+        row = conn.execute(queries.compose(
+            "foldin_max_time", time=time_expression(model), source=model.source)).fetchone()
     return None if row is None else row[0]
 
 

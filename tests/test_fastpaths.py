@@ -150,7 +150,7 @@ def test_integer_keys_in_several_chunks_and_after_a_too_low_estimate(
     read = source._read_key_records
 
     def fail_first(*args: Any) -> Any:
-        calls.append(args[-1])
+        calls.append(args[3])  # (conn, parts, record, chunks, check_role)
         if len(calls) == 1:  # as a chunk past PostgreSQL's 1 GB value limit fails
             conn.execute("DO $$ BEGIN RAISE EXCEPTION 'string buffer exceeds maximum allowed"
                          " length' USING ERRCODE = 'program_limit_exceeded'; END $$")

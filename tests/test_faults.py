@@ -235,7 +235,12 @@ def test_dropping_stale_precomputed_rows_never_queues_recommend(
     with db.connect(db_url, autocommit=False) as reader:
         assert served(reader)  # from version 2's precomputed rows; the reader stays open
         done = threading.Event()
-        worker = threading.Thread(target=lambda: (training.train(db_url, "m"), done.set()))
+
+        def train() -> None:
+            training.train(db_url, "m")
+            done.set()
+
+        worker = threading.Thread(target=train)
         worker.start()
         worker.join(timeout=60)
         finished = done.is_set()

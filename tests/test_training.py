@@ -144,6 +144,10 @@ def test_duplicates_are_summed_and_event_weights_applied(db_url: str,
         data = source.load(other, source.get_model(other, "ev"))
     dense = data.matrix.toarray()
     assert dense.tolist() == [[2.0, 10.0], [0.0, 1.0]]  # users a, b x items x, y
+    # the version keeps each item's summed weight (event weights applied), by item index
+    assert rows(conn, "SELECT w.version, w.item_weight, array_agg(i.key ORDER BY i.idx)"
+                      " FROM recsys.version_item_weight w, recsys.m1_v1_items i"
+                      " GROUP BY 1, 2") == [(1, [2.0, 11.0], ["x", "y"])]
 
 
 @pytest.mark.parametrize(("bad", "message"), [
@@ -233,6 +237,8 @@ def test_retention_drops_old_versions(db_url: str, conn: psycopg.Connection) -> 
         (1, "dropped"), (2, "ready"), (3, "ready")]
     assert rows(conn, "SELECT count(*) FROM pg_tables WHERE schemaname = 'recsys'"
                       " AND tablename ~ '^m[0-9]+_v1_'") == [(0,)]
+    assert rows(conn, "SELECT version FROM recsys.version_item_weight ORDER BY 1") == [
+        (2,), (3,)]
     with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="is dropped, not ready"):
         conn.execute("SELECT recsys.rollback('blocks', 1)")
 
@@ -371,8 +377,9 @@ def test_run_seconds_is_wall_time(db_url: str, conn: psycopg.Connection) -> None
     ("(at - '2024-01-01')", 'user column "who" of model "keys" has type interval, whose text'),
     ("extract(day FROM at)::float8", 'user column "who" of model "keys" has type double'
                                      " precision, whose text depends on session settings"),
-    ("at::stamp", 'user column "who" of model "keys" has type stamp \\(over timestamp with time'
-                  ' zone\\), whose text depends on session settings'),
+    # training's session has search_path pg_catalog, pg_temp: the domain's name is qualified
+    ("at::stamp", 'user column "who" of model "keys" has type public\\.stamp \\(over timestamp'
+                  ' with time zone\\), whose text depends on session settings'),
     ("usr = 'u1'", 'user column "who" of model "keys" has type boolean, which is not a'
                    " supported key type"),
 ])
