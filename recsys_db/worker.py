@@ -148,7 +148,7 @@ class Worker:
             handlers[signal.SIGALRM] = signal.signal(signal.SIGALRM, self._on_alarm)
         heartbeat: threading.Thread | None = None
         try:
-            with db.connect(self.url) as conn:
+            with db.connect(self.url, pinned=True) as conn:
                 install.check_schema(conn)
                 self.worker_id = jobs.register_worker(conn, self.name, self.options.lease)
                 conn.execute(queries.text("job_listen"))
@@ -213,7 +213,7 @@ class Worker:
         while not self._stop_heartbeat.wait(self.options.heartbeat):
             try:
                 if conn is None or conn.closed:
-                    conn = db.connect(self.url, vector=False)
+                    conn = db.connect(self.url, vector=False, pinned=True)
                 jobs.heartbeat(conn, self._id, self._state)
             except psycopg.Error as exc:  # the next beat tries a new connection
                 log.warning("heartbeat failed: %s", exc)

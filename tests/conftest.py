@@ -43,7 +43,11 @@ def restart_server(server_data: Path | None) -> Callable[[], None]:
     """Restarts the embedded test server (skips the test against an external server)."""
     if server_data is None:
         pytest.skip("restarting needs the embedded server")
-    return lambda: embedded.restart(server_data) and None
+
+    def restart() -> None:
+        embedded.restart(server_data)
+
+    return restart
 
 
 def database_url(server_url: str, name: str) -> str:
