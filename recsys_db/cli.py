@@ -417,8 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("install", "create or upgrade the recsys schema (idempotent)",
                 "Create or upgrade schema recsys in the database: tables through alembic\n"
                 "revisions, then functions and views from the SQL files (re-applied only\n"
-                "when they changed). Creates the vector extension and the recsys_reader\n"
-                "and recsys_worker roles when allowed. Safe to run on every deploy:\n"
+                "when they changed). Creates the vector extension and the roles recsys_owner\n"
+                "(owns schema recsys), recsys_reader, recsys_modeler and recsys_worker when\n"
+                "allowed (see the README's Security section). Safe to run on every deploy:\n"
                 "running it again changes nothing.",
                 "examples:\n"
                 "  recsys-db install\n"
