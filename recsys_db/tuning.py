@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -66,11 +67,15 @@ class TuningResult:
                 "trials": [dict(trial.__dict__) for trial in self.trials]}
 
 
-def _value(text: str) -> Any:
+def _value(name: str, text: str) -> Any:
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError:
         return text  # a bare word such as bm25
+    # JSON, and so the database's checks, cannot carry these: say so here, naming the value
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number within double precision, not {text}")
+    return value
 
 
 def parse_grid(entries: Sequence[str]) -> dict[str, list[Any]]:
@@ -89,7 +94,7 @@ def parse_grid(entries: Sequence[str]) -> dict[str, list[Any]]:
                               + ", ".join(TUNABLE))
         if name in grid:
             raise ConfigError(f'"{name}" appears twice in the grid')
-        grid[name] = [_value(value.strip()) for value in values.split(",")]
+        grid[name] = [_value(name, value.strip()) for value in values.split(",")]
     if not grid:
         raise ConfigError("the grid is empty; give at least one name=value1,value2")
     return grid

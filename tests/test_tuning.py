@@ -92,6 +92,9 @@ def test_parse_grid() -> None:
     (["eval_k=5,10"], '"eval_k" cannot be tuned; tunable parameters: factors, regularization'),
     (["factors=2", "factors=4"], '"factors" appears twice in the grid'),
     ([], "the grid is empty"),
+    (["alpha=1,1e400"], "alpha must be a finite number within double precision, not 1e400"),
+    (["regularization=NaN"], "regularization must be a finite number .*, not NaN"),
+    (["alpha=-Infinity"], "alpha must be a finite number within double precision, not -Infinity"),
 ])
 def test_bad_grids(grid: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
