@@ -13,6 +13,7 @@ type and are passed as text, as the SQL functions expect.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from types import TracebackType
@@ -95,8 +96,9 @@ class Recsys:
         rows = self._rows(
             "api_create_model", name=name, source=source, user_column=user_column,
             item_column=item_column, weight_column=weight_column, event_column=event_column,
-            event_weights=None if event_weights is None else Jsonb(dict(event_weights)),
-            time_column=time_column, params=None if params is None else Jsonb(dict(params)),
+            event_weights=None if event_weights is None else _numbers(event_weights,
+                                                                      "event weight for"),
+            time_column=time_column, params=None if params is None else _numbers(params, ""),
             refresh_every=refresh_every)
         return int(rows[0]["create_model"])
 
@@ -166,6 +168,16 @@ class Recsys:
             cur.execute(query, params)
             return Rows([d.name for d in cur.description or []],
                         cur.fetchall() if cur.description else [])
+
+
+def _numbers(values: Mapping[str, Any], label: str) -> Jsonb:
+    """``values`` as jsonb; a NaN or infinite float (which JSON cannot carry to the database's
+    checks) is refused here, by name."""
+    for name, value in values.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise RecsysError(f"{label} {name}".strip()
+                              + f" must be a finite number within double precision, not {value}")
+    return Jsonb(dict(values))
 
 
 def _k(k: int) -> int:

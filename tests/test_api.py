@@ -149,3 +149,13 @@ def test_huge_k_returns_every_candidate(trained: recsys_db.Recsys) -> None:
     assert everything and trained.recommend("shop", user, k=10**12) == everything
     assert trained.popular("shop", k=10**12) == trained.popular("shop", k=10_000)
     assert trained.similar_items("shop", everything[0]["item_key"], k=10**12)
+
+
+def test_non_finite_numbers_are_refused_by_name(rs: recsys_db.Recsys) -> None:
+    with pytest.raises(RecsysError, match=r"alpha must be a finite number .*, not nan"):
+        rs.create_model("bad", "public.pairs", "user_id", "item_id",
+                        params={"alpha": float("nan")})
+    with pytest.raises(RecsysError, match=r'event weight for buy must be a finite .*, not inf'):
+        rs.create_model("bad", "public.pairs", "user_id", "item_id", event_column="user_id",
+                        event_weights={"buy": float("inf")})
+    assert rs.models() == []
