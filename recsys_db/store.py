@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 RECALL_TARGET = 0.98  # recall@k an hnsw index must reach against exact search to be served
 RECALL_K = 10
 # the k recommend is tuned for: each k up to one of these searches with that one's ef_search
-# (recsys._ef_search); a k whose target is missed, and any k above the last, searches exactly
+# (recsys._top_items); a k whose target is missed, and any k above the last, searches exactly
 RECALL_KS = (10, 20, 50, 100)
 RECALL_SAMPLE = 200  # users whose top-10 is compared
 RECALL_SAMPLE_LARGE_K = 100  # users compared at k above 10 (each brings k items)

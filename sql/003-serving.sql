@@ -26,20 +26,6 @@ COMMENT ON FUNCTION recsys.popular IS 'the k items with the most distinct users 
 -- the byte order of the key (COLLATE "C"). A version numbers its trained items in that order,
 -- so the precomputed paths sort ties by index and get the same order.
 
--- The ef_search a version's hnsw index is served with at k, or null where that k searches
--- exactly: the index was tuned to reach the recall target at k = 10, 20, 50 and 100
--- (index_ef_by_k). Versions built before that have one ef_search, measured at k = 10.
-CREATE OR REPLACE FUNCTION recsys._ef_search(v recsys.model_version, k integer)
-RETURNS integer
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE
-        WHEN v.index_kind IS DISTINCT FROM 'hnsw' OR k > 100 THEN NULL
-        WHEN v.index_ef_by_k IS NULL THEN CASE WHEN k <= 10 THEN v.index_ef_search END
-        ELSE v.index_ef_by_k[CASE WHEN k <= 10 THEN 1 WHEN k <= 20 THEN 2
-                                  WHEN k <= 50 THEN 3 ELSE 4 END]
-    END
-$$;
-
 -- The k items of a version with the highest inner product with `query`, skipping the item
 -- indices in `skip`: the version's hnsw index where it reached the recall target at this k
 -- (inner product over the plain factors column, so fold-in writes keep it current; iterative
@@ -52,7 +38,16 @@ LANGUAGE plpgsql STABLE
 SET hnsw.iterative_scan = 'relaxed_order' SET hnsw.ef_search = 40
 SET enable_seqscan = on SET enable_indexscan = on AS $$
 DECLARE
-    ef integer := recsys._ef_search(v, k);
+    -- The ef_search the version's hnsw index is served with at this k, or null where this k
+    -- searches exactly: the index was tuned to reach the recall target at k = 10, 20, 50 and
+    -- 100 (index_ef_by_k); versions built before that have one ef_search, measured at k = 10.
+    -- Inline rather than a helper: this runs on every live search.
+    ef integer := CASE
+        WHEN v.index_kind IS DISTINCT FROM 'hnsw' OR k > 100 THEN NULL
+        WHEN v.index_ef_by_k IS NULL THEN CASE WHEN k <= 10 THEN v.index_ef_search END
+        ELSE v.index_ef_by_k[CASE WHEN k <= 10 THEN 1 WHEN k <= 20 THEN 2
+                                  WHEN k <= 50 THEN 3 ELSE 4 END]
+    END;
 BEGIN
     -- set_config(..., true) here is local to this call: the SET clauses above restore on exit.
     IF ef IS NOT NULL THEN
