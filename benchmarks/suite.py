@@ -22,7 +22,17 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from benchmarks import measure, peers, synthetic
-from recsys_db import copybin, datasets, db, embedded, source, store, training, weighting
+from recsys_db import (
+    als,
+    copybin,
+    datasets,
+    db,
+    embedded,
+    index,
+    load,
+    weighting,
+)
+from recsys_db.model import get_model
 
 log = logging.getLogger(__name__)
 
@@ -100,9 +110,9 @@ def same_matrix(ours: sp.csr_matrix, our_users: list[str], our_items: list[str],
 def bench_load(url: str, data: Dataset, repeats: int) -> dict[str, Any]:
     """source.load (keys mapped in SQL, binary COPY of integers) vs pandas.read_sql."""
     with db.connect(url) as conn:
-        model = source.get_model(conn, MODEL)
-        ours = measure.repeat(lambda: source.load(conn, model), repeats)
-        loaded = source.load(conn, model)
+        model = get_model(conn, MODEL)
+        ours = measure.repeat(lambda: load.read(conn, model), repeats)
+        loaded = load.read(conn, model)
         our_users, our_items = _keys(conn, "recsys_user_map"), _keys(conn, "recsys_item_map")
     theirs = measure.repeat(
         lambda: peers.pandas_load(url, data.table, data.user, data.item, data.weight), repeats)
@@ -130,10 +140,10 @@ def bench_refresh(url: str, repeats: int) -> dict[str, Any]:
     """A full refresh (recsys-db train, own process) vs implicit's fit on the same matrix."""
     runs = [_train_child(url) for _ in range(repeats)]
     with db.connect(url) as conn:
-        model = source.get_model(conn, MODEL)
-        weighted = weighting.apply(source.load(conn, model).matrix, model.params)
+        model = get_model(conn, MODEL)
+        weighted = weighting.apply(load.read(conn, model).matrix, model.params)
         conn.execute("DROP TABLE IF EXISTS recsys_user_map, recsys_item_map")
-    fits = measure.repeat(lambda: training.fit(weighted, model.params), repeats)
+    fits = measure.repeat(lambda: als.fit(weighted, model.params), repeats)
     seconds = [run["seconds"] for run in runs]
     return {"ours": measure.summary(seconds), "peer": measure.summary(fits),
             "ratio": float(np.median(seconds) / np.median(fits)),
@@ -417,7 +427,7 @@ def run(url: str, name: str, repeats: int) -> dict[str, Any]:
     log.info("%s: interested_users", name)
     results["interested"] = bench_interested(url, version, user_factors, item_factors, seen,
                                              item_keys)
-    if version["items"] >= store.AUTO_EXACT_BELOW and version["items"] <= 200_000:
+    if version["items"] >= index.AUTO_EXACT_BELOW and version["items"] <= 200_000:
         log.info("%s: index variants", name)
         results["index_variants"] = bench_index_variants(url, version, user_factors,
                                                          item_factors)

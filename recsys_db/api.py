@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg.types.json import Jsonb
 
-from recsys_db import config, db, install, queries, training
+from recsys_db import config, db, install, queries, run, training
 from recsys_db.errors import RecsysError
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ class Recsys:
         """Drop a model and the factor tables of all its versions."""
         self._rows("api_drop_model", name=name)
 
-    def train(self, name: str, *, progress: training.Progress | None = None
+    def train(self, name: str, *, progress: run.Progress | None = None
               ) -> training.RunResult:
         """Train a new version of a model and activate it (see ``recsys-db train``)."""
         return training.train(self.url, name, progress=progress)

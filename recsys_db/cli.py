@@ -14,7 +14,7 @@ from typing import IO, Any
 
 import psycopg
 
-from recsys_db import __version__, config, db, embedded, install, queries, training
+from recsys_db import __version__, config, db, embedded, install, queries, run, training
 from recsys_db.api import K_MAX
 from recsys_db.errors import ConfigError, RecsysError
 
@@ -131,11 +131,18 @@ def _url(args: argparse.Namespace) -> str:
     return config.database_url(args.database_url)
 
 
-def _query(conn: psycopg.Connection, name: str, **params: Any
-           ) -> tuple[list[str], list[tuple[Any, ...]]]:
+def _query(conn: psycopg.Connection, name: str, columns: Sequence[str] | None = None,
+           **params: Any) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """The rows of a named query (the Python API's, so both list the same rows in the same
+    order), limited to ``columns`` when given."""
     with conn.cursor() as cur:
         cur.execute(queries.text(name), params)
-        return [d.name for d in cur.description or []], cur.fetchall()
+        names = [d.name for d in cur.description or []]
+        rows = cur.fetchall()
+    if columns is None:
+        return names, rows
+    keep = [names.index(column) for column in columns]
+    return list(columns), [tuple(row[i] for i in keep) for row in rows]
 
 
 def _show(args: argparse.Namespace, columns: list[str], rows: list[tuple[Any, ...]]) -> int:
@@ -144,6 +151,13 @@ def _show(args: argparse.Namespace, columns: list[str], rows: list[tuple[Any, ..
     else:
         _print_rows(columns, rows)
     return EXIT_OK
+
+
+# the columns `models` and `runs` show
+MODEL_COLUMNS = ("name", "source", "active_version", "users", "items", "trained_at",
+                 "last_run_status", "last_error")
+RUN_COLUMNS = ("run_id", "model", "version", "status", "started_at", "duration", "rows_read",
+               "users", "items", "error")
 
 
 # -- commands ------------------------------------------------------------------------------------
@@ -195,7 +209,7 @@ def _cmd_db(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _progress(args: argparse.Namespace) -> training.Progress | None:
+def _progress(args: argparse.Namespace) -> run.Progress | None:
     if args.json or args.quiet:
         return None
 
@@ -279,7 +293,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_models(args: argparse.Namespace) -> int:
     with db.connect(_url(args)) as conn:
-        return _show(args, *_query(conn, "cli_models"))
+        return _show(args, *_query(conn, "api_models", MODEL_COLUMNS))
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
@@ -288,15 +302,16 @@ def _cmd_runs(args: argparse.Namespace) -> int:
             row = conn.execute(queries.text("cli_model_exists"), {"model": args.model}).fetchone()
             if not (row and row[0]):
                 raise ConfigError(f'model "{args.model}" does not exist')
-        return _show(args, *_query(conn, "cli_runs", model=args.model, limit=args.limit))
+        return _show(args, *_query(conn, "api_runs", RUN_COLUMNS, model=args.model,
+                                   limit=args.limit))
 
 
 def _cmd_recommend(args: argparse.Namespace) -> int:
     if args.k <= 0:
         raise ConfigError(f"k must be a positive integer, not {args.k}")
     with db.connect(_url(args)) as conn:
-        return _show(args, *_query(conn, "cli_recommend", model=args.model, user=args.user,
-                                   k=min(args.k, K_MAX)))
+        return _show(args, *_query(conn, "api_recommend", model=args.model, user=args.user,
+                                   k=min(args.k, K_MAX), exclude_seen=True))
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -138,23 +138,21 @@ def write_movielens(conn: psycopg.Connection, data: MovieLens, schema: str = "mo
 
     ident = sql.Identifier(schema)
     with conn.transaction():
-        row = conn.execute(
-            "SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = %s",
-            (schema,)).fetchone()
+        row = conn.execute(queries.text("datasets_schema_comment"), {"schema": schema}).fetchone()
         if row is not None:
             if row[0] != SCHEMA_MARKER:
                 raise RecsysError(f'schema "{schema}" exists and was not created by recsys-db; '
                                   "the demo will not overwrite it")
-            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(ident))
-        conn.execute(queries.compose("demo_create_schema", schema=ident))
-        conn.execute(sql.SQL("COMMENT ON SCHEMA {} IS {}").format(
-            ident, sql.Literal(SCHEMA_MARKER)))
+            conn.execute(queries.compose("datasets_drop_schema", schema=ident))
+        conn.execute(queries.compose("datasets_create_schema", schema=ident))
+        conn.execute(queries.compose("datasets_mark_schema", schema=ident,
+                                     marker=sql.Literal(SCHEMA_MARKER)))
         with conn.cursor() as cur:
-            with cur.copy(queries.compose("demo_copy_ratings", schema=ident)) as copy:
+            with cur.copy(queries.compose("datasets_copy_ratings", schema=ident)) as copy:
                 for r in data.ratings:
                     copy.write_row((r.user_id, r.item_id, r.rating,
                                     datetime.fromtimestamp(r.timestamp, tz=UTC)))
-            with cur.copy(queries.compose("demo_copy_movies", schema=ident)) as copy:
+            with cur.copy(queries.compose("datasets_copy_movies", schema=ident)) as copy:
                 for m in data.movies:
                     copy.write_row((m.item_id, m.title, m.year, m.genres))
-        conn.execute(queries.compose("demo_finish_schema", schema=ident))
+        conn.execute(queries.compose("datasets_finish_schema", schema=ident))

@@ -36,10 +36,9 @@ def connect(url: str, *, autocommit: bool = True, vector: bool = True,
     """
     conn = psycopg.connect(url, autocommit=autocommit, application_name="recsys-db")
     if conn.info.server_version >= 140000:
-        conn.execute("SELECT set_config('client_connection_check_interval', %s, false)",
-                     (CLIENT_CHECK,))
+        conn.execute(queries.text("db_connection_check"), {"interval": CLIENT_CHECK})
     if pinned:
-        conn.execute("SELECT set_config('search_path', %s, false)", (PINNED_SEARCH_PATH,))
+        conn.execute(queries.text("db_pin_search_path"), {"path": PINNED_SEARCH_PATH})
     if not autocommit:
         conn.commit()
     if vector:

@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from recsys_db import datasets, db, install, queries, training
+from recsys_db import api, datasets, db, install, queries
 
 MODEL = "movielens"
 
@@ -61,7 +61,7 @@ def run(url: str, *, user: str, item: str, data_source: str, as_json: bool) -> i
     _say(as_json, f"1. loading MovieLens 100K ({origin})")
     data = datasets.load_recbole() if data_source == "recbole" else datasets.load_grouplens()
     with db.connect(url) as conn:
-        conn.execute("SELECT recsys.drop_model(name) FROM recsys.model WHERE name = %s", (MODEL,))
+        conn.execute(queries.text("demo_drop_model"), {"name": MODEL})
         datasets.write_movielens(conn, data)
         _say(as_json, f"   {len(data.ratings):,} ratings of {len(data.movies):,} movies in table "
                       "movielens.ratings; materialized view movielens.liked keeps ratings >= 4")
@@ -74,7 +74,7 @@ def run(url: str, *, user: str, item: str, data_source: str, as_json: bool) -> i
         if not as_json and state != "start":
             print(f"   {stage:<10} {state}")
 
-    result = training.train(url, MODEL, progress=progress)
+    result = api.connect(url).train(MODEL, progress=progress)
     _say(as_json, f"   version {result.version} active: {result.users} users, {result.items} "
                   f"movies, {result.nnz:,} interactions")
     with db.connect(url) as conn:

@@ -2,7 +2,8 @@
 
 Every evaluation scores two recommenders on the same split: the trained model ('als') and the
 popularity baseline ('popular': items by number of distinct training users). Both exclude what
-the user already has in the training part, as ``recsys.recommend`` does.
+the user already has in the training part, as ``recsys.recommend`` does, and order equal
+scores by item index, as ``recsys.recommend`` and ``recsys.popular`` do (``ranking``).
 
 Metrics at ``k``, averaged over the test users (users with at least one held-out item):
 
@@ -28,18 +29,17 @@ import numpy as np
 import numpy.typing as npt
 import psycopg
 import scipy.sparse as sp
-from implicit.cpu.als import AlternatingLeastSquares
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from recsys_db import copybin, queries
+from recsys_db import copybin, queries, ranking
+from recsys_db.access import as_declarer
 from recsys_db.errors import ConfigError
-from recsys_db.source import Interactions, ModelConfig, as_declarer, native_keys
+from recsys_db.load import Interactions, native_keys
+from recsys_db.model import ModelConfig
 
 METRICS = ("precision", "precision_capped", "recall", "map", "ndcg", "auc", "coverage", "novelty")
 TIME_TYPES_EPOCH = ("timestamp with time zone", "timestamp without time zone", "date")
-# implicit pads a user's list with this score when fewer than N items are left to recommend.
-FILLER_SCORE = np.finfo(np.float32).min
 
 
 @dataclass
@@ -151,7 +151,7 @@ def split_by_time(matrix: sp.csr_matrix, times: npt.NDArray[np.float64], leave_l
 
 def _time_expression(conn: psycopg.Connection, model: ModelConfig) -> sql.Composable:
     assert model.time_column is not None
-    rows = conn.execute(queries.text("source_columns"),
+    rows = conn.execute(queries.text("load_source_columns"),
                         {"schema": model.source_schema, "table": model.source_table}).fetchall()
     types: dict[str, str] = dict(rows)
     if model.time_column not in types:
@@ -167,12 +167,12 @@ def load_times(conn: psycopg.Connection, model: ModelConfig,
                matrix: sp.csr_matrix) -> npt.NDArray[np.float64]:
     """Latest interaction time of each stored (user, item) entry of ``matrix``.
 
-    Uses the key maps that ``source.load`` left on ``conn``; the source is read as the model's
+    Uses the key maps that ``load.read`` left on ``conn``; the source is read as the model's
     declarer. Pairs without any non-NULL time get -inf: they count as the oldest.
     """
     user, item = native_keys(conn, model)
     query = queries.compose(
-        "quality_copy_times", source=model.source, time=_time_expression(conn, model),
+        "evaluation_copy_times", source=model.source, time=_time_expression(conn, model),
         user=user, item=item)
     buffer = bytearray()
     grants = {"recsys_user_map": "SELECT", "recsys_item_map": "SELECT"}
@@ -211,33 +211,9 @@ def make_split(conn: psycopg.Connection, model: ModelConfig, data: Interactions)
                         int(params["eval_max_users"]), int(params["random_state"]))
 
 
-def ranker(user_factors: np.ndarray, item_factors: np.ndarray) -> AlternatingLeastSquares:
-    """An implicit model that ranks by the inner product of the given factors."""
-    model = AlternatingLeastSquares(factors=item_factors.shape[1])
-    model.user_factors = np.ascontiguousarray(user_factors, dtype=np.float32)
-    model.item_factors = np.ascontiguousarray(item_factors, dtype=np.float32)
-    return model
-
-
 def popularity(train: sp.csr_matrix) -> npt.NDArray[np.int64]:
     """Distinct training users per item."""
     return np.bincount(train.indices, minlength=train.shape[1]).astype(np.int64)
-
-
-def top_k(model: AlternatingLeastSquares, train: sp.csr_matrix, users: npt.NDArray[np.int64],
-          k: int, batch: int = 50_000) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.bool_]]:
-    """Top-k item ids per user, excluding the user's training items, and which are real.
-
-    The mask is False where implicit padded the list because fewer than k items were left.
-    """
-    ids = np.empty((len(users), k), dtype=np.int32)
-    real = np.empty((len(users), k), dtype=bool)
-    for start in range(0, len(users), batch):
-        chunk = users[start:start + batch]
-        got, scores = model.recommend(chunk, train[chunk], N=k, filter_already_liked_items=True)
-        ids[start:start + batch] = got.reshape(len(chunk), k)
-        real[start:start + batch] = scores.reshape(len(chunk), k) > FILLER_SCORE
-    return ids, real
 
 
 def score(ids: npt.NDArray[np.integer], real: npt.NDArray[np.bool_], test: sp.csr_matrix,
@@ -298,11 +274,17 @@ def evaluate(split: Split, user_factors: np.ndarray, item_factors: np.ndarray,
     if not len(users):
         return report
     counts = popularity(split.train)
-    baseline = ranker(np.ones((split.train.shape[0], 1), dtype=np.float32),
-                      counts.astype(np.float32)[:, None])
-    for name, model in (("als", ranker(user_factors, item_factors)), ("popular", baseline)):
-        ids, real = top_k(model, split.train, users, k)
-        report.metrics[name] = score(ids, real, split.test, users, counts, split.train.shape[0])
+    seen = split.train[users]
+    recommenders = {
+        "als": (user_factors[users], item_factors),
+        # every user ranks items by their number of training users
+        "popular": (np.ones((len(users), 1)), counts[:, None]),
+    }
+    for name, (left, right) in recommenders.items():
+        ids, scores = ranking.top_unseen(np.ascontiguousarray(left, dtype=np.float32),
+                                         np.ascontiguousarray(right, dtype=np.float32), seen, k)
+        report.metrics[name] = score(ids, np.isfinite(scores), split.test, users, counts,
+                                     split.train.shape[0])
     return report
 
 
@@ -310,11 +292,11 @@ def store(conn: psycopg.Connection, run_id: int, report: Report, gate: str | Non
           gate_passed: bool | None) -> None:
     """Record a report (and the gate's verdict, if any) for a run."""
     with conn.transaction():
-        conn.execute(queries.text("quality_insert_evaluation"), {
+        conn.execute(queries.text("evaluation_insert"), {
             "run_id": run_id, "split": report.split, "k": report.k,
             "test_users": report.test_users, "test_interactions": report.test_interactions,
             "train_interactions": report.train_interactions, "gate": gate,
             "gate_passed": gate_passed})
-        conn.execute(queries.text("quality_insert_metrics"), {
+        conn.execute(queries.text("evaluation_insert_metrics"), {
             "run_id": run_id, "metrics": Jsonb(report.metrics)})
 

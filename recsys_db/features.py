@@ -20,7 +20,8 @@ from psycopg import sql
 from scipy.sparse.linalg import splu
 
 from recsys_db import queries
-from recsys_db.source import ModelConfig, SourceRelation, as_declarer
+from recsys_db.access import as_declarer
+from recsys_db.model import ModelConfig, SourceRelation
 
 log = logging.getLogger(__name__)
 

@@ -19,33 +19,26 @@ transaction, so readers see the version before or after the fold-in, never half 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import psycopg
 import scipy.sparse as sp
-from implicit.cpu.als import AlternatingLeastSquares
 from psycopg import sql
-from psycopg.types.json import Jsonb
-from threadpoolctl import threadpool_limits
 
 from recsys_db import (
+    als,
     copybin,
-    db,
-    install,
+    load,
     precompute,
     queries,
-    source,
+    run,
     store,
-    training,
     weighting,
 )
 from recsys_db import watermark as marks
-from recsys_db.errors import ConfigError, DataError, RecsysError, TrainingError
+from recsys_db.access import as_declarer
+from recsys_db.errors import ConfigError, DataError, RecsysError
 
 log = logging.getLogger(__name__)
 
@@ -53,33 +46,18 @@ log = logging.getLogger(__name__)
 # statistics that a fold-in does not see.
 ELEMENTWISE_WEIGHTING = ("none", "confidence", "log")
 
-Progress = Callable[[str, str], None]
-
 
 @dataclass
-class FoldInResult:
+class FoldInResult(run.RunRecord):
     """Outcome of a fold-in, as recorded in ``recsys.run`` (kind 'incremental').
 
-    ``users`` is the number of users given new vectors, ``new_users`` and ``new_items`` how
-    many of them (and of the items) were not in the version before.
+    ``users`` is the number of users given new vectors and ``items`` the number of new items;
+    ``new_users`` and ``new_items`` say how many users and items were not in the version before.
     """
 
-    run_id: int
-    model: str
-    version: int
-    status: str = "running"
-    rows_read: int = 0
-    users: int = 0
     new_users: int = 0
     new_items: int = 0
-    nnz: int = 0
     watermark: str | None = None
-    stages: dict[str, float] = field(default_factory=dict)
-    error: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return dict(self.__dict__)
 
 
 @dataclass
@@ -96,7 +74,7 @@ class _Changes:
     watermark: str | None
 
 
-def fold_in(url: str, model_name: str, *, progress: Progress | None = None,
+def fold_in(url: str, model_name: str, *, progress: run.Progress | None = None,
             worker: str | None = None) -> FoldInResult:
     """Fold users with new events (and new items) into the model's active version.
 
@@ -107,122 +85,82 @@ def fold_in(url: str, model_name: str, *, progress: Progress | None = None,
     recorded there and re-raised, and leaves the active version as it was. An exception
     raised by ``progress`` is logged and never fails the fold-in.
     """
-    with db.connect(url, pinned=True) as conn:
-        install.check_schema(conn)
-        model = source.get_model(conn, model_name)
-        if model.active_version is None:
-            raise ConfigError(f'model "{model.name}" has no trained version to fold into; '
-                              "run a full refresh first")
-        locked = conn.execute("SELECT pg_try_advisory_lock(%s)",
-                              (training.model_lock_key(model.id),)).fetchone()
-        if not (locked and locked[0]):
-            raise RecsysError(f'model "{model.name}" is already being trained')
-        # Under the lock: no training can activate another version meanwhile.
-        version_row = conn.execute(queries.text("foldin_active_version"),
-                                   {"model_id": model.id}).fetchone()
-        if version_row is None:
-            raise ConfigError(f'model "{model.name}" has no trained version to fold into; '
-                              "run a full refresh first")
-        version, user_table, item_table, dims, version_params = version_row
-        # The version's own configuration, not the model's of today (changed by tune --apply,
-        # an UPDATE or a rollback since): one version, one set of params.
-        model = replace(model, active_version=int(version),
-                        params=training.effective_params(conn, version_params))
+    with run.session(url, model_name) as session:
+        active = session.active_version()
+        model = active.model
         if model.params["weighting"] not in ELEMENTWISE_WEIGHTING:
             raise ConfigError(
-                f'incremental refresh of version {version} of model "{model.name}" does not '
-                f"support weighting {model.params['weighting']}; use one of "
+                f'incremental refresh of version {active.version} of model "{model.name}" '
+                f"does not support weighting {model.params['weighting']}; use one of "
                 f"{', '.join(ELEMENTWISE_WEIGHTING)} or a full refresh")
-        row = conn.execute(queries.text("start_run"), {
-            "model_id": model.id, "kind": "incremental", "worker": worker or training.worker_name(),
-            "params": Jsonb(model.params)}).fetchone()
-        assert row is not None
-        result = FoldInResult(run_id=int(row[0]), model=model.name, version=int(version))
-        report = training.SafeProgress(model.name, progress)
-        tables = {"users": sql.Identifier("recsys", user_table),
-                  "items": sql.Identifier("recsys", item_table)}
-        try:
-            source.check_access(conn, model)  # before anything reads the source
-            with _stage(result, report, "load"):
-                changes = _load_changes(conn, model, result.version, tables)
-            result.rows_read, result.watermark = changes.rows_read, changes.watermark
-            result.users, result.new_users = len(changes.user_ids), changes.new_users
-            result.new_items, result.nnz = len(changes.new_item_ids), int(changes.matrix.nnz)
-            if result.users:
-                with _stage(result, report, "fit"):
-                    user_vectors, item_vectors = _fit(conn, model, changes, tables, int(dims))
-                with _stage(result, report, "write"):
-                    _write(conn, model, result.version, changes, user_vectors, item_vectors,
-                           tables, int(dims))
-            else:
-                marks.record(conn, model.id, result.version, changes.watermark)
-            result.status = "succeeded"
-        except BaseException as exc:
-            result.status = "failed"
-            result.error = str(exc).strip() or type(exc).__name__
-            log.error("%s: fold-in run %d failed: %s", model.name, result.run_id, result.error)
-            _finish(url, result)
-            raise
-        _finish(url, result)
-        conn.execute(queries.text("foldin_drop_temp"))
+        with session.run("incremental", model.params,
+                         lambda run_id: FoldInResult(run_id, model.name,
+                                                     version=active.version),
+                         progress=progress, worker=worker) as current:
+            _stages(session.conn, active, current)
+        session.conn.execute(queries.text("foldin_drop_temp"))
+    result = current.record
     log.info("%s: folded %d users (%d new) and %d new items into version %d", model.name,
              result.users, result.new_users, result.new_items, result.version)
     return result
 
 
-@contextmanager
-def _stage(result: FoldInResult, progress: training.SafeProgress, name: str) -> Iterator[None]:
-    progress(name, "start")
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        seconds = time.perf_counter() - start
-        result.stages[name] = round(seconds, 4)
-        progress(name, f"{seconds:.2f}s")
+def _stages(conn: psycopg.Connection, active: run.ActiveVersion,
+            current: run.Run[FoldInResult]) -> None:
+    result, model = current.record, active.model
+    with current.stage("load"):
+        changes = _load_changes(conn, active)
+    result.rows_read, result.watermark = changes.rows_read, changes.watermark
+    result.users, result.new_users = len(changes.user_ids), changes.new_users
+    result.new_items, result.nnz = len(changes.new_item_ids), int(changes.matrix.nnz)
+    result.items = result.new_items
+    if not result.users:
+        marks.record(conn, model.id, active.version, changes.watermark)
+        return
+    with current.stage("fit"):
+        user_vectors, item_vectors = _fit(conn, active, changes)
+    with current.stage("write"):
+        _write(conn, active, changes, user_vectors, item_vectors)
 
 
-def _finish(url: str, result: FoldInResult) -> None:
-    training.record_finish(url, result.model, {
-        "run_id": result.run_id, "status": result.status, "version": result.version,
-        "rows_read": result.rows_read, "rows_skipped_null": None,
-        "rows_skipped_event": None, "users": result.users, "items": result.new_items,
-        "nnz": result.nnz, "stages": Jsonb(result.stages), "error": result.error})
-
-
-def _load_changes(conn: psycopg.Connection, model: source.ModelConfig, version: int,
-                  tables: dict[str, sql.Identifier]) -> _Changes:
+def _load_changes(conn: psycopg.Connection, active: run.ActiveVersion) -> _Changes:
     """Find the changed users and copy their full history out, all in one snapshot.
 
     Only the statements that read the source run as the model's declarer, and they read
     nothing of recsys but the worker's temp tables; the worker compares with the version."""
+    model, version = active.model, active.version
+    tables = {"users": active.user_table, "items": active.item_table}
     conn.execute(queries.text("foldin_drop_temp"))
     with conn.transaction():
-        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        conn.execute(queries.text("load_repeatable_read"))
         # the same column checks and weight/event expressions a full training uses
         parts: dict[str, sql.Composable] = {
-            **source._expressions(model, source._check_columns(conn, model)), **tables}
+            **load.expressions(model, load.check_columns(conn, model)), **tables}
         conn.execute(queries.text("foldin_create_keys"))
         row = conn.execute(queries.text("foldin_watermark"),
                            {"model_id": model.id, "version": version}).fetchone()
         if model.time_column is not None and row is not None:
-            with source.as_declarer(conn, model, grants={"recsys_foldin_keys": "INSERT"}):
+            with as_declarer(conn, model, grants={"recsys_foldin_keys": "INSERT"}):
                 conn.execute(queries.compose("foldin_keys_since",
                                              time=marks.time_expression(model), **parts),
                              {"watermark": row[0]})
         else:
             conn.execute(queries.text("foldin_create_pairs"))
-            with source.as_declarer(conn, model, grants={"recsys_foldin_pairs": "INSERT"}):
+            with as_declarer(conn, model, grants={"recsys_foldin_pairs": "INSERT"}):
                 conn.execute(queries.compose("foldin_copy_pairs", **parts))
             conn.execute(queries.compose("foldin_keys_changed", **parts))
         watermark = marks.current(conn, model)
-        conn.execute(queries.compose("foldin_map_users", **parts))
-        with source.as_declarer(conn, model, grants={"recsys_foldin_users": "SELECT",
+        conn.execute(queries.compose("foldin_map_keys", map=sql.Identifier("recsys_foldin_users"),
+                                     keys=sql.Identifier("recsys_foldin_keys"),
+                                     factors=active.user_table))
+        with as_declarer(conn, model, grants={"recsys_foldin_users": "SELECT",
                                                      "recsys_foldin_item_keys": "INSERT"}):
             conn.execute(queries.compose("foldin_item_keys", **parts))
-        conn.execute(queries.compose("foldin_map_items", **parts))
+        conn.execute(queries.compose("foldin_map_keys", map=sql.Identifier("recsys_foldin_items"),
+                                     keys=sql.Identifier("recsys_foldin_item_keys"),
+                                     factors=active.item_table))
         buffer = bytearray()
-        with source.as_declarer(conn, model, grants={"recsys_foldin_items": "SELECT"}), \
+        with as_declarer(conn, model, grants={"recsys_foldin_items": "SELECT"}), \
                 conn.cursor() as cur, \
                 cur.copy(queries.compose("foldin_copy_events", **parts)) as copy:
             for block in copy:
@@ -240,7 +178,7 @@ def _load_changes(conn: psycopg.Connection, model: source.ModelConfig, version: 
     new_item_ids = np.array([r[0] for r in new_items], dtype=np.int64)
     user_idx, item_idx, weights = copybin.parse_int_int_float(buffer)
     del buffer
-    source._check_weights(model, weights)
+    load.check_weights(model, weights)
     matrix = sp.csr_matrix(
         (weights, (np.searchsorted(user_ids, user_idx), item_idx)),
         shape=(len(user_ids), items_count + len(new_item_ids)), dtype=np.float64)
@@ -273,36 +211,31 @@ def _read_factors(conn: psycopg.Connection, table: sql.Identifier, dims: int,
     return rows["vec"].astype(np.float32)
 
 
-def _fit(conn: psycopg.Connection, model: source.ModelConfig, changes: _Changes,
-         tables: dict[str, sql.Identifier], dims: int) -> tuple[np.ndarray, np.ndarray]:
+def _fit(conn: psycopg.Connection, active: run.ActiveVersion,
+         changes: _Changes) -> tuple[np.ndarray, np.ndarray]:
     """New vectors for the changed users and the new items, as implicit computes them."""
-    weighted = weighting.apply(changes.matrix, model.params)
-    # implicit warns at construction when BLAS runs threads of its own: limit them first
-    with threadpool_limits(1, "blas"):
-        als = AlternatingLeastSquares(
-            factors=dims, regularization=float(model.params["regularization"]),
-            alpha=1.0,  # confidence is already applied by weighting.apply
-            random_state=int(model.params["random_state"]))
-        als.item_factors = _read_factors(conn, tables["items"], dims, changes.old_items)
+    weighted = weighting.apply(changes.matrix, active.model.params)
+    dims = active.dims
+    with als.solver(dims, active.model.params) as solver:
+        solver.item_factors = _read_factors(conn, active.item_table, dims, changes.old_items)
         if len(changes.new_item_ids) == 0:
-            user_vectors = als.recalculate_user(changes.user_ids, weighted)
+            user_vectors = solver.recalculate_user(changes.user_ids, weighted)
             item_vectors = np.zeros((0, dims), dtype=np.float32)
         else:
             # new users start at zero: they add nothing to a new item until they have a vector
-            known = _read_factors(conn, tables["users"], dims, changes.old_users)
+            known = _read_factors(conn, active.user_table, dims, changes.old_users)
             total_users = max(changes.old_users, int(changes.user_ids.max()) + 1)
-            als.user_factors = np.vstack(
+            solver.user_factors = np.vstack(
                 [known, np.zeros((total_users - changes.old_users, dims), dtype=np.float32)])
             item_users = _item_users(weighted, changes, total_users)
-            als.partial_fit_items(changes.new_item_ids, item_users)
-            als.partial_fit_users(changes.user_ids, weighted)
-            als.partial_fit_items(changes.new_item_ids, item_users)
-            user_vectors = als.user_factors[changes.user_ids]
-            item_vectors = als.item_factors[changes.new_item_ids]
+            solver.partial_fit_items(changes.new_item_ids, item_users)
+            solver.partial_fit_users(changes.user_ids, weighted)
+            solver.partial_fit_items(changes.new_item_ids, item_users)
+            user_vectors = solver.user_factors[changes.user_ids]
+            item_vectors = solver.item_factors[changes.new_item_ids]
     user_vectors = np.asarray(user_vectors, dtype=np.float32)
     item_vectors = np.asarray(item_vectors, dtype=np.float32)
-    if not (np.isfinite(user_vectors).all() and np.isfinite(item_vectors).all()):
-        raise TrainingError("fold-in produced non-finite factors; raise regularization")
+    als.check_finite(user_vectors, item_vectors, what="fold-in", hint="raise regularization")
     return user_vectors, item_vectors
 
 
@@ -313,26 +246,22 @@ def _item_users(weighted: sp.csr_matrix, changes: _Changes, total_users: int) ->
                          shape=(len(changes.new_item_ids), total_users), dtype=np.float32)
 
 
-def _copy_blocks(conn: psycopg.Connection, query: str, blocks: list[bytes]) -> None:
-    with conn.cursor() as cur, cur.copy(query) as copy:
-        for block in blocks:
-            copy.write(block)
-
-
-def _write(conn: psycopg.Connection, model: source.ModelConfig, version: int,
-           changes: _Changes, user_vectors: np.ndarray, item_vectors: np.ndarray,
-           tables: dict[str, sql.Identifier], dims: int) -> None:
+def _write(conn: psycopg.Connection, active: run.ActiveVersion, changes: _Changes,
+           user_vectors: np.ndarray, item_vectors: np.ndarray) -> None:
     """Write the new vectors into the active version's tables in one transaction."""
+    model, version = active.model, active.version
+    tables = {"users": active.user_table, "items": active.item_table}
     with conn.transaction():
-        row = conn.execute(queries.text("lock_model"), {"model_id": model.id}).fetchone()
+        row = conn.execute(queries.text("store_lock_model"), {"model_id": model.id}).fetchone()
         if row is None or row[0] != version:
             raise RecsysError(f'model "{model.name}" changed its active version during the '
                               "fold-in; nothing was written")
-        store.create_stage_tables(conn, dims)
-        _copy_blocks(conn, queries.text("copy_stage_users"), copybin.encode_vectors_arrays(
-            changes.user_ids.astype(np.int32), user_vectors, changes.matrix))
-        _copy_blocks(conn, queries.text("copy_stage_items"), [copybin.encode_vectors_ints(
-            changes.new_item_ids.astype(np.int32), item_vectors,
+        store.create_stage_tables(conn, active.dims)
+        store.copy_blocks(conn, queries.text("store_copy_stage_users"),
+                          copybin.encode_vectors_arrays(changes.user_ids.astype(np.int32),
+                                                        user_vectors, changes.matrix))
+        store.copy_blocks(conn, queries.text("store_copy_stage_items"), [
+            copybin.encode_vectors_ints(changes.new_item_ids.astype(np.int32), item_vectors,
             np.zeros(len(changes.new_item_ids), dtype=np.int32))])
         # order matters: popularity and counts compare with the users' old seen items
         conn.execute(queries.compose("foldin_insert_items", **tables))
@@ -349,4 +278,4 @@ def _write(conn: psycopg.Connection, model: source.ModelConfig, version: int,
         conn.execute(queries.compose("foldin_insert_users", **tables))
         precompute.refresh_users(conn, model.name, model.id, version, tables["users"])
         marks.record(conn, model.id, version, changes.watermark)
-        conn.execute(queries.text("drop_stage_tables"))
+        conn.execute(queries.text("store_drop_stage_tables"))

@@ -114,15 +114,14 @@ def _upgrade_tables(url: str) -> str:
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, "head")
         revision = connection.exec_driver_sql(
-            "SELECT version_num FROM recsys.alembic_version"
-        ).scalar_one()
+            queries.text("install_current_revision")).scalar_one()
     engine.dispose()
     return str(revision)
 
 
 def _pin(conn: psycopg.Connection) -> None:
     """The rest of the transaction runs with the search_path of every recsys function."""
-    conn.execute("SELECT set_config('search_path', %s, true)", (db.PINNED_SEARCH_PATH,))
+    conn.execute(queries.text("install_pin_search_path"), {"path": db.PINNED_SEARCH_PATH})
 
 
 def _check_vector_schema(conn: psycopg.Connection) -> tuple[int, str]:
@@ -153,12 +152,12 @@ def install(url: str) -> InstallResult:
     the installer, superusers and the database's owner may write.
     """
     with db.connect(url, vector=False) as conn:
-        conn.execute("SELECT pg_advisory_lock(%s)", (INSTALL_LOCK,))
+        conn.execute(queries.text("install_lock"), {"key": INSTALL_LOCK})
         try:
             with conn.transaction():
                 had_vector = _scalar(conn, queries.text("install_vector_exists"))
                 # created in the session's default schema, as any extension
-                conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+                conn.execute(queries.text("install_create_vector"))
                 _pin(conn)
                 _, vector_schema = _check_vector_schema(conn)
                 conn.execute(queries.text("install_roles"))
@@ -169,26 +168,20 @@ def install(url: str) -> InstallResult:
                 if not had_vector:
                     conn.execute(queries.text("install_remember_extension"))
                 wanted = sql_hash(vector_schema)
-                current = conn.execute(
-                    "SELECT value FROM recsys.meta WHERE key = 'sql_hash'"
-                ).fetchone()
+                current = conn.execute(queries.text("install_sql_hash")).fetchone()
                 applied = current is None or current[0] != wanted
                 if applied:
                     schema = sql.Identifier(vector_schema)
                     # loads pgvector's library, which defines its settings (hnsw.*): a role that
                     # is no superuser may name them in a function's SET clause only then
-                    conn.execute(sql.SQL("SELECT '[1]'::{}").format(
-                        sql.Identifier(vector_schema, "vector")))
+                    conn.execute(queries.compose("install_load_vector", vector=sql.Identifier(
+                        vector_schema, "vector")))
                     for name, text in _sql_files():
                         log.info("applying %s", name)
                         conn.execute(render(text, schema, conn).encode())
-                    conn.execute(
-                        "INSERT INTO recsys.meta (key, value) VALUES ('sql_hash', %s)"
-                        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                        (wanted,),
-                    )
+                    conn.execute(queries.text("install_set_sql_hash"), {"hash": wanted})
         finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (INSTALL_LOCK,))
+            conn.execute(queries.text("install_unlock"), {"key": INSTALL_LOCK})
     return InstallResult(revision=revision, sql_applied=applied)
 
 
@@ -230,13 +223,13 @@ def uninstall(url: str, *, force: bool = False) -> UninstallResult:
         with conn.transaction():
             conn.execute(queries.text("uninstall_drop_schema"))
             for role in roles:
-                conn.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM {}").format(
-                    sql.Identifier(vector_schema), sql.Identifier(role)))
+                conn.execute(queries.compose("uninstall_revoke_vector", schema=sql.Identifier(
+                    vector_schema), role=sql.Identifier(role)))
         dropped_extension = False
         if created_extension:
             try:
                 with conn.transaction():
-                    conn.execute("DROP EXTENSION vector RESTRICT")
+                    conn.execute(queries.text("uninstall_drop_vector"))
                 dropped_extension = True
             except psycopg.errors.DependentObjectsStillExist:
                 kept.append("extension vector (other objects use it)")
@@ -244,7 +237,7 @@ def uninstall(url: str, *, force: bool = False) -> UninstallResult:
         for role in roles:
             try:
                 with conn.transaction():
-                    conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+                    conn.execute(queries.compose("uninstall_drop_role", role=sql.Identifier(role)))
                 dropped_roles.append(role)
             except psycopg.errors.DependentObjectsStillExist:
                 kept.append(f"role {role} (still used in another database)")
@@ -254,5 +247,5 @@ def uninstall(url: str, *, force: bool = False) -> UninstallResult:
 
 def is_installed(conn: psycopg.Connection) -> bool:
     """True when the recsys schema has been installed in this database."""
-    row = conn.execute("SELECT to_regclass('recsys.model') IS NOT NULL").fetchone()
+    row = conn.execute(queries.text("install_is_installed")).fetchone()
     return bool(row and row[0])

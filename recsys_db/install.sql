@@ -1,13 +1,18 @@
--- Queries of install and uninstall.
+-- Named queries of recsys_db/install.py. Each starts with "-- name: install_..."
+-- and a line saying what it does. Placeholders in braces are identifiers composed with
+-- psycopg.sql, never user text.
 
 -- name: install_vector_exists
+-- Whether the vector extension is installed.
 SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'vector');
 
 -- name: install_remember_extension
+-- Remember that install created the vector extension (uninstall drops it).
 INSERT INTO recsys.meta (key, value) VALUES ('created_extension', 'vector')
 ON CONFLICT (key) DO NOTHING;
 
 -- name: uninstall_state
+-- Whether install created the vector extension, and its schema.
 SELECT (SELECT value FROM recsys.meta WHERE key = 'created_extension') AS created_extension,
        (SELECT extnamespace::regnamespace::text FROM pg_extension
          WHERE extname = 'vector') AS vector_schema;
@@ -26,24 +31,23 @@ SELECT DISTINCT v.oid::regclass::text AS dependent
  ORDER BY 1;
 
 -- name: uninstall_drop_schema
+-- Schema recsys and everything in it.
 DROP SCHEMA recsys CASCADE;
 
 -- name: uninstall_recsys_roles
+-- The recsys roles that exist.
 SELECT rolname FROM pg_roles r
  WHERE rolname IN ('recsys_worker', 'recsys_reader', 'recsys_owner', 'recsys_modeler')
    AND shobj_description(r.oid, 'pg_authid') LIKE 'created by recsys-db%'
  ORDER BY rolname DESC;
 
 -- name: install_has_revision_table
+-- Whether alembic has recorded a revision yet.
 SELECT to_regclass('recsys.alembic_version') IS NOT NULL;
 
 -- name: install_current_revision
+-- The alembic revision the database's tables are at.
 SELECT version_num FROM recsys.alembic_version;
-
--- name: db_vector_schema
-SELECT n.nspname FROM pg_catalog.pg_extension e
-  JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
- WHERE e.extname = 'vector';
 
 -- name: install_roles
 -- The four roles (created when missing, if the installer may create roles; otherwise the
@@ -125,10 +129,12 @@ END
 $roles$;
 
 -- name: install_schema
+-- Schema recsys, owned by the NOLOGIN role recsys_owner.
 CREATE SCHEMA IF NOT EXISTS recsys AUTHORIZATION recsys_owner;
 ALTER SCHEMA recsys OWNER TO recsys_owner;
 
 -- name: install_vector_schema
+-- The vector extension's schema: oid, name and name as SQL writes it.
 SELECT e.extnamespace::oid, n.nspname, quote_ident(n.nspname) FROM pg_catalog.pg_extension e
   JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
  WHERE e.extname = 'vector';
@@ -153,3 +159,48 @@ SELECT CASE WHEN w.role = 0 THEN 'PUBLIC' ELSE w.role::regrole::text END
                           WHERE d.datname = current_database())
             OR w.role = to_regrole('pg_database_owner'))
  ORDER BY 1;
+
+-- name: install_is_installed
+-- Whether schema recsys holds its registry.
+SELECT to_regclass('recsys.model') IS NOT NULL;
+
+-- name: install_pin_search_path
+-- The rest of the transaction runs with the search_path of every recsys function.
+SELECT set_config('search_path', %(path)s, true);
+
+-- name: install_lock
+-- One install or upgrade at a time (the session-level advisory lock install holds).
+SELECT pg_advisory_lock(%(key)s);
+
+-- name: install_unlock
+-- Release install's advisory lock.
+SELECT pg_advisory_unlock(%(key)s);
+
+-- name: install_create_vector
+-- The pgvector extension, where it is not there yet.
+CREATE EXTENSION IF NOT EXISTS vector;
+
+-- name: install_sql_hash
+-- The fingerprint of the SQL files last applied (install re-applies them when it changes).
+SELECT value FROM recsys.meta WHERE key = 'sql_hash';
+
+-- name: install_set_sql_hash
+-- Remember the fingerprint of the SQL files just applied.
+INSERT INTO recsys.meta (key, value) VALUES ('sql_hash', %(hash)s)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+
+-- name: install_load_vector
+-- Loads pgvector's library in this session before the SQL files use its types.
+SELECT '[1]'::{vector};
+
+-- name: uninstall_revoke_vector
+-- Take back what install granted a recsys role on the vector extension's schema.
+REVOKE ALL ON SCHEMA {schema} FROM {role};
+
+-- name: uninstall_drop_vector
+-- The vector extension, when install created it and nothing else uses it.
+DROP EXTENSION vector RESTRICT;
+
+-- name: uninstall_drop_role
+-- A recsys role, when no other database uses it.
+DROP ROLE {role};

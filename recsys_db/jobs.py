@@ -17,7 +17,9 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from recsys_db import queries, source, training
+from recsys_db import queries
+from recsys_db.model import get_model
+from recsys_db.run import abandon, model_lock_key
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +121,7 @@ def recover(conn: psycopg.Connection, *, lease: float, max_attempts: int,
     for model_id, model_name in suspects:
         with conn.transaction():
             locked = conn.execute(queries.text("job_try_model_lock"),
-                                  {"key": training.model_lock_key(model_id)}).fetchone()
+                                  {"key": model_lock_key(model_id)}).fetchone()
             if not (locked and locked[0]):
                 continue  # a live run holds the model
             found.append(_recover_model(conn, model_id, model_name,
@@ -129,7 +131,7 @@ def recover(conn: psycopg.Connection, *, lease: float, max_attempts: int,
 
 def _recover_model(conn: psycopg.Connection, model_id: int, model_name: str, *,
                    max_attempts: int, backoff: float) -> Recovered:
-    runs, versions = training.abandon(conn, source.get_model(conn, model_name))
+    runs, versions = abandon(conn, get_model(conn, model_name))
     jobs: dict[int, str] = {}
     for job_id, worker in conn.execute(queries.text("job_expired"),
                                        {"model_id": model_id}).fetchall():

@@ -1,10 +1,10 @@
 """Precomputed top-N recommendations per user and similar items per item, for BI tools.
 
-Rows are ranked in batches on the version's factors (``top_unseen``; implicit's batched
-``similar_items``) and written with binary COPY into a new table per version, which is then
-attached as a partition of ``recsys.recommendation`` / ``recsys.similar_item``. The views
-``recsys.recommendations`` and ``recsys.similar_items_top`` show the active version's partition,
-so rows switch with the version, atomically.
+Rows are ranked in batches on the version's factors (``ranking``) and written with binary
+COPY into a new table per version, which is then attached as a partition of
+``recsys.recommendation`` / ``recsys.similar_item``. The views ``recsys.recommendations`` and
+``recsys.similar_items_top`` show the active version's partition, so rows switch with the
+version, atomically.
 """
 
 from __future__ import annotations
@@ -19,20 +19,9 @@ import psycopg
 import scipy.sparse as sp
 from psycopg import sql
 
-from recsys_db import copybin, evaluation, queries
+from recsys_db import copybin, queries, ranking
 
 log = logging.getLogger(__name__)
-
-# users (or items) ranked at once: at most 4096, and fewer for big catalogs so that the
-# batch x items float32 score matrix (plus argpartition's int64 indices) stays near 1 GiB
-BATCH_USERS = 4096
-BATCH_SCORES = 2**26
-
-
-def batch_size(items: int) -> int:
-    """Rows ranked at once against ``items`` columns."""
-    return max(1, min(BATCH_USERS, BATCH_SCORES // max(1, items)))
-
 
 @dataclass(frozen=True)
 class Kind:
@@ -111,107 +100,19 @@ def _ranked(ids: npt.NDArray[np.integer], scores: npt.NDArray[np.floating],
                                  npt.NDArray[np.int64], npt.NDArray[np.float32]]:
     """Flatten (rows x k) results into (row index, rank, id, score), dropping padding."""
     count, k = ids.shape
-    real = (scores > evaluation.FILLER_SCORE) & np.isfinite(scores)
+    real = np.isfinite(scores)
     rows = np.repeat(np.arange(first, first + count, dtype=np.int64), k)[real.ravel()]
     ranks = np.tile(np.arange(1, k + 1, dtype=np.int64), count)[real.ravel()]
     return rows, ranks, ids[real].astype(np.int64), scores[real].astype(np.float32)
-
-
-def top_unseen(user_factors: np.ndarray, item_factors: np.ndarray, seen: sp.csr_matrix,
-               k: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.floating]]:
-    """Each user's k highest inner-product items that are not in their row of ``seen``.
-
-    Best first, equal scores by item index; rows with fewer than k unseen items are padded
-    with -inf scores (on seen items, in index order). The same ranking as implicit's
-    ``recommend(..., filter_already_liked_items=True)``, without its per-user loop over the
-    filter (about 10x slower here).
-    """
-    scores = user_factors @ item_factors.T
-    _mask_seen(scores, seen)
-    return top_k(scores, k)
-
-
-def _mask_seen(scores: np.ndarray, seen: sp.csr_matrix) -> None:
-    scores[np.repeat(np.arange(seen.shape[0]), np.diff(seen.indptr)), seen.indices] = -np.inf
-
-
-def top_k(scores: np.ndarray, k: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.floating]]:
-    """Column indices and values of each row's k largest scores, ordered by (-score, index).
-
-    Exact threshold selection, instead of partitioning every row: the columns are dealt into
-    interleaved groups (column j into group j mod groups). The k-th largest group maximum is
-    reached by k distinct columns, so it bounds the row's k-th best score from below, and only
-    the groups whose maximum reaches that bound can hold the top k. Rows with a NaN score are
-    ranked by partitioning (NaN counts as the largest), as before.
-    """
-    rows, items = scores.shape
-    if k <= 0 or rows == 0:
-        return np.zeros((rows, 0), np.int64), np.zeros((rows, 0), scores.dtype)
-    # balances ranking the group maxima (rows x groups) against reading the chosen groups
-    # (about rows x k x items / groups scattered reads); a small catalog gets one column a group
-    groups = min(items, max(4 * k, int(np.sqrt(2.5 * k * items))))
-    depth, rest = divmod(items, groups)
-    best = scores[:, :depth * groups].reshape(rows, depth, groups).max(axis=1)
-    if rest:
-        np.maximum(best[:, :rest], scores[:, depth * groups:], out=best[:, :rest])
-    bound = np.partition(best, groups - k, axis=1)[:, groups - k]
-    broken = np.isnan(best).any(axis=1)
-    bound[broken] = np.nan  # selects nothing; these rows are ranked separately
-
-    hits = np.flatnonzero(best >= bound[:, None])
-    row = hits // groups
-    col = (hits - row * groups)[:, None] + groups * np.arange(depth + 1)
-    member = col < items  # only the first `rest` groups have a column in the last round
-    row, col = np.broadcast_to(row[:, None], col.shape)[member], col[member]
-    value = scores[row, col]
-    keep = value >= bound[row]
-    row, col, value = row[keep], col[keep], value[keep]
-    order = np.lexsort((col, -value, row))
-    # rows come in order, and each one not broken has at least k candidates
-    counts = np.bincount(row, minlength=rows)
-    good = ~broken
-    take = order[(np.cumsum(counts) - counts)[good, None] + np.arange(k)]
-    ids = np.empty((rows, k), np.int64)
-    top = np.empty((rows, k), scores.dtype)
-    ids[good], top[good] = col[take], value[take]
-    if broken.any():
-        ids[broken], top[broken] = _partition_top_k(scores[broken], k)
-    return ids, top
-
-
-def _partition_top_k(scores: np.ndarray,
-                     k: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.floating]]:
-    items = scores.shape[1]
-    candidates = np.argpartition(scores, items - k, axis=1)[:, items - k:]
-    top = np.take_along_axis(scores, candidates, axis=1)
-    order = np.lexsort((candidates, -top), axis=1)
-    return (np.take_along_axis(candidates, order, axis=1),
-            np.take_along_axis(top, order, axis=1))
 
 
 def recommendation_blocks(user_factors: np.ndarray, item_factors: np.ndarray,
                           seen: sp.csr_matrix, k: int, model_id: int, version: int, users: Keys,
                           items: Keys) -> Iterator[bytes]:
     """COPY blocks of each user's top k unseen items, in batches of users."""
-    k = min(k, item_factors.shape[0])
-    batch = batch_size(item_factors.shape[0])
-    # one score buffer for all batches: a fresh one per batch costs its page faults each time
-    buffer = np.empty((min(batch, seen.shape[0]), item_factors.shape[0]),
-                      np.result_type(user_factors, item_factors))
-    for start in range(0, seen.shape[0], batch):
-        stop = min(start + batch, seen.shape[0])
-        scores = buffer[:stop - start]
-        np.matmul(user_factors[start:stop], item_factors.T, out=scores)
-        _mask_seen(scores, seen[start:stop])
-        ids, values = top_k(scores, k)
-        rows, ranks, item_idx, values = _ranked(ids, values, start)
-        yield encode_rows(model_id, version, users, rows, ranks, items, item_idx, values)
-
-
-def normalized(factors: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (zero rows stay zero), in float32: cosine by inner product."""
-    norms = np.linalg.norm(factors, axis=1, keepdims=True)
-    return (factors / np.where(norms > 0, norms, 1)).astype(np.float32)
+    for start, ids, values in ranking.unseen_batches(user_factors, item_factors, seen, k):
+        rows, ranks, item_idx, scores = _ranked(ids, values, start)
+        yield encode_rows(model_id, version, users, rows, ranks, items, item_idx, scores)
 
 
 def similar_item_blocks(item_factors: np.ndarray, k: int, model_id: int, version: int,
@@ -222,15 +123,15 @@ def similar_item_blocks(item_factors: np.ndarray, k: int, model_id: int, version
     k = min(k, count - 1)
     if k <= 0:
         return
-    unit = normalized(item_factors)
-    batch = batch_size(count)
+    unit = ranking.normalized(item_factors)
+    batch = ranking.batch_size(count)
     buffer = np.empty((min(batch, count), count), np.float32)
     for start in range(0, count, batch):
         stop = min(start + batch, count)
         scores = buffer[:stop - start]
         np.matmul(unit[start:stop], unit.T, out=scores)
         scores[np.arange(stop - start), np.arange(start, stop)] = -np.inf
-        ids, values = top_k(scores, k)
+        ids, values = ranking.top_k(scores, k)
         rows, ranks, similar_idx, values = _ranked(ids, values, start)
         yield encode_rows(model_id, version, items, rows, ranks, items, similar_idx, values)
 
@@ -241,17 +142,17 @@ def _write_partition(conn: psycopg.Connection, model_id: int, version: int, kind
     recsys index and attach it."""
     partition = {"parent": kind.parent, "model_id": model_id, "version": version}
     with conn.transaction():
-        row = conn.execute(queries.text("quality_create_partition"), partition).fetchone()
+        row = conn.execute(queries.text("precompute_create_partition"), partition).fetchone()
         assert row is not None and row[0] == partition_name(model_id, version, kind)
         table = sql.Identifier("recsys", row[0])
         with conn.cursor() as cur:
-            with cur.copy(queries.compose("quality_copy_partition", table=table)) as copy:
+            with cur.copy(queries.compose("precompute_copy_partition", table=table)) as copy:
                 copy.write(copybin.HEADER)
                 for block in blocks:
                     copy.write(block)
                 copy.write(copybin.TRAILER)
             rows = cur.rowcount
-        conn.execute(queries.text("quality_attach_partition"), partition)
+        conn.execute(queries.text("precompute_attach_partition"), partition)
     return int(rows)
 
 
@@ -264,16 +165,17 @@ def write(conn: psycopg.Connection, model_id: int, version: int, params: dict[st
     and per item (0: none). Returns the number of rows written per kind.
     """
     written: dict[str, int] = {}
-    model = evaluation.ranker(user_factors, item_factors)
+    user_factors = np.ascontiguousarray(user_factors, dtype=np.float32)
+    item_factors = np.ascontiguousarray(item_factors, dtype=np.float32)
     items = Keys(item_keys)
     if int(params["recommendations_k"]) > 0:
-        blocks = recommendation_blocks(model.user_factors, model.item_factors, seen.tocsr(),
+        blocks = recommendation_blocks(user_factors, item_factors, seen.tocsr(),
                                        int(params["recommendations_k"]), model_id, version,
                                        Keys(user_keys), items)
         written[RECOMMENDATIONS.parent] = _write_partition(conn, model_id, version,
                                                            RECOMMENDATIONS, blocks)
     if int(params["similar_items_k"]) > 0:
-        blocks = similar_item_blocks(model.item_factors, int(params["similar_items_k"]),
+        blocks = similar_item_blocks(item_factors, int(params["similar_items_k"]),
                                      model_id, version, items)
         written[SIMILAR_ITEMS.parent] = _write_partition(conn, model_id, version,
                                                          SIMILAR_ITEMS, blocks)
@@ -285,7 +187,7 @@ def serve(conn: psycopg.Connection, model_id: int, version: int, params: dict[st
     """Let ``recsys.recommend`` and ``recsys.similar_items`` answer from the partitions just
     written (for k up to the rows each holds per key). Call it only when the version's items
     are exactly the ranked ones: an item added later (from features) is in no precomputed row."""
-    conn.execute(queries.text("perf_set_precomputed"), {
+    conn.execute(queries.text("precompute_set_served"), {
         "k": int(params["recommendations_k"]) if RECOMMENDATIONS.parent in written else 0,
         "similar_k": int(params["similar_items_k"]) if SIMILAR_ITEMS.parent in written else 0,
         "model_id": model_id, "version": version})
@@ -298,11 +200,12 @@ def refresh_users(conn: psycopg.Connection, model: str, model_id: int, version: 
     being replaced), as many per user as the version was trained with (the model's params may
     have changed since); returns the rows written (0 when the version has none)."""
     name = partition_name(model_id, version, RECOMMENDATIONS)
-    row = conn.execute("SELECT to_regclass(%s)", (f"recsys.{name}",)).fetchone()
+    row = conn.execute(queries.text("precompute_partition_exists"),
+                       {"name": f"recsys.{name}"}).fetchone()
     if row is None or row[0] is None:
         return 0
     cur = conn.execute(
-        queries.compose("quality_refresh_recommendations", users=users,
+        queries.compose("precompute_refresh_users", users=users,
                         partition=sql.Identifier("recsys", name)),
         {"model_id": model_id, "version": version, "model": model})
     return int(cur.rowcount)
@@ -312,7 +215,8 @@ def _drop_partitions(conn: psycopg.Connection, names: Sequence[str]) -> bool:
     """Drop partitions (in schema recsys) unless readers hold their parent; returns whether
     it did (``recsys._drop_partitions``: ``recsys.recommend`` must not queue behind the drop;
     it drops only precomputed partitions of recsys's owner, never the active version's)."""
-    row = conn.execute(queries.text("quality_drop_partitions"), {"names": list(names)}).fetchone()
+    row = conn.execute(queries.text("precompute_drop_partitions"),
+                       {"names": list(names)}).fetchone()
     return bool(row and row[0])
 
 
@@ -329,5 +233,5 @@ def prune(conn: psycopg.Connection) -> list[str]:
     everything while readers hold the parent (see ``_drop_partitions``). Returns the partitions
     dropped.
     """
-    stale = [row[0] for row in conn.execute(queries.text("quality_stale_partitions"))]
+    stale = [row[0] for row in conn.execute(queries.text("precompute_stale_partitions"))]
     return stale if _drop_partitions(conn, stale) else []

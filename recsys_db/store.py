@@ -1,42 +1,22 @@
-"""Write a trained version into new factor tables, index it, and swap it in atomically."""
+"""A version's tables: allocate, write the factors and item weights, activate it atomically
+(dropping versions beyond retention), or discard what a failed run built."""
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import psycopg
-import scipy.sparse as sp
 from psycopg import sql
 
 from recsys_db import copybin, db, queries
-from recsys_db.source import Interactions, ModelConfig
+from recsys_db.load import Interactions
+from recsys_db.model import ModelConfig
 
 log = logging.getLogger(__name__)
 
-RECALL_TARGET = 0.98  # recall@k an hnsw index must reach against exact search to be served
-RECALL_K = 10
-# the k recommend is tuned for: each k up to one of these searches with that one's ef_search
-# (recsys._top_items); a k whose target is missed, and any k above the last, searches exactly
-RECALL_KS = (10, 20, 50, 100)
-RECALL_SAMPLE = 200  # users whose top-10 is compared
-RECALL_SAMPLE_LARGE_K = 100  # users compared at k above 10 (each brings k items)
-TIMING_SAMPLE = 40  # users timed per strategy when index = 'auto'
-EXACT_BATCH = 16  # users scored at once for the recall check's ground truth
-EF_SEARCH_STEPS = (10, 20, 40, 80, 160, 320, 640)
-# hnsw graphs tried in turn, (m, ef_construction, the largest ef_search tried on it): a sparse
-# graph builds about 3x faster than pgvector's default (16, 64) and reached recall@10 0.987 at
-# ef_search 40 on 50k power-law items (BENCHMARKS.md); where it does not reach the target by
-# ef_search 160, the default graph is built. Big catalogs go straight to the default graph.
-GRAPHS = ((8, 32, 160), (16, 64, EF_SEARCH_STEPS[-1]))
-SPARSE_GRAPH_MAX_ITEMS = 200_000
-# index = 'auto' does not even build hnsw below this many items: an exact scan takes about a
-# millisecond there (BENCHMARKS.md, MovieLens).
-AUTO_EXACT_BELOW = 5_000
-BUILD_MEMORY = "1GB"  # maintenance_work_mem for the hnsw build; beyond it the build crawls
+FLOAT8_OID = 701
 
 
 @dataclass(frozen=True)
@@ -50,20 +30,6 @@ class VersionTables:
     index: str  # the model's index param: auto | exact | hnsw
 
 
-@dataclass(frozen=True)
-class IndexChoice:
-    """How a version's items are searched, as measured when it was built."""
-
-    kind: str  # exact | hnsw
-    recall: float  # recall@10 against exact search over a sample of users
-    ef_search: int | None = None
-    exact_ms: float | None = None  # median per query over the timing sample, 'auto' only
-    hnsw_ms: float | None = None
-    # per k of RECALL_KS: the ef_search served (None: exact) and its recall; hnsw only
-    ef_by_k: tuple[int | None, ...] | None = None
-    recall_by_k: tuple[float, ...] | None = None
-
-
 def version_tables(model_id: int, version: int) -> tuple[str, str]:
     """The factor tables of a version (in schema recsys), as recsys names them: derived from
     the model id and version, never read from a row."""
@@ -73,7 +39,7 @@ def version_tables(model_id: int, version: int) -> tuple[str, str]:
 def allocate_version(conn: psycopg.Connection, model: ModelConfig, run_id: int) -> VersionTables:
     """Reserve the next version number for this model (status 'building')."""
     row = conn.execute(
-        queries.text("next_version"),
+        queries.text("store_next_version"),
         {"model_id": model.id, "run_id": run_id, "factors": int(model.params["factors"]),
          "params": psycopg.types.json.Jsonb(model.params)},
     ).fetchone()
@@ -83,7 +49,8 @@ def allocate_version(conn: psycopg.Connection, model: ModelConfig, run_id: int) 
                          item_table=item_table, index=str(model.params.get("index", "auto")))
 
 
-def _copy_blocks(conn: psycopg.Connection, query: str, blocks: list[bytes]) -> None:
+def copy_blocks(conn: psycopg.Connection, query: str, blocks: list[bytes]) -> None:
+    """Send binary COPY blocks through ``query`` (COPY ... FROM STDIN)."""
     with conn.cursor() as cur, cur.copy(query) as copy:
         for block in blocks:
             copy.write(block)
@@ -112,246 +79,40 @@ def write(conn: psycopg.Connection, tables: VersionTables, data: Interactions,
         conn.execute(queries.text("store_create_version_tables"), version)
         create_stage_tables(conn, dims)
         seen = data.matrix
-        _copy_blocks(conn, queries.text("copy_stage_users"), copybin.encode_vectors_arrays(
+        copy_blocks(conn, queries.text("store_copy_stage_users"), copybin.encode_vectors_arrays(
             np.arange(data.users, dtype=np.int32), user_factors, seen))
         popularity = np.diff(seen.tocsc().indptr)
-        _copy_blocks(conn, queries.text("copy_stage_items"), [copybin.encode_vectors_ints(
+        copy_blocks(conn, queries.text("store_copy_stage_items"), [copybin.encode_vectors_ints(
             np.arange(data.items, dtype=np.int32), item_factors, popularity)])
         conn.execute(queries.compose(
             "store_fill_user_table", table=sql.Identifier("recsys", user_table)))
         conn.execute(queries.compose(
             "store_fill_item_table", table=sql.Identifier("recsys", item_table)))
         conn.execute(queries.text("store_seal_version_tables"), version)
-        conn.execute(queries.text("drop_stage_tables"))
+        conn.execute(queries.text("store_drop_stage_tables"))
 
 
-class IndexBuild:
-    """``build_index`` in a transaction of its own connection, on a background thread: the
-    server builds the index and checks its recall while this process ranks the precomputed rows
-    (the build waits on the server, so the thread holds no GIL while it runs)."""
-
-    def __init__(self, url: str, tables: VersionTables, data: Interactions,
-                 user_factors: np.ndarray, item_factors: np.ndarray):
-        self.seconds = 0.0
-        self._choice: IndexChoice | None = None
-        self._error: BaseException | None = None
-        self._conn = db.connect(url, pinned=True)
-        self._thread = threading.Thread(
-            target=self._run, args=(tables, data, user_factors, item_factors),
-            name=f"index-{tables.item_table}", daemon=True)
-        self._thread.start()
-
-    def _run(self, tables: VersionTables, data: Interactions, user_factors: np.ndarray,
-             item_factors: np.ndarray) -> None:
-        started = time.perf_counter()
-        try:
-            with self._conn.transaction():
-                self._choice = build_index(self._conn, tables, data, user_factors, item_factors)
-        except BaseException as exc:  # handed to the caller by wait()
-            self._error = exc
-        finally:
-            self.seconds = time.perf_counter() - started
-
-    def wait(self) -> IndexChoice:
-        """The recorded choice once the build is done; re-raises what made it fail."""
-        try:
-            self._thread.join()
-        except BaseException:  # interrupted while waiting: do not leave the build running
-            self.cancel()
-            raise
-        self._conn.close()
-        if self._error is not None:
-            raise self._error
-        assert self._choice is not None
-        return self._choice
-
-    def cancel(self) -> None:
-        """Stop the build (its transaction rolls back) and wait for the thread.
-
-        A cancel only stops the statement running at that moment, and the build runs several
-        (graph builds, recall queries) with numpy work between them: keep cancelling until the
-        thread is done.
-        """
-        while self._thread.is_alive():
-            self._conn.cancel_safe(timeout=5.0)
-            self._thread.join(timeout=0.2)
-        self._conn.close()
+def item_weight_copy(model_id: int, version: int, weights: np.ndarray) -> bytes:
+    """Binary COPY body of one ``recsys.version_item_weight`` row (int4, int4, float8[])."""
+    values = np.zeros(len(weights), dtype=[("length", ">i4"), ("value", ">f8")])
+    values["length"] = 8
+    values["value"] = weights
+    array = (np.array([1, 0, FLOAT8_OID, len(weights), 1], dtype=">i4").tobytes()
+             if len(weights) else np.array([0, 0, FLOAT8_OID], dtype=">i4").tobytes())
+    array += values.tobytes()
+    row = (np.array([3], dtype=">i2").tobytes()
+           + np.array([4, model_id, 4, version, len(array)], dtype=">i4").tobytes() + array)
+    return copybin.HEADER + row + copybin.TRAILER
 
 
-def _set_index(conn: psycopg.Connection, tables: VersionTables, choice: IndexChoice) -> None:
-    ef_by_k = choice.ef_by_k
-    if choice.kind == "hnsw" and ef_by_k is None:  # measured at k 10 only so far
-        ef_by_k = (choice.ef_search,) + (None,) * (len(RECALL_KS) - 1)
-    conn.execute(queries.text("perf_set_index"), {
-        "kind": choice.kind, "ef_search": choice.ef_search,
-        "recall": choice.recall, "model_id": tables.model_id, "version": tables.version,
-        "ef_by_k": list(ef_by_k) if ef_by_k else None,
-        "recall_by_k": list(choice.recall_by_k) if choice.recall_by_k else None})
-
-
-def exact_ranked_items(user_factors: np.ndarray, item_factors: np.ndarray, seen: sp.csr_matrix,
-                       users: np.ndarray, k: int) -> list[np.ndarray]:
-    """Exact top-k item indices by inner product for some users, best first, skipping what
-    they have seen (fewer where fewer are unseen).
-
-    ``seen`` is the users x items CSR matrix of the version; the ground truth for recall.
-    """
-    items = item_factors.astype(np.float64)
-    top: list[np.ndarray] = []
-    # a few users at a time: 200 users x a million items in float64 would be 1.6 GB
-    for start in range(0, len(users), EXACT_BATCH):
-        batch = users[start:start + EXACT_BATCH]
-        scores = user_factors[batch].astype(np.float64) @ items.T
-        for row, user in enumerate(batch):
-            scores[row, seen.indices[seen.indptr[user]:seen.indptr[user + 1]]] = -np.inf
-        for row in scores:
-            kept = min(k, int(np.isfinite(row).sum()))
-            best = (np.argpartition(-row, kept - 1)[:kept] if kept
-                    else np.array([], dtype=np.int64))
-            top.append(best[np.argsort(-row[best], kind="stable")])
-    return top
-
-
-def exact_top_items(user_factors: np.ndarray, item_factors: np.ndarray, seen: sp.csr_matrix,
-                    users: np.ndarray, k: int) -> list[set[int]]:
-    """The sets of ``exact_ranked_items``."""
-    return [{int(i) for i in best}
-            for best in exact_ranked_items(user_factors, item_factors, seen, users, k)]
-
-
-def _served_top_items(conn: psycopg.Connection, tables: VersionTables, users: np.ndarray,
-                      k: int) -> tuple[dict[int, set[int]], float]:
-    """Top-k per user through recsys._top_items as the version is now configured; also returns
-    the median seconds per user."""
-    found: dict[int, set[int]] = {}
-    timings = []
-    for user in users.tolist():
-        start = time.perf_counter()
-        rows = conn.execute(queries.compose(
-            "perf_top_items",
-            users=sql.Identifier("recsys", version_tables(tables.model_id, tables.version)[0])),
-            {"model_id": tables.model_id, "version": tables.version, "user": user,
-             "k": k}).fetchall()
-        timings.append(time.perf_counter() - start)
-        found[user] = {int(r[0]) for r in rows}
-    return found, float(np.median(timings)) if timings else 0.0
-
-
-def _recall(expected: list[set[int]], users: np.ndarray, found: dict[int, set[int]]) -> float:
-    hits = sum(len(want & found[user]) for want, user in zip(expected, users.tolist(),
-                                                              strict=True))
-    total = sum(len(want) for want in expected)
-    return hits / total if total else 1.0
-
-
-def build_index(conn: psycopg.Connection, tables: VersionTables, data: Interactions,
-                user_factors: np.ndarray, item_factors: np.ndarray) -> IndexChoice:
-    """Choose how recommend searches this version's items, build it and record it.
-
-    - ``exact``: no index; a scan is exact (recall 1).
-    - ``hnsw``: an hnsw inner-product index over the item factors; the smallest
-      ``ef_search`` of ``EF_SEARCH_STEPS`` reaching ``RECALL_TARGET`` is kept (the largest when
-      none does), with its measured recall@10. The sparse graph of ``GRAPHS`` is tried first
-      on catalogs up to ``SPARSE_GRAPH_MAX_ITEMS``. (Lifting the items to one norm so that l2 order
-      equals inner-product order measured worse: power-law catalogs put most items near one
-      point, and the graph strands the few far, popular ones; see BENCHMARKS.md.)
-    - ``auto``: exact below ``AUTO_EXACT_BELOW`` items; otherwise hnsw is built and kept only
-      when it reaches the recall target and is faster than an exact scan on a timed sample.
-
-    Runs in the caller's transaction, on tables no reader uses yet.
-    """
-    if tables.index == "exact" or (tables.index == "auto" and data.items < AUTO_EXACT_BELOW):
-        choice = IndexChoice(kind="exact", recall=1.0)
-        _set_index(conn, tables, choice)
-        return choice
-    conn.execute(queries.text("perf_build_memory"), {"memory": BUILD_MEMORY})
-    rng = np.random.default_rng(tables.version)
-    sample = np.sort(rng.choice(data.users, size=min(RECALL_SAMPLE, data.users), replace=False))
-    expected = exact_top_items(user_factors, item_factors, data.matrix, sample, RECALL_K)
-    version = {"model_id": tables.model_id, "version": tables.version}
-    graphs = GRAPHS if data.items <= SPARSE_GRAPH_MAX_ITEMS else GRAPHS[-1:]
-    choice = IndexChoice(kind="hnsw", recall=0.0)
-    for m, ef_construction, max_ef_search in graphs:
-        if choice.ef_search is not None:  # the previous graph missed the target
-            conn.execute(queries.text("perf_drop_index"), version)
-        started = time.perf_counter()
-        conn.execute(queries.text("perf_create_hnsw"),
-                     {**version, "m": m, "ef_construction": ef_construction})
-        log.info("hnsw index (m %d, ef_construction %d) on %d items built in %.1fs", m,
-                 ef_construction, data.items, time.perf_counter() - started)
-        for ef_search in (ef for ef in EF_SEARCH_STEPS if ef <= max_ef_search):
-            choice = IndexChoice(kind="hnsw", recall=0.0, ef_search=ef_search)
-            _set_index(conn, tables, choice)
-            found, _ = _served_top_items(conn, tables, sample, RECALL_K)
-            choice = IndexChoice(kind="hnsw", recall=_recall(expected, sample, found),
-                                 ef_search=ef_search)
-            log.info("hnsw ef_search=%d: recall@%d %.4f", ef_search, RECALL_K, choice.recall)
-            if choice.recall >= RECALL_TARGET:
-                break
-        if choice.recall >= RECALL_TARGET:
-            break
-    if tables.index == "auto":
-        timed = sample[:TIMING_SAMPLE]
-        _set_index(conn, tables, IndexChoice(kind="exact", recall=1.0))
-        _, exact_seconds = _served_top_items(conn, tables, timed, RECALL_K)
-        _set_index(conn, tables, choice)
-        _, hnsw_seconds = _served_top_items(conn, tables, timed, RECALL_K)
-        exact_ms, hnsw_ms = exact_seconds * 1e3, hnsw_seconds * 1e3
-        if choice.recall < RECALL_TARGET or exact_seconds <= hnsw_seconds:
-            log.info("auto index: exact (%.2f ms) over hnsw (%.2f ms, recall %.4f)",
-                     exact_ms, hnsw_ms, choice.recall)
-            conn.execute(queries.text("perf_drop_index"), version)
-            choice = IndexChoice(kind="exact", recall=1.0, exact_ms=exact_ms, hnsw_ms=hnsw_ms)
-        else:
-            log.info("auto index: hnsw (%.2f ms, recall %.4f) over exact (%.2f ms)",
-                     hnsw_ms, choice.recall, exact_ms)
-            choice = IndexChoice(kind="hnsw", recall=choice.recall, ef_search=choice.ef_search,
-                                 exact_ms=exact_ms, hnsw_ms=hnsw_ms)
-    if choice.kind == "hnsw":
-        choice = _tune_larger_k(conn, tables, choice, sample[:RECALL_SAMPLE_LARGE_K],
-                                exact_ranked_items(user_factors, item_factors, data.matrix,
-                                                   sample[:RECALL_SAMPLE_LARGE_K],
-                                                   RECALL_KS[-1]))
-    _set_index(conn, tables, choice)
-    return choice
-
-
-def _tune_larger_k(conn: psycopg.Connection, tables: VersionTables, choice: IndexChoice,
-                   sample: np.ndarray, ranked: list[np.ndarray]) -> IndexChoice:
-    """Find the ef_search for each k of ``RECALL_KS`` above 10: the smallest step, at least k
-    and at least the previous k's, that reaches the recall target at k. A k that misses it
-    searches exactly, and so does every larger k (also with ``index = 'hnsw'``, which decides
-    the search at k 10 only).
-
-    Without this, ef_search tuned at k 10 and raised to k lost recall as k grew (recall@50
-    0.92-0.96 measured on public datasets).
-    """
-    assert choice.ef_search is not None
-    ef_by_k: list[int | None] = [choice.ef_search]
-    recall_by_k = [choice.recall]
-    floor = choice.ef_search
-    for k in RECALL_KS[1:]:
-        expected = [{int(i) for i in top[:k]} for top in ranked]
-        steps = [ef for ef in EF_SEARCH_STEPS if ef >= max(floor, k)]
-        picked: tuple[int | None, float] = (None, 1.0)
-        for ef_search in steps:
-            trial = replace(choice, ef_by_k=(*ef_by_k, ef_search,
-                                             *(None,) * (len(RECALL_KS) - len(ef_by_k) - 1)))
-            _set_index(conn, tables, trial)
-            found, _ = _served_top_items(conn, tables, sample, k)
-            recall = _recall(expected, sample, found)
-            log.info("hnsw ef_search=%d: recall@%d %.4f", ef_search, k, recall)
-            if recall >= RECALL_TARGET:
-                picked = (ef_search, recall)
-                break
-        ef_by_k.append(picked[0])
-        recall_by_k.append(picked[1])
-        if picked[0] is None:
-            break
-        floor = picked[0]
-    ef_by_k += [None] * (len(RECALL_KS) - len(ef_by_k))
-    recall_by_k += [1.0] * (len(RECALL_KS) - len(recall_by_k))
-    return replace(choice, ef_by_k=tuple(ef_by_k), recall_by_k=tuple(recall_by_k))
+def write_item_weights(conn: psycopg.Connection, tables: VersionTables,
+                       data: Interactions) -> None:
+    """Keep the version's summed raw weight per item index (before weighting) in
+    ``recsys.version_item_weight``: the statistics of SQL fold-in (``recsys._version_stats``,
+    bm25) come from there instead of from a read of the source."""
+    weights = np.asarray(data.matrix.sum(axis=0), dtype=np.float64).ravel()
+    with conn.cursor() as cur, cur.copy(queries.text("store_copy_item_weight")) as copy:
+        copy.write(item_weight_copy(tables.model_id, tables.version, weights))
 
 
 def activate(conn: psycopg.Connection, model: ModelConfig, tables: VersionTables,
@@ -362,13 +123,13 @@ def activate(conn: psycopg.Connection, model: ModelConfig, tables: VersionTables
     """
     dropped: list[int] = []
     with conn.transaction():
-        conn.execute(queries.text("lock_model"), {"model_id": model.id})
-        conn.execute(queries.text("mark_version"), {
+        conn.execute(queries.text("store_lock_model"), {"model_id": model.id})
+        conn.execute(queries.text("store_mark_version"), {
             "status": "ready", "users": data.users, "items": data.items,
             "nnz": int(data.matrix.nnz), "model_id": model.id, "version": tables.version})
-        conn.execute(queries.text("activate_version"),
+        conn.execute(queries.text("store_activate_version"),
                      {"model_id": model.id, "version": tables.version})
-        expired = conn.execute(queries.text("expired_versions"), {
+        expired = conn.execute(queries.text("store_expired_versions"), {
             "model_id": model.id, "active": tables.version,
             "keep": int(model.params["keep_versions"])}).fetchall()
         for version, _, _ in expired:
@@ -376,13 +137,14 @@ def activate(conn: psycopg.Connection, model: ModelConfig, tables: VersionTables
                 # A reader still inside an old version holds a lock on its tables: do not wait
                 # for it (nor make new readers queue behind the drop); try again next time.
                 with conn.transaction():
-                    conn.execute(queries.text("drop_lock_timeout"))
+                    conn.execute(queries.text("store_drop_lock_timeout"))
                     conn.execute(queries.text("store_drop_version_tables"),
                                  {"model_id": model.id, "version": int(version)})
             except psycopg.errors.LockNotAvailable:
                 log.info("%s: version %d is still being read; dropped later", model.name, version)
                 continue
-            conn.execute(queries.text("mark_dropped"), {"model_id": model.id, "version": version})
+            conn.execute(queries.text("store_mark_dropped"),
+                         {"model_id": model.id, "version": version})
             dropped.append(int(version))
     return dropped
 
@@ -392,6 +154,6 @@ def discard(conn: psycopg.Connection, model: ModelConfig, tables: VersionTables)
     with conn.transaction():
         conn.execute(queries.text("store_drop_version_tables"),
                      {"model_id": model.id, "version": tables.version})
-        conn.execute(queries.text("mark_version"), {
+        conn.execute(queries.text("store_mark_version"), {
             "status": "failed", "users": None, "items": None, "nnz": None,
             "model_id": model.id, "version": tables.version})

@@ -11,16 +11,15 @@ import itertools
 import json
 import logging
 import math
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
-import psycopg
 from psycopg.types.json import Jsonb
 
-from recsys_db import db, evaluation, install, queries, source, training, weighting
+from recsys_db import als, evaluation, load, queries, run, weighting
 from recsys_db.errors import ConfigError, TrainingError
+from recsys_db.model import effective_params
 
 log = logging.getLogger(__name__)
 
@@ -126,83 +125,84 @@ def tune(url: str, model_name: str, grid: dict[str, list[Any]], *, metric: str =
     progress : callable, optional
         Called after each trial.
 
-    Like a training, it checks the schema revision and that the model's declarer may read its
-    source, refreshes a materialized-view source, and reads it as the declarer. A combination
+    Like a training, it checks the schema revision, holds the model's training lock, checks
+    that the model's declarer may read its source, refreshes a materialized-view source, and
+    reads it as the declarer. A combination
     the parameter validation refuses raises before anything is fitted; a fit that fails is
     recorded on its trial and the search goes on.
     """
     if metric not in evaluation.METRICS:
         raise ConfigError(f'unknown metric "{metric}"; use one of: '
                           + ", ".join(evaluation.METRICS))
-    with db.connect(url, pinned=True) as conn:
-        install.check_schema(conn)
-        model = source.get_model(conn, model_name)
-        base = training.effective_params(conn, model.params)
-        model = replace(model, params=base)
+    with run.session(url, model_name) as session:
+        conn, model = session.conn, session.model
         if evaluation.split_kind(model) == "off":
             raise ConfigError(f'tuning needs a holdout split, and model "{model.name}" has '
                               "eval_split off; set it to auto, random or time")
-        candidates = [training.effective_params(conn, {**base, **combo})
+        candidates = [effective_params(conn, {**model.params, **combo})
                       for combo in combinations(grid)]
-        k = int(base["eval_k"])
+        k = int(model.params["eval_k"])
         # the same source handling as a training: the declarer's access is checked, then a
         # materialized view is refreshed, and the source read as the declarer
-        source.check_access(conn, model)
-        source.refresh(conn, model)
-        data = source.load(conn, model)
+        session.check_access()
+        load.refresh(conn, model)
+        data = load.read(conn, model)
         split = evaluation.make_split(conn, model, data)
-        conn.execute(queries.text("drop_maps"))
+        conn.execute(queries.text("load_drop_maps"))
         assert split is not None
-        row = conn.execute(queries.text("quality_start_tuning"), {
+        row = conn.execute(queries.text("tuning_start"), {
             "model_id": model.id, "metric": metric, "k": k, "grid": Jsonb(grid)}).fetchone()
         assert row is not None
         result = TuningResult(tuning_id=int(row[0]), model=model.name, metric=metric, k=k,
                               trials=[])
         for number, (combo, params) in enumerate(
                 zip(combinations(grid), candidates, strict=True), start=1):
-            trial = _trial(conn, model, result, combo, params, split, data)
+            trial = _trial(session, result, combo, params, split, data)
             result.trials.append(trial)
             if progress is not None:
                 progress(number, len(candidates), trial)
         result.trials.sort(key=lambda t: (t.value is None, -(t.value or 0.0), t.run_id))
         best = result.best
         if apply and best is not None:
-            conn.execute(queries.text("quality_apply_params"),
+            conn.execute(queries.text("tuning_apply_params"),
                          {"model_id": model.id, "params": Jsonb(best.params)})
             result.applied = True
-        conn.execute(queries.text("quality_finish_tuning"), {
+        conn.execute(queries.text("tuning_finish"), {
             "tuning_id": result.tuning_id, "best_run_id": best.run_id if best else None,
             "best_params": Jsonb(best.params) if best else None, "applied": result.applied})
     return result
 
 
-def _trial(conn: psycopg.Connection, model: source.ModelConfig, result: TuningResult,
-           combo: dict[str, Any], params: dict[str, Any], split: evaluation.Split,
-           data: source.Interactions) -> Trial:
-    row = conn.execute(queries.text("quality_start_tune_run"), {
-        "model_id": model.id, "worker": training.worker_name(), "params": Jsonb(params),
-        "tuning_id": result.tuning_id}).fetchone()
-    assert row is not None
-    trial = Trial(run_id=int(row[0]), params=combo)
-    started = time.perf_counter()
-    status = "succeeded"
+def _trial(session: run.Session, result: TuningResult, combo: dict[str, Any],
+           params: dict[str, Any], split: evaluation.Split, data: load.Interactions) -> Trial:
+    """Fit and score one combination as a run of kind 'tune'; a fit that fails is recorded
+    on the trial (and its run), and the search goes on."""
+    trial: Trial | None = None
+
+    def record(run_id: int) -> run.RunRecord:
+        nonlocal trial
+        trial = Trial(run_id=run_id, params=combo)
+        return run.RunRecord(run_id, session.model.name, rows_read=data.rows_read,
+                             rows_skipped_null=data.rows_skipped_null,
+                             rows_skipped_event=data.rows_skipped_event,
+                             users=split.train.shape[0], items=split.train.shape[1],
+                             nnz=int(split.train.nnz))
+
     try:
-        user_factors, item_factors = training.fit(weighting.apply(split.train, params), params)
-        report = evaluation.evaluate(split, user_factors, item_factors, result.k)
+        with session.run("tune", params, record, tuning_id=result.tuning_id) as current, \
+                current.stage("trial"):
+            assert trial is not None
+            user_factors, item_factors = als.fit(weighting.apply(split.train, params), params)
+            report = evaluation.evaluate(split, user_factors, item_factors, result.k)
+            evaluation.store(session.conn, trial.run_id, report, None, None)
+            trial.metrics = report.metrics
+            if report.metrics:
+                trial.value = report.value("als", result.metric)
+                trial.baseline = report.value("popular", result.metric)
     except TrainingError as exc:
-        status, trial.error = "failed", str(exc)
-        log.warning("%s: trial %s failed: %s", model.name, combo, exc)
-    else:
-        evaluation.store(conn, trial.run_id, report, None, None)
-        trial.metrics = report.metrics
-        if report.metrics:
-            trial.value = report.value("als", result.metric)
-            trial.baseline = report.value("popular", result.metric)
-    trial.seconds = round(time.perf_counter() - started, 4)
-    conn.execute(queries.text("finish_run"), {
-        "run_id": trial.run_id, "status": status, "version": None,
-        "rows_read": data.rows_read, "rows_skipped_null": data.rows_skipped_null,
-        "rows_skipped_event": data.rows_skipped_event, "users": split.train.shape[0],
-        "items": split.train.shape[1], "nnz": int(split.train.nnz),
-        "stages": Jsonb({"trial": trial.seconds}), "error": trial.error})
+        assert trial is not None
+        trial.error = str(exc)
+        log.warning("%s: trial %s failed: %s", session.model.name, combo, exc)
+    assert trial is not None
+    trial.seconds = current.record.stages.get("trial", 0.0)
     return trial

@@ -10,7 +10,8 @@ import psycopg
 from psycopg import sql
 
 from recsys_db import queries
-from recsys_db.source import ModelConfig, as_declarer
+from recsys_db.access import as_declarer
+from recsys_db.model import ModelConfig
 
 
 def time_expression(model: ModelConfig) -> sql.Composable:
@@ -28,12 +29,22 @@ def current(conn: psycopg.Connection, model: ModelConfig) -> str | None:
         return None
     with conn.transaction(), as_declarer(conn, model):
         row = conn.execute(queries.compose(
-            "foldin_max_time", time=time_expression(model), source=model.source)).fetchone()
+            "watermark_max_time", time=time_expression(model), source=model.source)).fetchone()
     return None if row is None else row[0]
+
+
+def before_refresh(conn: psycopg.Connection, model: ModelConfig) -> str | None:
+    """``current`` as a full training reads it, before it refreshes the source: rows that
+    arrive meanwhile are newer and get folded in later. None while a materialized view is not
+    populated yet (the refresh fills it)."""
+    try:
+        return current(conn, model)
+    except psycopg.errors.ObjectNotInPrerequisiteState:
+        return None
 
 
 def record(conn: psycopg.Connection, model_id: int, version: int, value: str | None) -> None:
     """Remember up to which time a version has seen the source (no-op for None)."""
     if value is not None:
-        conn.execute(queries.text("foldin_record_watermark"),
+        conn.execute(queries.text("watermark_record"),
                      {"model_id": model_id, "version": version, "value": value})

@@ -26,9 +26,10 @@ from typing import Any
 import psycopg
 from threadpoolctl import threadpool_limits
 
-from recsys_db import db, foldin, install, jobs, queries, source, training
+from recsys_db import db, foldin, install, jobs, queries, run, training
 from recsys_db.cli import write_line
 from recsys_db.errors import RecsysError
+from recsys_db.model import get_model
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ class Worker:
         self.url = url
         self.options = options
         self.events = events or Events()
-        self.name = options.name or training.worker_name()
+        self.name = options.name or run.worker_name()
         self.worker_id: int | None = None
         self._stop = threading.Event()
         self._stop_heartbeat = threading.Event()
@@ -151,7 +152,7 @@ class Worker:
             with db.connect(self.url, pinned=True) as conn:
                 install.check_schema(conn)
                 self.worker_id = jobs.register_worker(conn, self.name, self.options.lease)
-                conn.execute(queries.text("job_listen"))
+                conn.execute(queries.text("worker_listen"))
                 heartbeat = threading.Thread(target=self._heartbeat_loop, daemon=True,
                                              name="recsys-heartbeat")
                 heartbeat.start()
@@ -267,7 +268,7 @@ class Worker:
             self.events("stage", worker=self.name, job=job.id, model=job.model, stage=stage,
                         state=state)
 
-        model = source.get_model(conn, job.model)
+        model = get_model(conn, job.model)
         if job.mode == "incremental" and model.active_version is not None:
             # implicit's solvers must not run on a multithreaded BLAS (implicit warns when it
             # finds one); a fold-in is mostly those solvers, so BLAS stays single-threaded for it

@@ -17,8 +17,9 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from recsys_db import foldin, source, training, tuning
+from recsys_db import access, foldin, training, tuning
 from recsys_db.errors import ConfigError, RecsysError
+from recsys_db.model import get_model
 
 from .conftest import rows
 
@@ -148,8 +149,9 @@ def test_declarer_without_select_fails_the_run(arena: Arena, conn: psycopg.Conne
         tuning.tune(arena.worker_url, "m", {"factors": [2, 3]})
     assert active_version(conn) == 1
     history = runs(conn)
+    # a run that fails before it reads anything counts nothing: users NULL, for every kind
     assert [r[:3] for r in history] == [("succeeded", 1, 60), ("failed", None, None),
-                                        ("failed", 1, 0)]
+                                        ("failed", 1, None)]
     assert all(r[3].startswith(f"role {arena.declarer} may not read column u")
                for r in history[1:])
     conn.execute(f"GRANT SELECT ON public.events TO {arena.declarer}")
@@ -199,7 +201,7 @@ def test_superuser_worker_refuses_a_declarer_that_is_not(arena: Arena,
         foldin.fold_in(arena.url, "m")
     assert active_version(conn) == 1
     assert [r[:3] for r in runs(conn)] == [("succeeded", 1, 60), ("failed", None, None),
-                                           ("failed", 1, 0)]
+                                           ("failed", 1, None)]
     assert f"GRANT {arena.declarer} TO <worker login> WITH INHERIT FALSE, SET TRUE" in \
         runs(conn)[1][3]
 
@@ -281,7 +283,7 @@ def test_unknown_declarer_is_refused(arena: Arena, conn: psycopg.Connection) -> 
     conn.execute("UPDATE recsys.model SET declarer = %s::regrole WHERE name = 'm'", (gone,))
     conn.execute(f"DROP ROLE {gone}")
     with psycopg.connect(arena.url) as other:
-        assert source.get_model(other, "m").declarer is None
+        assert get_model(other, "m").declarer is None
     with pytest.raises(psycopg.errors.InsufficientPrivilege,
                        match=r"the role that declared the model over .*events is unknown"):
         training.train(arena.url, "m")
@@ -289,9 +291,9 @@ def test_unknown_declarer_is_refused(arena: Arena, conn: psycopg.Connection) -> 
 
 def test_as_declarer_switches_and_restores_the_role(arena: Arena) -> None:
     with psycopg.connect(arena.worker_url, autocommit=True) as worker:
-        model = source.get_model(worker, "m")
+        model = get_model(worker, "m")
         with worker.transaction():
-            with source.as_declarer(worker, model):
+            with access.as_declarer(worker, model):
                 inside = rows(worker, "SELECT current_user::text")
                 # a source's function may set a role for the session, and set it back locally
                 worker.execute("SELECT set_config('role', %s, false)", (arena.declarer,))
@@ -302,8 +304,8 @@ def test_as_declarer_switches_and_restores_the_role(arena: Arena) -> None:
 
 
 def test_as_declarer_needs_a_transaction(arena: Arena, conn: psycopg.Connection) -> None:
-    model = source.get_model(conn, "m")
+    model = get_model(conn, "m")
     assert model.declarer == arena.declarer
     with pytest.raises(RuntimeError, match="needs an open transaction"), \
-            source.as_declarer(conn, model):
+            access.as_declarer(conn, model):
         pass

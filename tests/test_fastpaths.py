@@ -11,8 +11,9 @@ import pytest
 import scipy.sparse as sp
 
 from benchmarks import synthetic
-from recsys_db import copybin, source, training
+from recsys_db import copybin, load, training
 from recsys_db.errors import DataError
+from recsys_db.model import get_model
 
 from .conftest import rows
 
@@ -34,9 +35,9 @@ def _slow_load(conn: psycopg.Connection) -> dict[tuple[str, str], float]:
     return {pair: weight for pair, weight in summed.items() if weight != 0}
 
 
-def _fast_load(conn: psycopg.Connection) -> tuple[source.Interactions, list[str], list[str]]:
+def _fast_load(conn: psycopg.Connection) -> tuple[load.Interactions, list[str], list[str]]:
     """Load model 'm' the fast way and assert it equals the row-by-row load."""
-    data = source.load(conn, source.get_model(conn, "m"))
+    data = load.read(conn, get_model(conn, "m"))
     users = [r[0] for r in rows(conn, "SELECT key FROM recsys_user_map ORDER BY idx")]
     items = [r[0] for r in rows(conn, "SELECT key FROM recsys_item_map ORDER BY idx")]
     coo = data.matrix.tocoo()
@@ -88,9 +89,9 @@ BIG_EVENTS = [(BIG, -BIG - 1, 1.0, "view"), (-BIG - 1, BIG, 2.0, "cart"),
               (BIG - 1, 10 ** 18, 1.0, "view"), (-BIG, -(10 ** 18), 1.0, "view")]
 
 
-def _load_keyed(conn: psycopg.Connection, model: str) -> tuple[source.Interactions, list[str],
+def _load_keyed(conn: psycopg.Connection, model: str) -> tuple[load.Interactions, list[str],
                                                                 list[str]]:
-    data = source.load(conn, source.get_model(conn, model))
+    data = load.read(conn, get_model(conn, model))
     users = [r[0] for r in rows(conn, "SELECT key FROM recsys_user_map ORDER BY idx")]
     items = [r[0] for r in rows(conn, "SELECT key FROM recsys_item_map ORDER BY idx")]
     assert [r[0] for r in rows(conn, "SELECT idx FROM recsys_user_map ORDER BY idx")] == list(
@@ -144,10 +145,10 @@ def test_integer_keys_in_several_chunks_and_after_a_too_low_estimate(
         conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
     _keyed_models(conn, "bigint", KEYED_EVENTS + BIG_EVENTS)
     whole, users, items = _load_keyed(conn, "ints")
-    monkeypatch.setattr(source, "ROWS_PER_CHUNK", 3)  # NULL users and negative keys too
+    monkeypatch.setattr(load, "ROWS_PER_CHUNK", 3)  # NULL users and negative keys too
     chunked, chunked_users, chunked_items = _load_keyed(conn, "ints")
     calls: list[int] = []
-    read = source._read_key_records
+    read = load._read_key_records
 
     def fail_first(*args: Any) -> Any:
         calls.append(args[3])  # (conn, parts, record, chunks, check_role)
@@ -156,8 +157,8 @@ def test_integer_keys_in_several_chunks_and_after_a_too_low_estimate(
                          " length' USING ERRCODE = 'program_limit_exceeded'; END $$")
         return read(*args)
 
-    monkeypatch.setattr(source, "ROWS_PER_CHUNK", 10)
-    monkeypatch.setattr(source, "_read_key_records", fail_first)
+    monkeypatch.setattr(load, "ROWS_PER_CHUNK", 10)
+    monkeypatch.setattr(load, "_read_key_records", fail_first)
     retried, retried_users, retried_items = _load_keyed(conn, "ints")
     # from the exact count, and at least twice the chunks that failed
     assert calls[1] == max(2 * calls[0], -(-(len(KEYED_EVENTS) + len(BIG_EVENTS)) // 10))
@@ -182,7 +183,7 @@ def test_integer_key_sources_fail_as_text_key_ones(conn: psycopg.Connection, val
         conn.execute(f"INSERT INTO public.ik VALUES {values}")
     conn.execute("SELECT recsys.create_model('ik', 'public.ik', 'u', 'i', 'w')")
     with pytest.raises(DataError, match=message):
-        source.load(conn, source.get_model(conn, "ik"))
+        load.read(conn, get_model(conn, "ik"))
 
 
 def test_decimal_text_order_of_integer_keys() -> None:
@@ -192,11 +193,11 @@ def test_decimal_text_order_of_integer_keys() -> None:
                  rng.integers(-BIG - 1, BIG, 5_000, dtype=np.int64, endpoint=True),
                  rng.integers(-1_000, 100_000, 5_000)):
         distinct = np.unique(keys.astype(np.int64))
-        assert [str(k) for k in distinct[source.text_order(distinct)]] == sorted(
+        assert [str(k) for k in distinct[load.text_order(distinct)]] == sorted(
             str(k) for k in distinct.tolist())
     # a table over the key span, and np.unique for keys spread too far for one
     for keys in (rng.integers(-50, 3_000, 100_000), rng.integers(-BIG - 1, BIG, 1_000)):
-        distinct, index = source.dense_indices(keys.astype(np.int64))
+        distinct, index = load.dense_indices(keys.astype(np.int64))
         assert [str(k) for k in distinct] == sorted({str(k) for k in keys.tolist()})
         assert index.dtype == np.int32 and np.array_equal(distinct[index], keys)
 

@@ -7,7 +7,7 @@ import psycopg
 import pytest
 import scipy.sparse as sp
 
-from recsys_db import store, training
+from recsys_db import index, ranking, training
 
 from .conftest import rows
 
@@ -66,13 +66,13 @@ def test_hnsw_version_serves_the_exact_top_k_within_its_recall(
     _train(conn, db_url, "hnsw")
     version = _version(conn, "m")
     assert version["index_kind"] == "hnsw"
-    assert store.RECALL_TARGET <= version["index_recall"] <= 1.0
-    assert version["index_ef_search"] in store.EF_SEARCH_STEPS
+    assert index.RECALL_TARGET <= version["index_recall"] <= 1.0
+    assert version["index_ef_search"] in index.EF_SEARCH_STEPS
     user_keys, user_factors = _factors(conn, version["user_table"])
     item_keys, item_factors = _factors(conn, version["item_table"])
     seen = _seen(conn, version["user_table"], len(item_keys))
     users = np.arange(len(user_keys))
-    exact = store.exact_top_items(user_factors, item_factors, seen, users, 10)
+    exact = ranking.exact_top_items(user_factors, item_factors, seen, users, 10)
     scans_before = _index_scans(conn, version["item_table"])
     hits = 0
     for user, want in zip(users, exact, strict=True):
@@ -107,7 +107,7 @@ def test_live_search_keeps_its_recall_as_k_grows(conn: psycopg.Connection, db_ur
     _train(conn, db_url, "hnsw")
     version = _version(conn, "m")
     ef_by_k, recall_by_k = version["index_ef_by_k"], version["index_recall_by_k"]
-    assert len(ef_by_k) == len(recall_by_k) == len(store.RECALL_KS)
+    assert len(ef_by_k) == len(recall_by_k) == len(index.RECALL_KS)
     assert ef_by_k[0] == version["index_ef_search"]
     tuned = [ef for ef in ef_by_k if ef is not None]
     assert tuned == sorted(tuned)
@@ -115,8 +115,8 @@ def test_live_search_keeps_its_recall_as_k_grows(conn: psycopg.Connection, db_ur
     item_keys, item_factors = _factors(conn, version["item_table"])
     seen = _seen(conn, version["user_table"], len(item_keys))
     users = np.arange(0, len(user_keys), 4)
-    ranked = store.exact_ranked_items(user_factors, item_factors, seen, users, 100)
-    for k, ef, stored in zip(store.RECALL_KS, ef_by_k, recall_by_k, strict=True):
+    ranked = ranking.exact_ranked_items(user_factors, item_factors, seen, users, 100)
+    for k, ef, stored in zip(index.RECALL_KS, ef_by_k, recall_by_k, strict=True):
         assert ef is None or ef >= k
         hits = 0
         for user, best in zip(users, ranked, strict=True):
@@ -127,7 +127,7 @@ def test_live_search_keeps_its_recall_as_k_grows(conn: psycopg.Connection, db_ur
         if ef is None:
             assert recall == 1.0, f"k {k} searches exactly"
         else:
-            assert stored >= store.RECALL_TARGET
+            assert stored >= index.RECALL_TARGET
             assert recall >= stored - 0.02, f"recall@{k} {recall:.4f}, stored {stored:.4f}"
 
 
@@ -159,7 +159,7 @@ def test_exact_index_builds_nothing(conn: psycopg.Connection, db_url: str) -> No
 def test_auto_keeps_small_catalogs_exact(movielens_url: str) -> None:
     with psycopg.connect(movielens_url) as conn:
         version = _version(conn, "ml")
-    assert version["items"] < store.AUTO_EXACT_BELOW
+    assert version["items"] < index.AUTO_EXACT_BELOW
     assert (version["index_kind"], version["index_recall"]) == ("exact", 1.0)
 
 
@@ -171,7 +171,7 @@ def test_auto_measures_both_and_records_its_choice(conn: psycopg.Connection,
     indexes = rows(conn, "SELECT indexname FROM pg_indexes WHERE tablename = %s"
                          " AND indexname LIKE '%%hnsw'", (version["item_table"],))
     if version["index_kind"] == "hnsw":
-        assert version["index_recall"] >= store.RECALL_TARGET and len(indexes) == 1
+        assert version["index_recall"] >= index.RECALL_TARGET and len(indexes) == 1
     else:
         assert version["index_recall"] == 1.0 and indexes == []
 
@@ -185,7 +185,7 @@ def test_recommend_reads_precomputed_rows_when_they_hold_the_answer(
     item_keys, item_factors = _factors(conn, version["item_table"])
     seen = _seen(conn, version["user_table"], len(item_keys))
     users = np.arange(0, len(user_keys), 20)
-    exact = store.exact_top_items(user_factors, item_factors, seen, users, 10)
+    exact = ranking.exact_top_items(user_factors, item_factors, seen, users, 10)
     scans_before = _index_scans(conn, version["item_table"])
     for user, want in zip(users, exact, strict=True):
         served = rows(conn, "SELECT item_key, rank, reason FROM recsys.recommend('m', %s, 10)",

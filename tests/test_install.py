@@ -72,7 +72,7 @@ def test_wheel_ships_sql_and_alembic(tmp_path: Path) -> None:
     assert "recsys_db/sql/003-serving.sql" in names
     assert "recsys_db/alembic/env.py" in names
     assert "recsys_db/alembic/versions/0001_registry.py" in names
-    assert "recsys_db/queries.sql" in names
+    assert "recsys_db/run.sql" in names
 
 
 def test_no_leftover_function_overloads(conn: psycopg.Connection) -> None:

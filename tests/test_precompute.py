@@ -8,7 +8,7 @@ import psycopg
 import pytest
 import scipy.sparse as sp
 
-from recsys_db import db, precompute, training
+from recsys_db import db, precompute, ranking, training
 
 from .conftest import rows
 
@@ -190,11 +190,10 @@ def test_precompute_off(db_url: str, conn: psycopg.Connection) -> None:
 
 
 def test_batches_shrink_for_big_catalogs() -> None:
-    from recsys_db import precompute
 
-    assert precompute.batch_size(2_000) == precompute.BATCH_USERS
-    assert precompute.batch_size(1_000_000) * 1_000_000 <= precompute.BATCH_SCORES
-    assert precompute.batch_size(10**9) == 1
+    assert ranking.batch_size(2_000) == ranking.BATCH_USERS
+    assert ranking.batch_size(1_000_000) * 1_000_000 <= ranking.BATCH_SCORES
+    assert ranking.batch_size(10**9) == 1
 
 
 def reference_top_unseen(user_factors: np.ndarray, item_factors: np.ndarray,
@@ -220,7 +219,7 @@ def test_top_unseen_equals_full_sort(users: int, items: int, k: int) -> None:
     seen[1, : items - max(1, k // 2)] = 1  # fewer than k unseen
     seen[2, :] = 0
     seen = seen.tocsr()
-    ids, scores = precompute.top_unseen(user_factors, item_factors, seen, k)
+    ids, scores = ranking.top_unseen(user_factors, item_factors, seen, k)
     expected_ids, expected_scores = reference_top_unseen(user_factors, item_factors, seen, k)
     assert ids.dtype == np.int64 and ids.shape == (users, k)
     np.testing.assert_array_equal(scores, expected_scores)
@@ -231,7 +230,7 @@ def test_top_unseen_equals_full_sort(users: int, items: int, k: int) -> None:
 def test_top_k_ranks_rows_with_nan_as_before() -> None:
     scores = np.array([[1.0, np.nan, 3.0, 2.0, -np.inf, 0.5] * 50,
                        [1.0, 4.0, 3.0, 2.0, -np.inf, 0.5] * 50], dtype=np.float32)
-    ids, top = precompute.top_k(scores, 3)
+    ids, top = ranking.top_k(scores, 3)
     assert np.isnan(top[0]).all() and set(ids[0]) <= set(range(1, 300, 6))
     np.testing.assert_array_equal(ids[1], [1, 7, 13])
     np.testing.assert_array_equal(top[1], [4.0, 4.0, 4.0])

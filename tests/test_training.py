@@ -8,8 +8,9 @@ import numpy as np
 import psycopg
 import pytest
 
-from recsys_db import training
+from recsys_db import load, run, training
 from recsys_db.errors import ConfigError, DataError, RecsysError
+from recsys_db.model import get_model
 
 from .conftest import rows
 
@@ -138,10 +139,10 @@ def test_duplicates_are_summed_and_event_weights_applied(db_url: str,
     result = training.train(db_url, "ev")
     # 'unknown' and NULL events are not in the map: skipped and counted
     assert (result.rows_read, result.rows_skipped_event, result.users, result.nnz) == (6, 2, 2, 3)
-    from recsys_db import db, source
+    from recsys_db import db
 
     with db.connect(db_url) as other:
-        data = source.load(other, source.get_model(other, "ev"))
+        data = load.read(other, get_model(other, "ev"))
     dense = data.matrix.toarray()
     assert dense.tolist() == [[2.0, 10.0], [0.0, 1.0]]  # users a, b x items x, y
     # the version keeps each item's summed weight (event weights applied), by item index
@@ -205,7 +206,7 @@ def test_concurrent_training_is_refused(db_url: str, conn: psycopg.Connection) -
     make_blocks(conn)
     model_id = rows(conn, "SELECT id FROM recsys.model")[0][0]
     with psycopg.connect(db_url, autocommit=True) as holder:
-        holder.execute("SELECT pg_advisory_lock(%s)", (training.model_lock_key(model_id),))
+        holder.execute("SELECT pg_advisory_lock(%s)", (run.model_lock_key(model_id),))
         with pytest.raises(RecsysError, match='model "blocks" is already being trained'):
             training.train(db_url, "blocks")
 

@@ -10,8 +10,9 @@ import psycopg
 import pytest
 import scipy.sparse as sp
 
-from recsys_db import db, source, training, weighting
+from recsys_db import db, load, training, weighting
 from recsys_db.errors import ConfigError
+from recsys_db.model import ModelConfig, get_model
 
 from .conftest import rows
 
@@ -35,10 +36,10 @@ def make_events(conn: psycopg.Connection, params: str) -> None:
                  f" params => {params})")
 
 
-def loaded(url: str) -> tuple[source.ModelConfig, np.ndarray]:
+def loaded(url: str) -> tuple[ModelConfig, np.ndarray]:
     with db.connect(url) as conn:
-        model = source.get_model(conn, "ev")
-        return model, source.load(conn, model).matrix.toarray()
+        model = get_model(conn, "ev")
+        return model, load.read(conn, model).matrix.toarray()
 
 
 def by_hand_bm25(k1: float, b: float) -> np.ndarray:
@@ -75,7 +76,7 @@ def test_schemes_by_hand(db_url: str, conn: psycopg.Connection, params: str,
     make_events(conn, f"recsys.als(factors => 2, {params})")
     model, summed = loaded(db_url)
     assert summed.tolist() == SUMMED.tolist()
-    weighted = weighting.apply(source.load(conn, model).matrix, model.params)
+    weighted = weighting.apply(load.read(conn, model).matrix, model.params)
     conn.execute("DROP TABLE recsys_user_map, recsys_item_map")
     assert weighted.dtype == np.float32
     assert np.allclose(weighted.toarray(), expected, rtol=1e-6, atol=1e-6)

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from recsys_db import cli, db, training, worker
+from recsys_db import cli, db, run, training, worker
 
 from .conftest import rows
 
@@ -165,7 +165,7 @@ def test_kill_9_mid_training_recovered_by_another_worker(
         (1, "ready"), (2, "failed"), (3, "ready")]
     assert rows(conn, "SELECT to_regclass('recsys.m1_v2_items')") == [(None,)]
     assert rows(conn, "SELECT version, status, worker, error FROM recsys.runs ORDER BY run_id"
-                ) == [(1, "succeeded", training.worker_name(), None),
+                ) == [(1, "succeeded", run.worker_name(), None),
                       (None, "failed", procs[0].name,
                        f"abandoned: worker {procs[0].name} stopped before the run finished"),
                       (3, "succeeded", procs[1].name, None)]

@@ -5,30 +5,25 @@ Either way the keys end up mapped to dense integer indices in temporary tables
 records, and mapped by numpy; other keys never leave the database: they are mapped in SQL and
 only (user_idx, item_idx, weight) triples are copied out, in binary, straight into numpy.
 
-Sources are read with the rights of the role that declared the model (``recsys.model.declarer``):
-every statement that reads a source runs inside ``as_declarer``, which checks that the declarer
-may read the columns used, then switches to it with ``SET LOCAL ROLE`` (so that its column
-privileges and row-level security apply) and back. The worker creates every temporary table
-itself and grants the declarer only what those statements need on them.
+Every statement that reads the source runs as the model's declarer (``access.as_declarer``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import psycopg
 import scipy.sparse as sp
 from psycopg import sql
-from psycopg.pq import TransactionStatus
 
 from recsys_db import copybin, queries
-from recsys_db.errors import ConfigError, DataError, RecsysError
+from recsys_db.access import as_declarer
+from recsys_db.errors import ConfigError, DataError
+from recsys_db.model import ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -55,191 +50,6 @@ INTEGER_KEY_TYPES = {"smallint": ("int2send", ">i2"), "integer": ("int4send", ">
                      "bigint": ("int8send", ">i8")}
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    """A row of ``recsys.model``."""
-
-    id: int
-    name: str
-    source_schema: str
-    source_table: str
-    user_column: str
-    item_column: str
-    weight_column: str | None
-    event_column: str | None
-    event_weights: dict[str, float] | None
-    time_column: str | None
-    params: dict[str, Any]
-    refresh_every: Any
-    active_version: int | None
-    # the role that declared the model, whose rights every read of its sources has; None when
-    # unknown (its role was dropped), and then nothing is read
-    declarer: str | None = None
-
-    @property
-    def source(self) -> sql.Identifier:
-        return sql.Identifier(self.source_schema, self.source_table)
-
-    @property
-    def source_label(self) -> str:
-        return f"{self.source_schema}.{self.source_table}"
-
-    @property
-    def relation(self) -> SourceRelation:
-        """The model's source and the columns a training or fold-in reads from it."""
-        columns = (self.user_column, self.item_column, self.weight_column, self.event_column,
-                   self.time_column)
-        return SourceRelation(self.source_schema, self.source_table,
-                              tuple(c for c in columns if c is not None), "the source")
-
-
-@dataclass(frozen=True)
-class SourceRelation:
-    """A relation read for a model (its source, or a feature relation) and the columns read."""
-
-    schema: str
-    table: str
-    columns: tuple[str, ...]
-    what: str  # how messages name it: "the source", "the item features"
-
-    @property
-    def label(self) -> str:
-        """schema.table, as messages show it."""
-        return f"{self.schema}.{self.table}"
-
-
-# Privileges the worker may grant the declarer on its temporary tables.
-TEMP_PRIVILEGES = frozenset({"SELECT", "INSERT", "SELECT, INSERT"})
-
-
-def check_source(conn: psycopg.Connection, model: ModelConfig,
-                 relation: SourceRelation | None = None) -> None:
-    """Raise unless the model's declarer may read ``relation`` (default: the model's source).
-
-    ``recsys._check_source`` refuses system catalogs, recsys's own tables and temporary tables
-    as sources, an unknown declarer, and a declarer that may not read one of the columns
-    (psycopg's InsufficientPrivilege, naming the column). ConfigError when the relation does
-    not exist.
-    """
-    relation = relation or model.relation
-    row = conn.execute(queries.text("check_source"), {
-        "schema": relation.schema, "table": relation.table, "declarer": model.declarer,
-        "columns": list(relation.columns)}).fetchone()
-    if row is None:
-        raise ConfigError(f'{relation.what} relation "{relation.label}" of model "{model.name}" '
-                          "does not exist")
-
-
-@dataclass(frozen=True)
-class _Session:
-    """Who the session is, as ``as_declarer`` found it before switching."""
-
-    current: str  # current_user
-    role_setting: str  # the role setting to restore ('none': the login itself)
-    login: str  # session_user
-    login_sql: str  # session_user as SQL writes it
-    declarer_sql: str
-    declarer_super: bool | None  # None: no such role
-
-
-def _checked_session(conn: psycopg.Connection, model: ModelConfig,
-                     relation: SourceRelation) -> _Session:
-    row = conn.execute(queries.text("declarer_session"), {"declarer": model.declarer}).fetchone()
-    assert row is not None
-    current, role_setting, login, login_super, declarer_super, login_sql, declarer_sql = row
-    if login_super and declarer_super is False:
-        raise ConfigError(
-            f'worker login "{login}" is a superuser and model "{model.name}" was declared by '
-            f'"{model.declarer}", which is not: code in {relation.what} could leave SET ROLE '
-            "and run as the superuser; nothing was read\n"
-            "HINT: run the worker as a login that is not a superuser, granted the declarer: "
-            f"GRANT {declarer_sql} TO <worker login> WITH INHERIT FALSE, SET TRUE")
-    check_source(conn, model, relation)
-    return _Session(current, role_setting, login, login_sql, declarer_sql, declarer_super)
-
-
-def check_access(conn: psycopg.Connection, model: ModelConfig,
-                 relation: SourceRelation | None = None) -> None:
-    """The checks every ``as_declarer`` block starts with, for a run to make before anything.
-
-    Raises ConfigError when the worker login is a superuser and the declarer is not (code in
-    a source can leave ``SET ROLE``, and would then run as the superuser), and whatever
-    ``check_source`` raises.
-    """
-    _checked_session(conn, model, relation or model.relation)
-
-
-@contextmanager
-def as_declarer(conn: psycopg.Connection, model: ModelConfig,
-                relation: SourceRelation | None = None, *,
-                grants: Mapping[str, str] | None = None) -> Iterator[Callable[[], None]]:
-    """Run the statements of the block with the rights of the role that declared ``model``.
-
-    Must be entered inside a transaction, by the worker as itself. In order:
-
-    - ``check_access`` (``relation`` defaults to the model's source);
-    - unless the declarer is already the current role (a superuser that declares and trains,
-      say): grants the declarer ``grants`` (temporary table -> "SELECT", "INSERT" or
-      "SELECT, INSERT") and ``SET LOCAL ROLE`` to it; a worker login that may not gets a
-      ConfigError saying which GRANT it needs;
-    - after the block, unless it raised (the transaction is aborted then, and rolls the role
-      back with everything else): checks that the current role is still the one the block
-      ran as, and raises RecsysError otherwise (a function in the source changed it); then
-      sets the role the session had before, for the session, so that nothing a source set
-      outlives the block.
-
-    It yields that check of the role, for blocks of several statements to run between them:
-    a statement that follows a change of role would run as the worker login, and fail on a
-    source that only the declarer may read, with a less telling error.
-    """
-    relation = relation or model.relation
-    if conn.info.transaction_status != TransactionStatus.INTRANS:
-        raise RuntimeError("as_declarer needs an open transaction")
-    session = _checked_session(conn, model, relation)
-    assert model.declarer is not None  # check_source refuses an unknown declarer
-    switch = model.declarer != session.current
-    if switch:
-        role = sql.Identifier(model.declarer)
-        for table, privileges in (grants or {}).items():
-            if privileges not in TEMP_PRIVILEGES:
-                raise ValueError(f"cannot grant {privileges!r} on {table}")
-            conn.execute(queries.compose("declarer_grant_temp", privileges=sql.SQL(privileges),
-                                         table=sql.Identifier(table), role=role))
-        try:
-            conn.execute(queries.compose("declarer_set_role", role=role))
-        except psycopg.errors.InsufficientPrivilege as exc:
-            raise ConfigError(_may_not_act_as(model, session)) from exc
-    expected = model.declarer if switch else session.current
-
-    def check(role: str | None) -> None:
-        if role != expected:
-            raise RecsysError(
-                f'{relation.what} of model "{model.name}" changed the session role: reading '
-                f'{relation.label} left it "{role}" instead of "{expected}"')
-
-    def check_role() -> None:
-        row = conn.execute(queries.text("declarer_current_role")).fetchone()
-        check(None if row is None else row[0])
-
-    yield check_role
-    # current_user is read before set_config runs: select-list items are evaluated in order
-    after = conn.execute(queries.text("declarer_leave"),
-                         {"role": session.role_setting}).fetchone()
-    check(None if after is None else after[0])
-
-
-def _may_not_act_as(model: ModelConfig, session: _Session) -> str:
-    if session.declarer_super:
-        hint = (f'"{model.declarer}" is a superuser, and a worker granted it could become one: '
-                "declare the model as a role that is not a superuser and may read its source, "
-                f"and GRANT that role TO {session.login_sql} WITH INHERIT FALSE, SET TRUE")
-    else:
-        hint = (f"GRANT {session.declarer_sql} TO {session.login_sql} "
-                "WITH INHERIT FALSE, SET TRUE")
-    return (f'worker login "{session.login}" may not act as "{model.declarer}", the role that '
-            f'declared model "{model.name}"\nHINT: {hint}')
-
-
 @dataclass
 class Interactions:
     """Interactions of one snapshot of the source; indices match the temp key maps."""
@@ -258,15 +68,6 @@ class Interactions:
         return int(self.matrix.shape[1])
 
 
-def get_model(conn: psycopg.Connection, name: str) -> ModelConfig:
-    """Load a model's configuration; raises ConfigError when it does not exist."""
-    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-        row = cur.execute(queries.text("model_by_name"), {"name": name}).fetchone()
-    if row is None:
-        raise ConfigError(f'model "{name}" does not exist')
-    return ModelConfig(**row)
-
-
 def refresh(conn: psycopg.Connection, model: ModelConfig) -> bool:
     """Refresh the source when it is a materialized view; returns whether it did.
 
@@ -274,7 +75,7 @@ def refresh(conn: psycopg.Connection, model: ModelConfig) -> bool:
     hold MAINTAIN on it); ConfigError otherwise.
     """
     row = conn.execute(
-        queries.text("source_kind"),
+        queries.text("load_source_kind"),
         {"schema": model.source_schema, "table": model.source_table,
          "declarer": model.declarer},
     ).fetchone()
@@ -284,7 +85,8 @@ def refresh(conn: psycopg.Connection, model: ModelConfig) -> bool:
     relkind, populated, has_unique, may_refresh = row
     if relkind != "m":
         return False
-    name = "refresh_matview_concurrently" if populated and has_unique else "refresh_matview"
+    name = ("load_refresh_matview_concurrently" if populated and has_unique
+            else "load_refresh_matview")
     with conn.transaction(), as_declarer(conn, model):
         if not may_refresh:
             raise ConfigError(
@@ -295,9 +97,11 @@ def refresh(conn: psycopg.Connection, model: ModelConfig) -> bool:
     return True
 
 
-def _check_columns(conn: psycopg.Connection, model: ModelConfig) -> dict[str, str]:
+def check_columns(conn: psycopg.Connection, model: ModelConfig) -> dict[str, str]:
+    """The source's column types by name, once the model's columns are found there, the weight
+    column is a number and the key types are supported (ConfigError otherwise)."""
     rows = conn.execute(
-        queries.text("source_columns"),
+        queries.text("load_source_columns"),
         {"schema": model.source_schema, "table": model.source_table},
     ).fetchall()
     if not rows:
@@ -317,17 +121,17 @@ def _check_columns(conn: psycopg.Connection, model: ModelConfig) -> dict[str, st
             f'weight_column "{model.weight_column}" has type {types[model.weight_column]}, '
             "expected a number"
         )
-    _check_key_types(conn, model)
+    check_key_types(conn, model)
     return types
 
 
-def _check_key_types(conn: psycopg.Connection, model: ModelConfig) -> None:
+def check_key_types(conn: psycopg.Connection, model: ModelConfig) -> None:
     """Refuse key columns whose text form is not a function of the value alone.
 
     A view's column types can change after ``create_model`` checked them, so every training
     and fold-in checks again.
     """
-    found = {row[0]: row[1:] for row in conn.execute(queries.text("source_key_types"), {
+    found = {row[0]: row[1:] for row in conn.execute(queries.text("load_key_types"), {
         "schema": model.source_schema, "table": model.source_table,
         "columns": [model.user_column, model.item_column]}).fetchall()}
     for role, column in (("user", model.user_column), ("item", model.item_column)):
@@ -342,7 +146,10 @@ def _check_key_types(conn: psycopg.Connection, model: ModelConfig) -> None:
             "use a text, integer or uuid key (cast it in a view)")
 
 
-def _expressions(model: ModelConfig, types: dict[str, str]) -> dict[str, sql.Composable]:
+def expressions(model: ModelConfig, types: dict[str, str]) -> dict[str, sql.Composable]:
+    """The SQL a read of the source composes, over source alias ``s``: the source, the keys
+    (as they are and in the key maps' ``native`` type), the raw weight, the weight times the
+    event's weight, and whether the event is mapped. Full training and fold-in both use it."""
     def column(name: str) -> sql.Composable:
         return sql.SQL("s.{}").format(sql.Identifier(name))
 
@@ -383,11 +190,12 @@ def native_keys(conn: psycopg.Connection,
                 model: ModelConfig) -> tuple[sql.Composable, sql.Composable]:
     """The (user, item) expressions over source alias ``s`` that equal the temp maps'
     ``native`` column, so that joins with the maps compare keys in their own type."""
-    parts = _expressions(model, _check_columns(conn, model))
+    parts = expressions(model, check_columns(conn, model))
     return parts["user_native"], parts["item_native"]
 
 
-def _check_weights(model: ModelConfig, weights: np.ndarray) -> None:
+def check_weights(model: ModelConfig, weights: np.ndarray) -> None:
+    """Raise DataError naming how many weights are NaN, infinite or negative."""
     label = f'weight column "{model.weight_column}"' if model.weight_column else "weights"
     nan = int(np.isnan(weights).sum())
     inf = int(np.isinf(weights).sum())
@@ -416,7 +224,7 @@ class _Loaded:
     weights: npt.NDArray[np.float64]
 
 
-def load(conn: psycopg.Connection, model: ModelConfig) -> Interactions:
+def read(conn: psycopg.Connection, model: ModelConfig) -> Interactions:
     """Map keys to indices in temp tables and copy the interactions into a CSR matrix.
 
     Runs in one REPEATABLE READ transaction so that the counts, the key maps and the rows
@@ -428,12 +236,12 @@ def load(conn: psycopg.Connection, model: ModelConfig) -> Interactions:
     integers (smallint, integer, bigint) the source is read in one pass and the keys mapped
     by numpy; other keys are mapped in SQL.
     """
-    conn.execute(queries.text("drop_maps"))
+    conn.execute(queries.text("load_drop_maps"))
     with conn.transaction():
-        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        conn.execute(queries.text("perf_load_memory"), {"memory": LOAD_WORK_MEM})
-        types = _check_columns(conn, model)
-        parts = _expressions(model, types)
+        conn.execute(queries.text("load_repeatable_read"))
+        conn.execute(queries.text("load_work_mem"), {"memory": LOAD_WORK_MEM})
+        types = check_columns(conn, model)
+        parts = expressions(model, types)
         if types[model.user_column] in INTEGER_KEY_TYPES \
                 and types[model.item_column] in INTEGER_KEY_TYPES:
             loaded = _load_integer_keys(conn, model, parts, types[model.user_column],
@@ -448,7 +256,7 @@ def load(conn: psycopg.Connection, model: ModelConfig) -> Interactions:
             f"{loaded.skipped_null} with NULL keys or weights, {loaded.skipped_event} with "
             "unmapped events"
         )
-    _check_weights(model, loaded.weights)
+    check_weights(model, loaded.weights)
     matrix = sp.csr_matrix((loaded.weights, (loaded.user_idx, loaded.item_idx)),
                            shape=(loaded.users, loaded.items), dtype=np.float64)
     del loaded.user_idx, loaded.item_idx, loaded.weights
@@ -479,7 +287,7 @@ def _all_zero_message(model: ModelConfig, loaded: _Loaded) -> str:
 
 
 def _native_type(types: dict[str, str], column: str) -> sql.Composable:
-    """The SQL type of a key map's ``native`` column (see ``_expressions``)."""
+    """The SQL type of a key map's ``native`` column (see ``expressions``)."""
     return sql.SQL(types[column] if types[column] in NATIVE_KEY_TYPES else "text")
 
 
@@ -492,27 +300,26 @@ def _load_mapped_in_sql(conn: psycopg.Connection, model: ModelConfig,
     maps = (("recsys_user_map", parts["user_native"], model.user_column),
             ("recsys_item_map", parts["item_native"], model.item_column))
     for name, _, column in maps:
-        conn.execute(queries.compose("declarer_create_key_map", map=sql.Identifier(name),
+        conn.execute(queries.compose("load_create_key_map", map=sql.Identifier(name),
                                      native_type=_native_type(types, column)))
     grants = {"recsys_user_map": "SELECT, INSERT", "recsys_item_map": "SELECT, INSERT"}
     with as_declarer(conn, model, grants=grants) as check_role:
-        row = conn.execute(queries.compose("count_rows", **parts)).fetchone()
+        row = conn.execute(queries.compose("load_count_rows", **parts)).fetchone()
         assert row is not None
         rows_read, skipped_null, skipped_event = (int(x) for x in row)
         for name, native, _ in maps:
             check_role()
-            conn.execute(queries.compose("declarer_fill_key_map", map=sql.Identifier(name),
+            conn.execute(queries.compose("load_fill_key_map", map=sql.Identifier(name),
                                          native=native, **parts))
-    conn.execute(queries.text("analyze_maps"))
-    users_row = conn.execute("SELECT count(*) FROM recsys_user_map").fetchone()
-    items_row = conn.execute("SELECT count(*) FROM recsys_item_map").fetchone()
-    assert users_row is not None and items_row is not None
-    users, items = int(users_row[0]), int(items_row[0])
+    conn.execute(queries.text("load_analyze_maps"))
+    sizes = conn.execute(queries.text("load_map_sizes")).fetchone()
+    assert sizes is not None
+    users, items = int(sizes[0]), int(sizes[1])
     # Users in ranges, so that no array nears PostgreSQL's 1 GB value limit.
     parts_of_users = max(1, -(-rows_read // ROWS_PER_COPY))
     step = -(-max(users, 1) // parts_of_users)
     pieces = []
-    copy_query = queries.compose("perf_copy_interactions", **parts)
+    copy_query = queries.compose("load_copy_interactions", **parts)
     with as_declarer(conn, model) as check_role:  # the maps were granted above
         for first in range(0, max(users, 1), step):
             if first:
@@ -543,7 +350,7 @@ def _load_integer_keys(conn: psycopg.Connection, model: ModelConfig,
                  item_bytes=sql.SQL(item_send + "({})").format(parts["item"]))
     record = np.dtype([("user", user_dtype), ("item", item_dtype), ("weight", ">f8")])
     with as_declarer(conn, model) as check_role:
-        plan = conn.execute(queries.compose("perf_estimate_rows", **parts)).fetchone()
+        plan = conn.execute(queries.compose("load_estimate_rows", **parts)).fetchone()
         assert plan is not None
         estimate = float(plan[0][0]["Plan"]["Plan Rows"])
         check_role()  # planning may have run a source's immutable functions
@@ -552,7 +359,7 @@ def _load_integer_keys(conn: psycopg.Connection, model: ModelConfig,
                 chunks = _chunks_for(estimate)
                 read = _read_key_records(conn, parts, record, chunks, check_role)
         except (psycopg.errors.ProgramLimitExceeded, psycopg.errors.OutOfMemory):
-            row = conn.execute(queries.compose("count_rows", **parts)).fetchone()
+            row = conn.execute(queries.compose("load_count_rows", **parts)).fetchone()
             assert row is not None
             check_role()
             log.info("row estimate %d was too low: %d rows; reading again in more chunks",
@@ -564,13 +371,13 @@ def _load_integer_keys(conn: psycopg.Connection, model: ModelConfig,
     user_keys, user_idx = dense_indices(users)
     item_keys, item_idx = dense_indices(items)
     del read, users, items
-    conn.execute(queries.compose("perf_create_int_maps", user_type=sql.SQL(user_type),
+    conn.execute(queries.compose("load_create_int_maps", user_type=sql.SQL(user_type),
                                  item_type=sql.SQL(item_type)))
-    for name, keys, dtype in (("perf_copy_user_map", user_keys, user_dtype),
-                              ("perf_copy_item_map", item_keys, item_dtype)):
+    for name, keys, dtype in (("load_copy_user_map", user_keys, user_dtype),
+                              ("load_copy_item_map", item_keys, item_dtype)):
         with conn.cursor() as cur, cur.copy(queries.text(name)) as copy:
             copy.write(copybin.encode_index_keys(keys, dtype))
-    conn.execute(queries.text("analyze_maps"))
+    conn.execute(queries.text("load_analyze_maps"))
     # Rows with an unmapped event are the rest: their weight, and so their record, is NULL.
     skipped_event = rows_read - skipped_null - len(weights)
     return _Loaded(rows_read, skipped_null, skipped_event, len(user_keys), len(item_keys),
@@ -604,7 +411,7 @@ def _read_key_records(conn: psycopg.Connection, parts: dict[str, sql.Composable]
                 user=parts["user"], n=sql.Literal(chunks), k=sql.Literal(chunk))
         buffer = bytearray()
         with conn.cursor() as cur, cur.copy(
-                queries.compose("perf_copy_key_records", **parts, chunk=where)) as copy:
+                queries.compose("load_copy_key_records", **parts, chunk=where)) as copy:
             for block in copy:
                 buffer += block
         (row,) = copybin.parse_rows(buffer)
