@@ -88,11 +88,6 @@ def fold_in(url: str, model_name: str, *, progress: run.Progress | None = None,
     with run.session(url, model_name) as session:
         active = session.active_version()
         model = active.model
-        if model.params["weighting"] not in ELEMENTWISE_WEIGHTING:
-            raise ConfigError(
-                f'incremental refresh of version {active.version} of model "{model.name}" '
-                f"does not support weighting {model.params['weighting']}; use one of "
-                f"{', '.join(ELEMENTWISE_WEIGHTING)} or a full refresh")
         with session.run("incremental", model.params,
                          lambda run_id: FoldInResult(run_id, model.name,
                                                      version=active.version),
@@ -108,6 +103,11 @@ def fold_in(url: str, model_name: str, *, progress: run.Progress | None = None,
 def _stages(conn: psycopg.Connection, active: run.ActiveVersion,
             current: run.Run[FoldInResult]) -> None:
     result, model = current.record, active.model
+    if model.params["weighting"] not in ELEMENTWISE_WEIGHTING:  # recorded as a failed run
+        raise ConfigError(
+            f'incremental refresh of version {active.version} of model "{model.name}" '
+            f"does not support weighting {model.params['weighting']}; use one of "
+            f"{', '.join(ELEMENTWISE_WEIGHTING)} or a full refresh")
     with current.stage("load"):
         changes = _load_changes(conn, active)
     result.rows_read, result.watermark = changes.rows_read, changes.watermark

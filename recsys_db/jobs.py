@@ -18,6 +18,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from recsys_db import queries
+from recsys_db.errors import ConfigError, DataError, TrainingError
 from recsys_db.model import get_model
 from recsys_db.run import abandon, model_lock_key
 
@@ -62,6 +63,13 @@ def heartbeat(conn: psycopg.Connection, worker_id: int, state: str) -> None:
     conn.execute(queries.text("job_heartbeat"), {"worker_id": worker_id, "state": state})
 
 
+def revive_worker(conn: psycopg.Connection, worker_id: int, error: str,
+                  error_at: datetime) -> None:
+    """Mark a worker alive again after a reconnect, keeping the error that cut it off."""
+    conn.execute(queries.text("job_revive_worker"),
+                 {"worker_id": worker_id, "error": error, "error_at": error_at})
+
+
 def stop_worker(conn: psycopg.Connection, worker_id: int) -> None:
     """Mark a worker as stopped; it disappears from ``recsys.workers``."""
     conn.execute(queries.text("job_stop_worker"), {"worker_id": worker_id})
@@ -79,6 +87,36 @@ def claim(conn: psycopg.Connection, worker_id: int) -> Job | None:
     return Job(*row) if row else None
 
 
+# SQLSTATE classes of errors that the same job meets again: data exceptions (22), integrity
+# (23), invalid authorization (28), syntax, access and undefined objects (42)
+PERMANENT_CLASSES = ("22", "23", "28", "42")
+# SQLSTATEs of a server going away or not accepting connections yet: admin shutdown, crash
+# shutdown, cannot connect now
+SERVER_GONE = ("57P01", "57P02", "57P03")
+
+
+def failure_kind(exc: BaseException) -> str:
+    """How a job that raised ``exc`` is retried.
+
+    - 'disconnected': the connection to the server was lost (a restart); the job is released
+      at once, without using up an attempt.
+    - 'permanent': retrying cannot help (the model's configuration, its data, a permission, a
+      missing source or column); the job fails now.
+    - 'transient': anything else (a lock held by a standalone training, a serialization
+      failure, a cancelled query, ...); retried with backoff, counted as an attempt.
+    """
+    if isinstance(exc, (ConfigError, DataError, TrainingError)):
+        return "permanent"
+    if isinstance(exc, psycopg.Error):
+        state = exc.sqlstate or ""
+        if state in SERVER_GONE or (isinstance(exc, psycopg.OperationalError)
+                                    and (not state or state.startswith("08"))):
+            return "disconnected"
+        if state[:2] in PERMANENT_CLASSES:
+            return "permanent"
+    return "transient"
+
+
 def run_of(conn: psycopg.Connection, job_id: int) -> tuple[int, str] | None:
     """(run id, status) of the newest run the job's worker started for it, if any."""
     row = conn.execute(queries.text("job_run_of"), {"job_id": job_id}).fetchone()
@@ -91,15 +129,18 @@ def succeed(conn: psycopg.Connection, job_id: int, run_id: int | None) -> None:
 
 
 def retry(conn: psycopg.Connection, job_id: int, error: str, *, max_attempts: int,
-          backoff: float, count_attempt: bool = True) -> str | None:
+          backoff: float, count_attempt: bool = True, worker_id: int | None = None
+          ) -> str | None:
     """Requeue a running job after a failure (with backoff) or give up after max_attempts.
 
-    Returns the job's new status ('queued' or 'failed'), or None when it was not running.
-    ``count_attempt=False`` releases the job without using up an attempt.
+    Returns the job's new status ('queued' or 'failed'), or None when it was not running (or,
+    given ``worker_id``, is not that worker's any more: another worker took it over).
+    ``count_attempt=False`` releases the job without using up an attempt; ``max_attempts=0``
+    fails it at once.
     """
     row = conn.execute(queries.text("job_retry"), {
         "job_id": job_id, "error": error, "max_attempts": max_attempts, "backoff": backoff,
-        "count_attempt": count_attempt}).fetchone()
+        "count_attempt": count_attempt, "worker_id": worker_id}).fetchone()
     return row[0] if row else None
 
 
@@ -143,8 +184,9 @@ def _recover_model(conn: psycopg.Connection, model_id: int, model_name: str, *,
             continue
         if run is not None:
             conn.execute(queries.text("job_set_run"), {"job_id": job_id, "run_id": run[0]})
+        # not the job's fault: retried at once, without using up an attempt
         status = retry(conn, job_id, f"worker {worker} stopped heartbeating (lease expired)",
-                       max_attempts=max_attempts, backoff=backoff)
+                       max_attempts=max_attempts, backoff=backoff, count_attempt=False)
         jobs[job_id] = status or "unchanged"
     recovered = Recovered(model=model_name, failed_runs=runs, discarded_versions=versions,
                           jobs=jobs)

@@ -39,9 +39,13 @@ UPDATE recsys.job
  WHERE id = %(job_id)s AND status = 'running';
 
 -- name: job_retry
--- Retry a failed job after a backoff, or give it up after max attempts.
+-- Retry a failed job after a backoff, or give it up after max attempts; no row when the job
+-- is not the given worker's (NULL: any worker's) any more.
 SELECT recsys._retry_job(%(job_id)s, %(error)s, %(max_attempts)s, %(backoff)s,
-                         %(count_attempt)s);
+                         %(count_attempt)s)
+ WHERE %(worker_id)s::bigint IS NULL
+    OR EXISTS (SELECT 1 FROM recsys.job
+                WHERE id = %(job_id)s AND worker_id = %(worker_id)s::bigint);
 
 -- name: job_set_run
 -- Link a job to the run that works on it.
@@ -105,3 +109,11 @@ SELECT worker_id, name, state, started_at, heartbeat_at, job_id, model, job_mode
 -- Open jobs, for `status`.
 SELECT job_id, model, mode, reason, status, attempts, run_after, worker, error
   FROM recsys.jobs WHERE status IN ('queued', 'running') ORDER BY job_id;
+
+-- name: job_revive_worker
+-- The worker is back after losing its connection: alive again (also when another worker
+-- marked it dead meanwhile), with the reconnect counted and the error that cut it off.
+UPDATE recsys.worker
+   SET heartbeat_at = clock_timestamp(), stopped_at = NULL, state = 'idle',
+       reconnects = reconnects + 1, last_error = %(error)s, last_error_at = %(error_at)s
+ WHERE id = %(worker_id)s;

@@ -9,6 +9,11 @@ SIGTERM or SIGINT stops claiming; a running job gets ``grace`` seconds to finish
 it is interrupted (its run is recorded as failed, its version discarded) and the job goes
 back to the queue without using up an attempt. A second signal interrupts at once. Either
 way the worker exits 0.
+
+When the database goes away (a restart), the worker reconnects with backoff for up to
+``reconnect_timeout`` seconds, then settles the job it was running (released without using up
+an attempt when the connection loss failed it) and carries on; it gives up with the original
+error when the server stays away longer.
 """
 
 from __future__ import annotations
@@ -45,13 +50,14 @@ class WorkerOptions:
     backoff: float = 30.0  # seconds before the first retry; doubles per attempt
     once: bool = False  # run what is due now, then exit (cron)
     name: str | None = None  # default host:pid
+    reconnect_timeout: float = 600.0  # how long to keep reconnecting after the server went away
 
     def check(self) -> None:
         """Raise RecsysError on settings that cannot work."""
         for name in ("poll", "lease"):
             if getattr(self, name) <= 0:
                 raise RecsysError(f"worker {name} must be positive, not {getattr(self, name):g}")
-        for name in ("grace", "backoff"):
+        for name in ("grace", "backoff", "reconnect_timeout"):
             if getattr(self, name) < 0:
                 raise RecsysError(
                     f"worker {name} must not be negative, not {getattr(self, name):g}")
@@ -70,7 +76,7 @@ class Events:
     Output never stops the worker: once its stream is closed, events are dropped.
     """
 
-    QUIET_SHOWS = frozenset({"failed", "recovered", "rejected"})
+    QUIET_SHOWS = frozenset({"failed", "recovered", "rejected", "disconnected", "reconnected"})
 
     def __init__(self, *, as_json: bool = False, quiet: bool = False):
         self.as_json = as_json
@@ -88,6 +94,18 @@ class Events:
             else:
                 details = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
                 write_line(f"{stamp} {event} {details}".rstrip(), err=True)
+
+
+@dataclass
+class _Outcome:
+    """How a job ended: its result, or the kind of failure (``jobs.failure_kind``, or
+    'released' on shutdown) with its error."""
+
+    job: jobs.Job
+    result: training.RunResult | foldin.FoldInResult | None = None
+    kind: str = "succeeded"
+    error: str = ""
+    seconds: float = 0.0
 
 
 class ShutdownRequested(BaseException):
@@ -113,6 +131,8 @@ class Worker:
         self._in_job = False
         self._state = "idle"
         self._failures = 0
+        # a finished job whose outcome could not be written (the connection was lost)
+        self._unsettled: _Outcome | None = None
 
     # -- signals -----------------------------------------------------------------------------
 
@@ -148,30 +168,82 @@ class Worker:
                 handlers[sig] = signal.signal(sig, self._on_signal)
             handlers[signal.SIGALRM] = signal.signal(signal.SIGALRM, self._on_alarm)
         heartbeat: threading.Thread | None = None
+        conn: psycopg.Connection | None = None
         try:
-            with db.connect(self.url, pinned=True) as conn:
-                install.check_schema(conn)
-                self.worker_id = jobs.register_worker(conn, self.name, self.options.lease)
-                conn.execute(queries.text("worker_listen"))
-                heartbeat = threading.Thread(target=self._heartbeat_loop, daemon=True,
-                                             name="recsys-heartbeat")
-                heartbeat.start()
-                self.events("started", worker=self.name, worker_id=self.worker_id,
-                            once=self.options.once, poll=self.options.poll,
-                            lease=self.options.lease)
+            conn = db.connect(self.url, pinned=True)
+            install.check_schema(conn)
+            self.worker_id = jobs.register_worker(conn, self.name, self.options.lease)
+            conn.execute(queries.text("worker_listen"))
+            heartbeat = threading.Thread(target=self._heartbeat_loop, daemon=True,
+                                         name="recsys-heartbeat")
+            heartbeat.start()
+            self.events("started", worker=self.name, worker_id=self.worker_id,
+                        once=self.options.once, poll=self.options.poll,
+                        lease=self.options.lease)
+            while True:
                 try:
                     self._loop(conn)
-                finally:
-                    self._stop_heartbeat.set()
-                    heartbeat.join()
-                    jobs.stop_worker(conn, self.worker_id)
+                    break
+                except psycopg.OperationalError as exc:
+                    if not (conn.broken or conn.closed):
+                        raise
+                    conn.close()
+                    conn = self._reconnect(exc)
+                    if conn is None:  # stopped while the database was away
+                        break
+            if conn is not None:
+                jobs.stop_worker(conn, self._id)
         finally:
+            self._stop_heartbeat.set()
+            if heartbeat is not None:
+                heartbeat.join()
+            if conn is not None:
+                conn.close()
             for sig, previous in handlers.items():
                 signal.signal(sig, previous)
         self.events("stopped", worker=self.name, failures=self._failures)
         return 1 if self.options.once and self._failures else 0
 
+    def _reconnect(self, lost: psycopg.OperationalError) -> psycopg.Connection | None:
+        """A new connection after ``lost``, retried with backoff (0.5 s doubling, at most
+        15 s between tries) for up to ``reconnect_timeout`` seconds; then ``lost`` is raised
+        again, the error that stopped the worker. Stopping the worker stops the retries (and
+        returns None)."""
+        error = str(lost).strip().splitlines()[0] if str(lost).strip() else type(lost).__name__
+        lost_at = datetime.now(UTC)
+        self._state = "reconnecting"
+        self.events("disconnected", worker=self.name, error=error,
+                    reconnect_timeout=self.options.reconnect_timeout)
+        deadline = time.monotonic() + self.options.reconnect_timeout
+        pause, attempt = 0.5, 0
+        while not self._stop.wait(min(pause, max(0.0, deadline - time.monotonic()))):
+            attempt += 1
+            try:
+                conn = db.connect(self.url, pinned=True)
+            except psycopg.OperationalError as exc:
+                if time.monotonic() >= deadline:
+                    log.error("worker %s: the database stayed away for %gs: %s", self.name,
+                              self.options.reconnect_timeout, str(exc).strip())
+                    raise lost from exc
+                log.info("worker %s: reconnect attempt %d failed: %s", self.name, attempt,
+                         str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
+                pause = min(pause * 2, 15.0)
+                continue
+            try:
+                jobs.revive_worker(conn, self._id, error, lost_at)
+                conn.execute(queries.text("worker_listen"))
+            except BaseException:
+                conn.close()
+                raise
+            self._state = "idle"
+            self.events("reconnected", worker=self.name, attempts=attempt,
+                        seconds=round((datetime.now(UTC) - lost_at).total_seconds(), 3))
+            return conn
+        return None
+
     def _loop(self, conn: psycopg.Connection) -> None:
+        if self._unsettled is not None:
+            self._settle(conn, self._unsettled)
         while not self._stop.is_set():
             self._housekeeping(conn)
             job = None if self._stop.is_set() else jobs.claim(conn, self._id)
@@ -226,41 +298,56 @@ class Worker:
 
     def _execute(self, conn: psycopg.Connection, job: jobs.Job) -> None:
         self._state = "busy"
+        jobs.heartbeat(conn, self._id, self._state)  # recsys.workers shows it at once
         self.events("claimed", worker=self.name, job=job.id, model=job.model, mode=job.mode,
                     reason=job.reason, attempt=job.attempts)
         started = time.perf_counter()
-        result: training.RunResult | foldin.FoldInResult | None = None
-        kind, error = "succeeded", ""
+        outcome = _Outcome(job)
         self._in_job = True
         try:
-            result = self._run_job(conn, job)
+            outcome.result = self._run_job(conn, job)
         except ShutdownRequested as exc:
-            kind, error = "released", str(exc)
-        except Exception as exc:  # every failure is recorded on the job and retried
-            kind, error = "failed", str(exc).strip() or type(exc).__name__
+            outcome.kind, outcome.error = "released", str(exc)
+        except Exception as exc:  # every failure is recorded on the job, retried or not
+            outcome.kind = jobs.failure_kind(exc)
+            outcome.error = str(exc).strip() or type(exc).__name__
         finally:
             self._in_job = False
             if threading.current_thread() is threading.main_thread():
                 signal.setitimer(signal.ITIMER_REAL, 0)  # a grace timer must not outlive the job
-        seconds = round(time.perf_counter() - started, 3)
+        outcome.seconds = round(time.perf_counter() - started, 3)
+        self._unsettled = outcome  # until its outcome is written: a reconnect settles it
+        self._settle(conn, outcome)
+
+    def _settle(self, conn: psycopg.Connection, outcome: _Outcome) -> None:
+        """Write a finished job's outcome: succeeded, or retried as its failure allows."""
+        job, result = outcome.job, outcome.result
         if result is not None:
             jobs.succeed(conn, job.id, result.run_id)
             # a run the promotion gate rejected is done (not retried), but activated nothing
-            outcome = "rejected" if result.status == "rejected" else "succeeded"
-            self.events(outcome, worker=self.name, job=job.id, model=job.model,
-                        run=result.run_id, version=result.version, seconds=seconds,
+            event = "rejected" if result.status == "rejected" else "succeeded"
+            self.events(event, worker=self.name, job=job.id, model=job.model,
+                        run=result.run_id, version=result.version, seconds=outcome.seconds,
                         stages=result.stages, **({"error": result.error} if result.error else {}))
         else:
             run = jobs.run_of(conn, job.id)
             if run is not None:
                 conn.execute(queries.text("job_set_run"), {"job_id": job.id, "run_id": run[0]})
-            status = jobs.retry(conn, job.id, error, max_attempts=self.options.max_attempts,
-                                backoff=self.options.backoff, count_attempt=kind == "failed")
-            if kind == "failed":
+            # a lost connection or a shutdown is not the job's fault; what cannot succeed
+            # (configuration, data, permissions) is not tried again
+            status = jobs.retry(
+                conn, job.id, outcome.error, backoff=self.options.backoff,
+                max_attempts=0 if outcome.kind == "permanent" else self.options.max_attempts,
+                count_attempt=outcome.kind in ("permanent", "transient"), worker_id=self._id)
+            event = "released" if outcome.kind in ("released", "disconnected") else "failed"
+            if event == "failed":
                 self._failures += 1
-            self.events(kind, worker=self.name, job=job.id, model=job.model, error=error,
-                        job_status=status, seconds=seconds)
+            self.events(event, worker=self.name, job=job.id, model=job.model,
+                        error=outcome.error, job_status=status, retry=outcome.kind,
+                        seconds=outcome.seconds)
+        self._unsettled = None
         self._state = "stopping" if self._stop.is_set() else "idle"
+        jobs.heartbeat(conn, self._id, self._state)
 
     def _run_job(self, conn: psycopg.Connection, job: jobs.Job
                  ) -> training.RunResult | foldin.FoldInResult:
