@@ -13,8 +13,8 @@ import pytest
 import recsys_db
 from recsys_db.errors import RecsysError
 
-from .conftest import rows
-from .fold_in_reference import create_events
+from .helpers import rows
+from .helpers_foldin import create_events
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from implicit.evaluation import ranking_metrics_at_k
 from recsys_db import datasets, db, evaluation, source, training, weighting
 from recsys_db.errors import ConfigError
 
-from .conftest import rows
+from .helpers import rows
 
 # Seven users, items with distinct popularity once each user's last item is held out:
 # u1 A B C, u2 A B D, u3 A C E, u4 A B  -> test C, D, E, B; train A=4 B=2 C=1 D=0 E=0

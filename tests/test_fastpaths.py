@@ -14,7 +14,7 @@ from benchmarks import synthetic
 from recsys_db import copybin, source, training
 from recsys_db.errors import DataError
 
-from .conftest import rows
+from .helpers import rows
 
 EVENTS = [
     ("alice", "apple", 1), ("alice", "apple", 2), ("alice", "pear", 5),

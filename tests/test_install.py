@@ -12,7 +12,7 @@ import pytest
 
 from recsys_db import install
 
-from .conftest import rows
+from .helpers import rows
 
 
 def test_install_twice_is_a_no_op(db_url: str, conn: psycopg.Connection) -> None:
@@ -49,7 +49,7 @@ def test_changed_sql_is_reapplied(db_url: str, conn: psycopg.Connection) -> None
 
 
 def test_install_into_empty_database_creates_extension(server_url: str) -> None:
-    from .conftest import drop_database, new_database
+    from .helpers import drop_database, new_database
 
     name, url = new_database(server_url, template="template1")
     try:

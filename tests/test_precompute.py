@@ -10,7 +10,7 @@ import scipy.sparse as sp
 
 from recsys_db import db, precompute, training
 
-from .conftest import rows
+from .helpers import rows
 
 TOLERANCE = 1e-5
 

@@ -13,7 +13,7 @@ import pytest
 from recsys_db import training, tuning
 from recsys_db.errors import ConfigError, RecsysError
 
-from .conftest import rows
+from .helpers import rows
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:

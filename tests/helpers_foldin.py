@@ -13,7 +13,7 @@ from implicit.cpu.als import AlternatingLeastSquares
 
 from recsys_db import training, weighting
 
-from .conftest import rows
+from .helpers import rows
 
 EVENT_WEIGHTS = {"view": 1.0, "cart": 4.0, "buy": 10.0}
 
