@@ -15,7 +15,7 @@ import pytest
 
 from recsys_db import cli as recsys_cli
 
-from .helpers import rows
+from ..helpers import rows
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -8,7 +8,7 @@ import pytest
 
 from recsys_db import datasets, db, training
 
-from .helpers import rows
+from ..helpers import rows
 
 
 def test_set_features_validates(conn: psycopg.Connection) -> None:

@@ -16,7 +16,7 @@ from psycopg.types.json import Jsonb
 
 from recsys_db import cli, training, tuning
 
-from .helpers import rows
+from ..helpers import rows
 
 
 @pytest.fixture

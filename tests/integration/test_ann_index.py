@@ -9,7 +9,7 @@ import scipy.sparse as sp
 
 from recsys_db import store, training
 
-from .helpers import rows
+from ..helpers import rows
 
 USERS, ITEMS = 400, 6000
 

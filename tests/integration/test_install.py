@@ -12,7 +12,7 @@ import pytest
 
 from recsys_db import install
 
-from .helpers import rows
+from ..helpers import rows
 
 
 def test_install_twice_is_a_no_op(db_url: str, conn: psycopg.Connection) -> None:
@@ -49,7 +49,7 @@ def test_changed_sql_is_reapplied(db_url: str, conn: psycopg.Connection) -> None
 
 
 def test_install_into_empty_database_creates_extension(server_url: str) -> None:
-    from .helpers import drop_database, new_database
+    from ..helpers import drop_database, new_database
 
     name, url = new_database(server_url, template="template1")
     try:
@@ -64,7 +64,7 @@ def test_install_into_empty_database_creates_extension(server_url: str) -> None:
 
 @pytest.mark.slow
 def test_wheel_ships_sql_and_alembic(tmp_path: Path) -> None:
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path),
                     str(root)], check=True)
     (wheel,) = tmp_path.glob("recsys_db-*.whl")

@@ -14,7 +14,7 @@ from benchmarks import synthetic
 from recsys_db import copybin, source, training
 from recsys_db.errors import DataError
 
-from .helpers import rows
+from ..helpers import rows
 
 EVENTS = [
     ("alice", "apple", 1), ("alice", "apple", 2), ("alice", "pear", 5),
@@ -185,46 +185,6 @@ def test_integer_key_sources_fail_as_text_key_ones(conn: psycopg.Connection, val
         source.load(conn, source.get_model(conn, "ik"))
 
 
-def test_decimal_text_order_of_integer_keys() -> None:
-    rng = np.random.default_rng(5)
-    for keys in (np.array([0, -1, 1, 9, 10, -10, -9, 99, 100, BIG, -BIG - 1, -BIG, BIG - 1,
-                           10 ** 18, 10 ** 18 - 1, -(10 ** 18), 5, 50, 500, 51]),
-                 rng.integers(-BIG - 1, BIG, 5_000, dtype=np.int64, endpoint=True),
-                 rng.integers(-1_000, 100_000, 5_000)):
-        distinct = np.unique(keys.astype(np.int64))
-        assert [str(k) for k in distinct[source.text_order(distinct)]] == sorted(
-            str(k) for k in distinct.tolist())
-    # a table over the key span, and np.unique for keys spread too far for one
-    for keys in (rng.integers(-50, 3_000, 100_000), rng.integers(-BIG - 1, BIG, 1_000)):
-        distinct, index = source.dense_indices(keys.astype(np.int64))
-        assert [str(k) for k in distinct] == sorted({str(k) for k in keys.tolist()})
-        assert index.dtype == np.int32 and np.array_equal(distinct[index], keys)
-
-
-def test_binary_copy_rows_split_into_fields() -> None:
-    body = (b"\x00\x02" + b"\x00\x00\x00\x01" + b"a" + b"\xff\xff\xff\xff"
-            + b"\x00\x01" + b"\x00\x00\x00\x00")
-    found = copybin.parse_rows(copybin.HEADER + body + copybin.TRAILER)
-    assert [[None if f is None else bytes(f) for f in row] for row in found] == [
-        [b"a", None], [b""]]
-    with pytest.raises(ValueError, match="ends inside a field"):
-        copybin.parse_rows(copybin.HEADER + b"\x00\x01\x00\x00\x00\x09ab")
-    with pytest.raises(ValueError, match="without its trailer"):
-        copybin.parse_rows(copybin.HEADER + body)
-
-
-def test_synthetic_data_is_seeded_complete_and_skewed() -> None:
-    scale = synthetic.Scale("tiny", 50_000, 1_000, 2_000)
-    users, items, weights = synthetic.generate(scale)
-    again = synthetic.generate(scale)
-    assert all(np.array_equal(a, b) for a, b in zip((users, items, weights), again, strict=True))
-    assert set(users.tolist()) == set(range(1, 1_001))
-    assert set(items.tolist()) == set(range(1, 2_001))
-    counts = np.bincount(items)[1:]
-    assert counts.max() > 50 * np.median(counts)  # a power law, not uniform
-    assert weights.min() >= 1 and weights.max() <= 5
-
-
 def test_binary_copy_writes_vectors_and_arrays_exactly(conn: psycopg.Connection) -> None:
     rng = np.random.default_rng(3)
     factors = rng.standard_normal((7, 5)).astype(np.float32)
@@ -242,9 +202,3 @@ def test_binary_copy_writes_vectors_and_arrays_exactly(conn: psycopg.Connection)
     assert [r[2] for r in found] == [lists[i].indices.tolist() for i in range(7)]
 
 
-def test_binary_copy_parse_rejects_other_streams() -> None:
-    with pytest.raises(ValueError, match="not a binary copy stream"):
-        copybin.parse_int_int_float(b"1\t2\t3.0\n")
-    rows_with_text = copybin.HEADER + b"\x00\x03" + b"\x00" * 5 + copybin.TRAILER
-    with pytest.raises(ValueError, match="not fixed-width"):
-        copybin.parse_int_int_float(rows_with_text)

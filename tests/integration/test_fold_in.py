@@ -13,8 +13,8 @@ from implicit.cpu.als import AlternatingLeastSquares
 from recsys_db import foldin, training, weighting, worker
 from recsys_db.errors import ConfigError
 
-from .helpers import rows
-from .helpers_foldin import Reference
+from ..helpers import rows
+from ..helpers_foldin import Reference
 
 PARAMS = "recsys.als(factors => 4, iterations => 20, regularization => 0.05, alpha => 10)"
 

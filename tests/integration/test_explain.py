@@ -10,8 +10,8 @@ import pytest
 
 from recsys_db import db, weighting
 
-from .helpers import rows
-from .helpers_foldin import EVENT_WEIGHTS, Reference, create_events, train_model
+from ..helpers import rows
+from ..helpers_foldin import EVENT_WEIGHTS, Reference, create_events, train_model
 
 TOLERANCE = 1e-4
 

@@ -13,7 +13,7 @@ from implicit.cpu.als import AlternatingLeastSquares
 
 from recsys_db import db
 
-from .helpers import rows
+from ..helpers import rows
 
 pytestmark = pytest.mark.slow
 TOLERANCE = 1e-5

@@ -20,7 +20,7 @@ from psycopg.conninfo import make_conninfo
 from recsys_db import foldin, source, training, tuning
 from recsys_db.errors import ConfigError, RecsysError
 
-from .helpers import rows
+from ..helpers import rows
 
 PARAMS = "recsys.als(factors => 2, iterations => 5, regularization => 0.05)"
 USERS = 12

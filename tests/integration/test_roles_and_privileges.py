@@ -19,7 +19,7 @@ from psycopg.conninfo import make_conninfo
 from recsys_db import db, foldin, install, training, worker
 from recsys_db.errors import ConfigError, RecsysError
 
-from .helpers import database_url, drop_database, new_database, rows
+from ..helpers import database_url, drop_database, new_database, rows
 
 PINNED = "-c search_path=pg_catalog,pg_temp"
 

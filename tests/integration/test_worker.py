@@ -18,7 +18,7 @@ import pytest
 
 from recsys_db import cli, db, training, worker
 
-from .helpers import rows
+from ..helpers import rows
 
 SMALL = "recsys.als(factors => 2, iterations => 5)"
 

@@ -13,8 +13,8 @@ import pytest
 import recsys_db
 from recsys_db.errors import RecsysError
 
-from .helpers import rows
-from .helpers_foldin import create_events
+from ..helpers import rows
+from ..helpers_foldin import create_events
 
 
 @pytest.fixture

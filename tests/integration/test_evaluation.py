@@ -14,7 +14,7 @@ from implicit.evaluation import ranking_metrics_at_k
 from recsys_db import datasets, db, evaluation, source, training, weighting
 from recsys_db.errors import ConfigError
 
-from .helpers import rows
+from ..helpers import rows
 
 # Seven users, items with distinct popularity once each user's last item is held out:
 # u1 A B C, u2 A B D, u3 A C E, u4 A B  -> test C, D, E, B; train A=4 B=2 C=1 D=0 E=0
@@ -104,25 +104,6 @@ def test_time_split_holds_out_each_users_latest_items(db_url: str,
     # only users with more than 2 items lose their 2 latest
     assert held == {("u1", "B"), ("u1", "C"), ("u2", "B"), ("u2", "D"), ("u3", "C"), ("u3", "E")}
     assert split.train.nnz + split.test.nnz == data.matrix.nnz
-
-
-def test_random_split_is_per_user_and_repeatable() -> None:
-    rng = np.random.default_rng(0)
-    import scipy.sparse as sp
-
-    matrix = sp.random(200, 50, density=0.2, format="csr", random_state=rng) * 5
-    first = evaluation.split_random(matrix, 0.25, 10_000, 7)
-    again = evaluation.split_random(matrix, 0.25, 10_000, 7)
-    assert (first.test != again.test).nnz == 0
-    counts = np.diff(matrix.indptr)
-    held = np.diff(first.test.indptr)
-    eligible = counts >= 2
-    assert (held[eligible] == np.clip(np.rint(0.25 * counts[eligible]), 1,
-                                      counts[eligible] - 1)).all()
-    assert (held[~eligible] == 0).all()
-    assert (first.train + first.test != matrix).nnz == 0
-    capped = evaluation.split_random(matrix, 0.25, 30, 7)
-    assert len(capped.test_users) == 30
 
 
 @pytest.mark.slow

@@ -35,7 +35,7 @@ from psycopg.conninfo import make_conninfo
 from recsys_db import api, cli, foldin, install, training, worker
 from recsys_db.errors import RecsysError
 
-from .helpers import database_url, drop_database, new_database
+from ..helpers import database_url, drop_database, new_database
 
 Row = tuple[Any, ...]
 Outcome = list[Row] | str

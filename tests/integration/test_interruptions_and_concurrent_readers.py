@@ -16,7 +16,7 @@ import pytest
 
 from recsys_db import db, training
 
-from .helpers import rows
+from ..helpers import rows
 
 USERS = 60
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CHECKED = ("recsys_db", "tests", "benchmarks")
 # modules recsys_db may import only when present (the import is guarded), with their extra
 OPTIONAL = {"pandas": "notebook"}

@@ -11,8 +11,8 @@ import scipy.sparse as sp
 
 from recsys_db import db, training, weighting
 
-from .helpers import rows
-from .helpers_foldin import Reference, create_events, train_model
+from ..helpers import rows
+from ..helpers_foldin import Reference, create_events, train_model
 
 TOLERANCE = 1e-4
 

@@ -13,7 +13,7 @@ import scipy.sparse as sp
 from recsys_db import db, source, training, weighting
 from recsys_db.errors import ConfigError
 
-from .helpers import rows
+from ..helpers import rows
 
 # user, item, event, weight; 'refund' is not in the event map and is skipped
 EVENTS = [("a", "w", "view", 2), ("a", "w", "cart", 1), ("a", "x", "view", 1),

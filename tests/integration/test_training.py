@@ -11,7 +11,7 @@ import pytest
 from recsys_db import training
 from recsys_db.errors import ConfigError, DataError, RecsysError
 
-from .helpers import rows
+from ..helpers import rows
 
 SMALL = "recsys.als(factors => 2, iterations => 20, regularization => 0.01, alpha => 10)"
 
