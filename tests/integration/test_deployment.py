@@ -1,4 +1,5 @@
-"""The Docker deployment files and the SQL examples of the BI and business-rules docs."""
+"""The deployment roles script against the server, and the SQL examples of the BI and
+business-rules docs."""
 
 from __future__ import annotations
 

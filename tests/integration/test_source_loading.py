@@ -1,17 +1,16 @@
-"""The fast paths give the same data as the slow ones: load, binary COPY, synthetic data."""
+"""Loading a model's source: the fast load gives the same matrix as a row-by-row one, integer
+keys load as their text does and fail as text keys do."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from typing import Any
 
-import numpy as np
 import psycopg
 import pytest
-import scipy.sparse as sp
 
 from benchmarks import synthetic
-from recsys_db import copybin, source, training
+from recsys_db import source, training
 from recsys_db.errors import DataError
 
 from ..helpers import rows
@@ -183,22 +182,5 @@ def test_integer_key_sources_fail_as_text_key_ones(conn: psycopg.Connection, val
     conn.execute("SELECT recsys.create_model('ik', 'public.ik', 'u', 'i', 'w')")
     with pytest.raises(DataError, match=message):
         source.load(conn, source.get_model(conn, "ik"))
-
-
-def test_binary_copy_writes_vectors_and_arrays_exactly(conn: psycopg.Connection) -> None:
-    rng = np.random.default_rng(3)
-    factors = rng.standard_normal((7, 5)).astype(np.float32)
-    # rows with no items, several, and one block boundary (chunk=3) in the middle
-    lists = sp.csr_matrix(np.array([[0, 1, 0, 1], [0, 0, 0, 0], [1, 1, 1, 1], [0, 0, 0, 0],
-                                    [0, 0, 1, 0], [1, 0, 0, 0], [0, 0, 0, 0]]))
-    conn.execute("CREATE TEMP TABLE t (idx integer, factors vector(5), seen integer[])")
-    with conn.cursor() as cur, cur.copy("COPY t FROM STDIN (FORMAT BINARY)") as copy:
-        for block in copybin.encode_vectors_arrays(np.arange(7, dtype=np.int32) + 100, factors,
-                                                   lists, chunk=3):
-            copy.write(block)
-    found = rows(conn, "SELECT idx, factors, seen FROM t ORDER BY idx")
-    assert [r[0] for r in found] == list(range(100, 107))
-    assert np.array_equal(np.stack([r[1].to_numpy() for r in found]), factors)
-    assert [r[2] for r in found] == [lists[i].indices.tolist() for i in range(7)]
 
 
