@@ -89,7 +89,7 @@ def test_hnsw_version_serves_the_exact_top_k_within_its_recall(
     assert hits / (10 * len(users)) >= version["index_recall"] - 0.02
 
 
-def test_exclude_seen_still_returns_k_rows_through_the_index(
+def test_exclude_seen_returns_k_unseen_rows_through_the_index(
         conn: psycopg.Connection, db_url: str) -> None:
     _train(conn, db_url, "hnsw")
     version = _version(conn, "m")

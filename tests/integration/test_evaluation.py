@@ -228,7 +228,7 @@ def test_gate_that_passes_reports_its_verdict(db_url: str, conn: psycopg.Connect
                            "passed": True, "reason": None}
 
 
-def test_evaluation_off_stores_nothing_and_still_trains(db_url: str,
+def test_evaluation_off_stores_no_metrics_and_trains(db_url: str,
                                                         conn: psycopg.Connection) -> None:
     make_timed(conn, "recsys.als(factors => 2, eval_split => 'off')")
     result = training.train(db_url, "timed")

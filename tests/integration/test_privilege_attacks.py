@@ -1165,7 +1165,7 @@ def test_worker_cannot_declare_models(arena: Arena) -> None:
     arena.assert_intact()
 
 
-def test_legacy_model_over_a_catalog_is_never_trained(arena: Arena) -> None:
+def test_unchecked_registry_row_over_a_catalog_is_never_trained(arena: Arena) -> None:
     """A registry row that bypassed create_model's checks (triggers off) pointing at pg_authid:
     neither the worker nor a superuser trains it."""
     has_declarer = bool(arena.rows(

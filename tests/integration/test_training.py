@@ -68,7 +68,7 @@ def test_scores_are_inner_products_of_stored_factors(db_url: str,
     assert [r[2] for r in served] == list(range(1, 24))
 
 
-def test_exclude_seen_still_returns_k_rows(db_url: str, conn: psycopg.Connection) -> None:
+def test_exclude_seen_returns_k_unseen_rows(db_url: str, conn: psycopg.Connection) -> None:
     make_blocks(conn)
     training.train(db_url, "blocks")
     got = rows(conn, "SELECT item_key FROM recsys.recommend('blocks', 'u2', 3)")

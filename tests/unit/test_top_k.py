@@ -51,7 +51,7 @@ def test_top_unseen_equals_full_sort(users: int, items: int, k: int) -> None:
 
 
 
-def test_top_k_ranks_rows_with_nan_as_before() -> None:
+def test_top_k_ranks_nan_scores_first_and_other_rows_by_score() -> None:
     scores = np.array([[1.0, np.nan, 3.0, 2.0, -np.inf, 0.5] * 50,
                        [1.0, 4.0, 3.0, 2.0, -np.inf, 0.5] * 50], dtype=np.float32)
     ids, top = precompute.top_k(scores, 3)
