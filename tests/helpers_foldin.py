@@ -10,6 +10,7 @@ import numpy as np
 import psycopg
 import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
+from psycopg import sql
 
 from recsys_db import training, weighting
 
@@ -62,8 +63,10 @@ class Reference:
                   " JOIN recsys.model m ON m.id = v.model_id AND v.version = m.active_version"
                   " WHERE m.name = %s", (model,))
         self.params: dict[str, Any] = params
-        user_rows = rows(conn, f"SELECT idx, key FROM recsys.{users} ORDER BY idx")
-        item_rows = rows(conn, f"SELECT idx, key, factors FROM recsys.{items} ORDER BY idx")
+        user_rows = rows(conn, sql.SQL("SELECT idx, key FROM {} ORDER BY idx").format(
+            sql.Identifier("recsys", users)))
+        item_rows = rows(conn, sql.SQL("SELECT idx, key, factors FROM {} ORDER BY idx").format(
+            sql.Identifier("recsys", items)))
         self.user_keys = [r[1] for r in user_rows]
         self.item_keys = [r[1] for r in item_rows]
         self.user_index = {k: i for i, k in enumerate(self.user_keys)}

@@ -6,6 +6,7 @@ import numpy as np
 import psycopg
 import pytest
 import scipy.sparse as sp
+from psycopg import sql
 
 from recsys_db import store, training
 
@@ -24,12 +25,14 @@ def _version(conn: psycopg.Connection, model: str) -> dict:
 
 
 def _factors(conn: psycopg.Connection, table: str) -> tuple[list[str], np.ndarray]:
-    found = rows(conn, f"SELECT key, factors FROM recsys.{table} ORDER BY idx")
+    found = rows(conn, sql.SQL("SELECT key, factors FROM {} ORDER BY idx").format(
+        sql.Identifier("recsys", table)))
     return [r[0] for r in found], np.stack([r[1].to_numpy() for r in found])
 
 
 def _seen(conn: psycopg.Connection, table: str, items: int) -> sp.csr_matrix:
-    found = rows(conn, f"SELECT seen FROM recsys.{table} ORDER BY idx")
+    found = rows(conn, sql.SQL("SELECT seen FROM {} ORDER BY idx").format(
+        sql.Identifier("recsys", table)))
     indptr = np.cumsum([0] + [len(r[0]) for r in found])
     indices = np.concatenate([np.asarray(r[0], dtype=np.int32) for r in found])
     return sp.csr_matrix((np.ones(len(indices)), indices, indptr), shape=(len(found), items))
@@ -141,8 +144,9 @@ def test_folded_in_item_is_found_through_the_index(
     # twice as good for user 0 as any trained item
     query = user_factors[0] * 2 * (item_factors @ user_factors[0]).max() / (
         user_factors[0] @ user_factors[0])
-    conn.execute(f"INSERT INTO recsys.{version['item_table']} (idx, key, factors, popularity)"
-                 " VALUES (%s, 'new-item', %s, 0)", (ITEMS + 100, query))
+    conn.execute(sql.SQL("INSERT INTO {} (idx, key, factors, popularity)"
+                         " VALUES (%s, 'new-item', %s, 0)").format(
+                             sql.Identifier("recsys", version['item_table'])), (ITEMS + 100, query))
     (top,), = rows(conn, "SELECT item_key FROM recsys.recommend('m', %s, 1)", (user_keys[0],))
     assert top == "new-item"
 

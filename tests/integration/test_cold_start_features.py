@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import psycopg
 import pytest
+from psycopg import sql
 
 from recsys_db import datasets, db, training
 
@@ -107,9 +108,10 @@ def test_held_out_movies_ranked_better_than_random(
     with db.connect(db_url) as conn:
         (users, items), = rows(conn, "SELECT user_table, item_table FROM recsys.model_version")
         user_vectors = {k: v.to_numpy() for k, v in rows(
-            conn, f"SELECT key, factors FROM recsys.{users}")}
+            conn, sql.SQL("SELECT key, factors FROM {}").format(sql.Identifier("recsys", users)))}
         cold = {k: v.to_numpy() for k, v in rows(
-            conn, f"SELECT key, factors FROM recsys.{items} WHERE popularity = 0")}
+            conn, sql.SQL("SELECT key, factors FROM {} WHERE popularity = 0").format(
+                sql.Identifier("recsys", items)))}
         liked = rows(conn, "SELECT user_id::text, item_id::text FROM movielens.liked"
                            " WHERE item_id % 10 = 3")
     # the held-out movies, and the ones nobody rated 4 or more, are known by genres and year only

@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from recsys_db import foldin, source, training, tuning
@@ -53,29 +54,33 @@ def arena(db_url: str, conn: psycopg.Connection) -> Iterator[Arena]:
     (time column ts) declared by it."""
     suffix = uuid.uuid4().hex[:8]
     declarer, worker, stranger = f"decl_{suffix}", f"wrk_{suffix}", f"str_{suffix}"
-    conn.execute(f"CREATE ROLE {declarer} NOLOGIN")
-    conn.execute(f"CREATE ROLE {worker} LOGIN IN ROLE recsys_worker")
-    conn.execute(f"CREATE ROLE {stranger} LOGIN IN ROLE recsys_worker")
-    conn.execute(f"GRANT {declarer} TO {worker} WITH INHERIT FALSE, SET TRUE")
+    conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(declarer)))
+    conn.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE recsys_worker").format(
+        sql.Identifier(worker)))
+    conn.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE recsys_worker").format(
+        sql.Identifier(stranger)))
+    conn.execute(sql.SQL("GRANT {} TO {} WITH INHERIT FALSE, SET TRUE").format(
+        sql.Identifier(declarer), sql.Identifier(worker)))
     conn.execute("CREATE TABLE public.events (u text, i text, w integer, ts timestamptz,"
                  " note text)")
     conn.execute(f"INSERT INTO public.events SELECT 'u' || (g % {USERS}), 'i' || (g * 7 % 8),"
                  " 1 + g % 3, timestamptz '2024-01-01' + g * interval '1 hour', 'secret'"
                  " FROM generate_series(0, 59) g")
-    conn.execute(f"GRANT SELECT ON public.events TO {declarer}")
+    conn.execute(sql.SQL("GRANT SELECT ON public.events TO {}").format(sql.Identifier(declarer)))
     declare(conn, "m", "public.events", declarer, ", time_column => 'ts'")
     yield Arena(db_url, declarer, worker, make_conninfo(db_url, user=worker), stranger,
                 make_conninfo(db_url, user=stranger))
     for role in (worker, stranger, declarer):
-        conn.execute(f"DROP OWNED BY {role}")
-        conn.execute(f"DROP ROLE {role}")
+        conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 
 def user_keys(conn: psycopg.Connection, model: str = "m") -> set[str]:
     (table,), = rows(conn, "SELECT v.user_table FROM recsys.model_version v JOIN recsys.model m"
                            " ON m.id = v.model_id AND v.version = m.active_version"
                            " WHERE m.name = %s", (model,))
-    return {r[0] for r in rows(conn, f"SELECT key FROM recsys.{table}")}
+    return {r[0] for r in rows(conn, sql.SQL("SELECT key FROM {}").format(
+        sql.Identifier("recsys", table)))}
 
 
 def runs(conn: psycopg.Connection, model: str = "m") -> list[tuple[Any, ...]]:
@@ -98,7 +103,8 @@ def test_worker_trains_and_folds_in_as_the_declarer(arena: Arena,
     conn.execute("CREATE TABLE public.tags (i text, tag text)")
     conn.execute("INSERT INTO public.tags SELECT 'i' || g, 'odd' || (g % 2) FROM"
                  " generate_series(0, 7) g UNION ALL SELECT 'c1', 'odd1'")
-    conn.execute(f"GRANT SELECT ON public.tags TO {arena.declarer}")
+    conn.execute(sql.SQL("GRANT SELECT ON public.tags TO {}").format(
+        sql.Identifier(arena.declarer)))
     conn.execute("SELECT recsys.set_features('m', 'item', 'public.tags', 'i', ARRAY['tag'])")
 
     result = training.train(arena.worker_url, "m")
@@ -128,7 +134,8 @@ def test_fold_in_without_time_column(arena: Arena, conn: psycopg.Connection, key
                      " substr(i, 2)::integer AS i, w FROM public.events")
     else:
         conn.execute("CREATE VIEW public.numbered AS SELECT u, i, w FROM public.events")
-    conn.execute(f"GRANT SELECT ON public.numbered TO {arena.declarer}")
+    conn.execute(sql.SQL("GRANT SELECT ON public.numbered TO {}").format(
+        sql.Identifier(arena.declarer)))
     declare(conn, "n", "public.numbered", arena.declarer)
     assert training.train(arena.worker_url, "n").users == USERS
     conn.execute("INSERT INTO public.events VALUES ('u1', 'i99', 1, now(), 'x')")
@@ -138,7 +145,8 @@ def test_fold_in_without_time_column(arena: Arena, conn: psycopg.Connection, key
 
 def test_declarer_without_select_fails_the_run(arena: Arena, conn: psycopg.Connection) -> None:
     assert training.train(arena.worker_url, "m").version == 1
-    conn.execute(f"REVOKE SELECT ON public.events FROM {arena.declarer}")
+    conn.execute(sql.SQL("REVOKE SELECT ON public.events FROM {}").format(
+        sql.Identifier(arena.declarer)))
     refused = rf"role {arena.declarer} may not read column u of (public\.)?events"
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match=refused):
         training.train(arena.worker_url, "m")
@@ -152,19 +160,23 @@ def test_declarer_without_select_fails_the_run(arena: Arena, conn: psycopg.Conne
                                         ("failed", 1, 0)]
     assert all(r[3].startswith(f"role {arena.declarer} may not read column u")
                for r in history[1:])
-    conn.execute(f"GRANT SELECT ON public.events TO {arena.declarer}")
+    conn.execute(sql.SQL("GRANT SELECT ON public.events TO {}").format(
+        sql.Identifier(arena.declarer)))
     assert training.train(arena.worker_url, "m").version == 2
 
 
 def test_column_privileges_of_the_declarer_apply(arena: Arena,
                                                  conn: psycopg.Connection) -> None:
-    conn.execute(f"REVOKE SELECT ON public.events FROM {arena.declarer}")
+    conn.execute(sql.SQL("REVOKE SELECT ON public.events FROM {}").format(
+        sql.Identifier(arena.declarer)))
     for column, missing in (("u", "i"), ("i", "w"), ("w", "ts")):
-        conn.execute(f"GRANT SELECT ({column}) ON public.events TO {arena.declarer}")
+        conn.execute(sql.SQL("GRANT SELECT ({}) ON public.events TO {}").format(
+            sql.Identifier(column), sql.Identifier(arena.declarer)))
         with pytest.raises(psycopg.errors.InsufficientPrivilege,
                            match=rf"role {arena.declarer} may not read column {missing} of"):
             training.train(arena.worker_url, "m")
-    conn.execute(f"GRANT SELECT (ts) ON public.events TO {arena.declarer}")
+    conn.execute(sql.SQL("GRANT SELECT (ts) ON public.events TO {}").format(
+        sql.Identifier(arena.declarer)))
     # every column the model uses, and not the others: enough
     assert rows(conn, "SELECT has_column_privilege(%s, 'public.events', 'note', 'SELECT')",
                 (arena.declarer,)) == [(False,)]
@@ -175,8 +187,8 @@ def test_column_privileges_of_the_declarer_apply(arena: Arena,
 def test_row_level_security_of_the_declarer_applies(arena: Arena,
                                                     conn: psycopg.Connection) -> None:
     conn.execute("ALTER TABLE public.events ENABLE ROW LEVEL SECURITY")
-    conn.execute(f"CREATE POLICY hide_u1 ON public.events FOR SELECT TO {arena.declarer}"
-                 " USING (u <> 'u1')")
+    conn.execute(sql.SQL("CREATE POLICY hide_u1 ON public.events FOR SELECT TO {}"
+                         " USING (u <> 'u1')").format(sql.Identifier(arena.declarer)))
     result = training.train(arena.worker_url, "m")
     assert result.users == USERS - 1 and result.rows_read == 55
     keys = user_keys(conn)
@@ -229,7 +241,8 @@ def test_source_that_changes_the_role_fails_the_run(arena: Arena, conn: psycopg.
                else "substr(u, 2)::integer AS u, substr(i, 2)::integer AS i")
     conn.execute(f"CREATE VIEW public.sneaky AS SELECT {columns}, w FROM public.events"
                  " WHERE public.escape()")
-    conn.execute(f"GRANT SELECT ON public.sneaky TO {arena.declarer}")
+    conn.execute(sql.SQL("GRANT SELECT ON public.sneaky TO {}").format(
+        sql.Identifier(arena.declarer)))
     declare(conn, "s", "public.sneaky", arena.declarer)
     with pytest.raises(RecsysError,
                        match=rf'^the source of model "s" changed the session role: reading'
@@ -244,9 +257,11 @@ def test_source_that_changes_the_role_fails_the_run(arena: Arena, conn: psycopg.
 def test_materialized_view_is_refreshed_as_its_owner_the_declarer(
         arena: Arena, conn: psycopg.Connection) -> None:
     conn.execute("CREATE MATERIALIZED VIEW public.mine AS SELECT * FROM public.events")
-    conn.execute(f"ALTER MATERIALIZED VIEW public.mine OWNER TO {arena.declarer}")
+    conn.execute(sql.SQL("ALTER MATERIALIZED VIEW public.mine OWNER TO {}").format(
+        sql.Identifier(arena.declarer)))
     conn.execute("CREATE MATERIALIZED VIEW public.theirs AS SELECT * FROM public.events")
-    conn.execute(f"GRANT SELECT ON public.theirs TO {arena.declarer}")
+    conn.execute(sql.SQL("GRANT SELECT ON public.theirs TO {}").format(
+        sql.Identifier(arena.declarer)))
     declare(conn, "mine", "public.mine", arena.declarer)
     declare(conn, "theirs", "public.theirs", arena.declarer)
     conn.execute("INSERT INTO public.events VALUES ('late', 'i1', 1, now(), 'x')")
@@ -277,9 +292,9 @@ def test_catalog_source_is_refused_before_reading(arena: Arena,
 
 def test_unknown_declarer_is_refused(arena: Arena, conn: psycopg.Connection) -> None:
     gone = f"gone_{uuid.uuid4().hex[:8]}"
-    conn.execute(f"CREATE ROLE {gone} NOLOGIN")
+    conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(gone)))
     conn.execute("UPDATE recsys.model SET declarer = %s::regrole WHERE name = 'm'", (gone,))
-    conn.execute(f"DROP ROLE {gone}")
+    conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(gone)))
     with psycopg.connect(arena.url) as other:
         assert source.get_model(other, "m").declarer is None
     with pytest.raises(psycopg.errors.InsufficientPrivilege,

@@ -9,6 +9,7 @@ import psycopg
 import pytest
 import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
+from psycopg import sql
 
 from recsys_db import foldin, training, weighting, worker
 from recsys_db.errors import ConfigError
@@ -46,7 +47,8 @@ def version_tables(conn: psycopg.Connection) -> tuple[str, str]:
 
 def item_factors(conn: psycopg.Connection, table: str) -> np.ndarray:
     return np.array([r[0].to_numpy() for r in
-                     rows(conn, f"SELECT factors FROM recsys.{table} ORDER BY idx")])
+                     rows(conn, sql.SQL("SELECT factors FROM {} ORDER BY idx").format(
+                         sql.Identifier("recsys", table)))])
 
 
 def test_new_user_gets_recalculate_user_vector(db_url: str, conn: psycopg.Connection) -> None:
@@ -87,7 +89,8 @@ def test_new_user_gets_recalculate_user_vector(db_url: str, conn: psycopg.Connec
     # the stored vector is what implicit computes for this history against the item factors
     users, items = version_tables(conn)
     factors = item_factors(conn, items)
-    keys = [r[0] for r in rows(conn, f"SELECT key FROM recsys.{items} ORDER BY idx")]
+    keys = [r[0] for r in rows(conn, sql.SQL("SELECT key FROM {} ORDER BY idx").format(
+        sql.Identifier("recsys", items)))]
     history = {"a0": 1, "a1": 1, "a2": 2, "a3": 1, "a4": 1}
     confidence = sp.csr_matrix(
         ([1 + 10 * w for w in history.values()], ([0] * 5, [keys.index(k) for k in history])),
@@ -95,8 +98,9 @@ def test_new_user_gets_recalculate_user_vector(db_url: str, conn: psycopg.Connec
     als = AlternatingLeastSquares(factors=4, regularization=0.05, alpha=1.0)
     als.item_factors = factors.astype(np.float32)
     expected = als.recalculate_user(0, confidence)
-    (stored, idx, seen), = rows(conn, f"SELECT factors, idx, seen FROM recsys.{users}"
-                                      " WHERE key = 'newbie'")
+    (stored, idx, seen), = rows(conn, sql.SQL("SELECT factors, idx, seen FROM {}"
+                                              " WHERE key = 'newbie'").format(
+                                                  sql.Identifier("recsys", users)))
     assert np.allclose(stored.to_numpy(), expected, atol=1e-5)
     assert idx == 16 and sorted(keys[i] for i in seen) == sorted(history)
     best = sorted(((float(factors[i] @ expected), keys[i]) for i in range(len(keys))
@@ -104,7 +108,8 @@ def test_new_user_gets_recalculate_user_vector(db_url: str, conn: psycopg.Connec
     assert [r[0] for r in recs] == [k for _, k in best]
     assert np.allclose([r[1] for r in recs], [s for s, _ in best], atol=1e-4)
     # popularity counts the new user; the watermark moved on, so nothing is due any more
-    assert rows(conn, f"SELECT popularity FROM recsys.{items} WHERE key = 'a2'") == [(5,)]
+    assert rows(conn, sql.SQL("SELECT popularity FROM {} WHERE key = 'a2'").format(
+        sql.Identifier("recsys", items))) == [(5,)]
     assert rows(conn, "SELECT value::timestamptz = '2024-02-01' FROM recsys.watermark") == [
         (True,)]
     assert rows(conn, "SELECT recsys._enqueue_due()") == [(0,)]
@@ -116,8 +121,10 @@ def test_changed_user_and_new_item_without_time_column(db_url: str,
     conn.execute("SELECT recsys.request_refresh('m')")
     assert run_worker_once(db_url) == 0
     users, items = version_tables(conn)
-    (u0_before,), = rows(conn, f"SELECT factors FROM recsys.{users} WHERE key = 'u0'")
-    untouched = rows(conn, f"SELECT key, factors::text FROM recsys.{users} ORDER BY key")
+    (u0_before,), = rows(conn, sql.SQL("SELECT factors FROM {} WHERE key = 'u0'").format(
+        sql.Identifier("recsys", users)))
+    untouched = rows(conn, sql.SQL("SELECT key, factors::text FROM {} ORDER BY key").format(
+        sql.Identifier("recsys", users)))
     # u0, u1 and u2 take up a new item; u0 also a b-item
     conn.execute("INSERT INTO public.events (usr, item, n) VALUES ('u0', 'a-new', 1),"
                  " ('u1', 'a-new', 1), ('u2', 'a-new', 1), ('u0', 'b0', 1)")
@@ -125,14 +132,18 @@ def test_changed_user_and_new_item_without_time_column(db_url: str,
     assert (result.status, result.users, result.new_users, result.new_items, result.nnz) == (
         "succeeded", 3, 0, 1, 16)
     assert result.watermark is None
-    (u0_after,), = rows(conn, f"SELECT factors FROM recsys.{users} WHERE key = 'u0'")
+    (u0_after,), = rows(conn, sql.SQL("SELECT factors FROM {} WHERE key = 'u0'").format(
+        sql.Identifier("recsys", users)))
     assert not np.allclose(u0_before.to_numpy(), u0_after.to_numpy())
-    assert rows(conn, f"SELECT key, factors::text FROM recsys.{users} WHERE key NOT IN"
-                      " ('u0', 'u1', 'u2') ORDER BY key") == [
+    assert rows(conn, sql.SQL("SELECT key, factors::text FROM {} WHERE key NOT IN"
+                              " ('u0', 'u1', 'u2') ORDER BY key").format(
+                                  sql.Identifier("recsys", users))) == [
         r for r in untouched if r[0] not in ("u0", "u1", "u2")]
-    assert rows(conn, f"SELECT idx, popularity FROM recsys.{items} WHERE key = 'a-new'") == [
+    assert rows(conn, sql.SQL("SELECT idx, popularity FROM {} WHERE key = 'a-new'").format(
+        sql.Identifier("recsys", items))) == [
         (12, 3)]
-    assert rows(conn, f"SELECT popularity FROM recsys.{items} WHERE key = 'b0'") == [(7,)]
+    assert rows(conn, sql.SQL("SELECT popularity FROM {} WHERE key = 'b0'").format(
+        sql.Identifier("recsys", items))) == [(7,)]
     assert rows(conn, "SELECT users, items, nnz FROM recsys.versions") == [(16, 13, 68)]
     # the new item may belong in anyone's top-k: recommend stops reading precomputed rows
     assert rows(conn, "SELECT precomputed_k FROM recsys.model_version") == [(0,)]
@@ -227,7 +238,8 @@ def test_fold_in_uses_the_params_of_the_version_it_folds_into(
         assert (result.status, result.users, result.new_users) == ("succeeded", 1, 1)
         assert calls == [("load", "start")]
         users, _ = version_tables(conn)
-        (stored,), = rows(conn, f"SELECT factors FROM recsys.{users} WHERE key = %s", (user,))
+        (stored,), = rows(conn, sql.SQL("SELECT factors FROM {} WHERE key = %s").format(
+            sql.Identifier("recsys", users)), (user,))
         return np.asarray(stored.to_numpy())
 
     def expected(ref: Reference, user: str, params: dict[str, Any]) -> np.ndarray:

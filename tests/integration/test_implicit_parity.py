@@ -10,6 +10,7 @@ import psycopg
 import pytest
 import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
+from psycopg import sql
 
 from recsys_db import db
 
@@ -26,8 +27,10 @@ class Reference:
         (users, items), = rows(conn, "SELECT user_table, item_table FROM recsys.model_version v"
                                      " JOIN recsys.model m ON m.id = v.model_id"
                                      " AND v.version = m.active_version WHERE m.name = 'ml'")
-        user_rows = rows(conn, f"SELECT idx, key, factors FROM recsys.{users} ORDER BY idx")
-        item_rows = rows(conn, f"SELECT idx, key, factors FROM recsys.{items} ORDER BY idx")
+        user_rows = rows(conn, sql.SQL("SELECT idx, key, factors FROM {} ORDER BY idx").format(
+            sql.Identifier("recsys", users)))
+        item_rows = rows(conn, sql.SQL("SELECT idx, key, factors FROM {} ORDER BY idx").format(
+            sql.Identifier("recsys", items)))
         assert [r[0] for r in user_rows] == list(range(len(user_rows)))
         self.user_keys = [r[1] for r in user_rows]
         self.item_keys = [r[1] for r in item_rows]

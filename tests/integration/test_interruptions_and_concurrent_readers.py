@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from recsys_db import db, training
 
@@ -90,13 +91,15 @@ def test_cancelled_backend_fails_the_run_only(db_url: str, conn: psycopg.Connect
 def test_statement_timeout_is_a_failed_run(db_url: str, conn: psycopg.Connection) -> None:
     before = first_version(db_url, conn)
     dbname = conn.info.dbname
-    conn.execute(f"ALTER DATABASE {dbname} SET statement_timeout = '300ms'")
+    conn.execute(sql.SQL("ALTER DATABASE {} SET statement_timeout = '300ms'").format(
+        sql.Identifier(dbname)))
     with pytest.raises(psycopg.errors.QueryCanceled):
         training.train(db_url, "m")
     (error,), = rows(conn, "SELECT error FROM recsys.runs WHERE status = 'failed'")
     assert error == "canceling statement due to statement timeout"
     assert served(conn) == before
-    conn.execute(f"ALTER DATABASE {dbname} RESET statement_timeout")
+    conn.execute(sql.SQL("ALTER DATABASE {} RESET statement_timeout").format(
+        sql.Identifier(dbname)))
     conn.execute("UPDATE public.delay SET seconds = 0")
     assert training.train(db_url, "m").status == "succeeded"
 
@@ -213,7 +216,8 @@ def test_retention_does_not_wait_for_a_reader_holding_an_old_version(
     training.train(db_url, "m")  # version 1 retired, kept for rollback
     with db.connect(db_url, autocommit=False) as reader:
         # a reader inside the retired version's table (say, a report reading it directly)
-        reader.execute(f"SELECT count(*) FROM recsys.{old_items}")
+        reader.execute(sql.SQL("SELECT count(*) FROM {}").format(
+            sql.Identifier("recsys", old_items)))
         started = time.monotonic()
         training.train(db_url, "m")  # version 1 is now beyond retention, but locked
         assert time.monotonic() - started < 20

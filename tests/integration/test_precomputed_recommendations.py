@@ -7,6 +7,7 @@ import numpy as np
 import psycopg
 import pytest
 import scipy.sparse as sp
+from psycopg import sql
 
 from recsys_db import db, precompute, training
 
@@ -206,12 +207,16 @@ def test_equal_scores_rank_by_key_bytes_live_and_precomputed(
     (model_id, version, items_table, users_table), = rows(
         conn, "SELECT model_id, version, item_table, user_table FROM recsys.model_version")
     # every tied item gets the first one's factors, and the precomputed rows are ranked anew
-    conn.execute(f"UPDATE recsys.{items_table} SET factors = (SELECT factors FROM"
-                 f" recsys.{items_table} WHERE key = 'b') WHERE key = ANY (%s)", (tied,))
-    item_rows = rows(conn, f"SELECT key, factors FROM recsys.{items_table} ORDER BY idx")
+    conn.execute(sql.SQL("UPDATE {} SET factors = (SELECT factors FROM"
+                         " {} WHERE key = 'b') WHERE key = ANY (%s)").format(
+                             sql.Identifier("recsys", items_table),
+                             sql.Identifier("recsys", items_table)), (tied,))
+    item_rows = rows(conn, sql.SQL("SELECT key, factors FROM {} ORDER BY idx").format(
+        sql.Identifier("recsys", items_table)))
     item_keys = [r[0] for r in item_rows]
     assert item_keys == sorted(item_keys, key=str.encode)  # items are numbered in byte order
-    user_rows = rows(conn, f"SELECT key, factors, seen FROM recsys.{users_table} ORDER BY idx")
+    user_rows = rows(conn, sql.SQL("SELECT key, factors, seen FROM {} ORDER BY idx").format(
+        sql.Identifier("recsys", users_table)))
     seen = sp.lil_matrix((len(user_rows), len(item_keys)))
     for user, (_, _, items) in enumerate(user_rows):
         seen[user, items] = 1

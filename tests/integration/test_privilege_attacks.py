@@ -740,7 +740,7 @@ def test_install_refuses_a_vector_schema_others_can_write(arena: Arena, writer: 
     name = f"{arena.prefix}_w{writer.lower()}"
     url = database_url(arena.server_url, name)
     with psycopg.connect(arena.server_url, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name} TEMPLATE template1")
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template1").format(sql.Identifier(name)))
     try:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(f"GRANT CREATE ON SCHEMA public TO {role}")
@@ -1025,7 +1025,8 @@ def test_serving_derives_factor_table_names(arena: Arena) -> None:
         for (name,) in arena.rows(
                 "SELECT conname FROM pg_constraint WHERE conrelid = 'recsys.model_version'"
                 "::regclass AND contype = 'c' AND pg_get_constraintdef(oid) LIKE '%%item_table%%'"):
-            conn.execute(f"ALTER TABLE recsys.model_version DROP CONSTRAINT {name}")
+            conn.execute(sql.SQL("ALTER TABLE recsys.model_version DROP CONSTRAINT {}").format(
+                sql.Identifier(name)))
         conn.execute(f"CREATE VIEW recsys.{p}_leak_items AS SELECT idx, 'LEAK-' || key AS key,"
                      f" factors, popularity FROM recsys.{items}")
         conn.execute(f"CREATE VIEW recsys.{p}_leak_users AS SELECT idx, 'LEAK-' || key AS key,"
@@ -1426,11 +1427,12 @@ def test_managed_database_owner_runs_the_whole_cycle(arena: Arena) -> None:
     owner, reader, name = f"{p}_dbo", f"{p}_mreader", f"{p}_managed"
     url = database_url(arena.server_url, name)
     with psycopg.connect(arena.server_url, autocommit=True) as admin:
-        admin.execute(f"CREATE ROLE {owner} LOGIN CREATEROLE")
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEROLE").format(sql.Identifier(owner)))
         admin.execute(f"CREATE ROLE {reader} LOGIN IN ROLE recsys_reader")
-        admin.execute(f"CREATE DATABASE {name} OWNER {owner} TEMPLATE template1")
+        admin.execute(sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template1").format(
+            sql.Identifier(name), sql.Identifier(owner)))
         if arena.role_exists("recsys_owner"):
-            admin.execute(f"GRANT recsys_owner TO {owner}")
+            admin.execute(sql.SQL("GRANT recsys_owner TO {}").format(sql.Identifier(owner)))
     try:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("CREATE EXTENSION vector")
@@ -1465,5 +1467,5 @@ def test_managed_database_owner_runs_the_whole_cycle(arena: Arena) -> None:
                     (owner,)).fetchall():
                 admin.execute(statement)
             admin.execute(f"DROP ROLE IF EXISTS {reader}")
-            admin.execute(f"DROP ROLE IF EXISTS {owner}")
+            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(owner)))
     arena.assert_intact()

@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from recsys_db import db, foldin, install, training, worker
@@ -48,8 +49,8 @@ def login(conn: psycopg.Connection) -> Iterator[Callable[..., str]]:
 
     yield make
     for name in reversed(created):
-        conn.execute(f"DROP OWNED BY {name}")
-        conn.execute(f"DROP ROLE {name}")
+        conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
 
 
 def as_role(url: str, role: str, *, pinned: bool = False) -> psycopg.Connection:
@@ -193,7 +194,7 @@ def test_reader_serves_but_cannot_change_anything(trained: str, conn: psycopg.Co
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 reader.execute(forbidden)
     # explain reads the history with its caller's rights
-    conn.execute(f"GRANT SELECT ON public.secret_events TO {role}")
+    conn.execute(sql.SQL("GRANT SELECT ON public.secret_events TO {}").format(sql.Identifier(role)))
     with as_role(trained, role) as reader:
         assert rows(reader, "SELECT count(*) > 0 FROM recsys.explain('m', 'u1', 'i1')") == [
             (True,)]
@@ -232,8 +233,9 @@ def test_look_alikes_in_public_never_run_as_another_role(trained: str, conn: psy
     creator = login("recsys_reader")
     conn.execute("CREATE TABLE public.canary (who text)")
     conn.execute("GRANT INSERT ON public.canary TO PUBLIC")
-    conn.execute(f"GRANT CREATE ON SCHEMA public TO {creator}")
-    conn.execute(f"GRANT SELECT ON public.secret_events TO {creator}")
+    conn.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(sql.Identifier(creator)))
+    conn.execute(sql.SQL("GRANT SELECT ON public.secret_events TO {}").format(
+        sql.Identifier(creator)))
     with pinned(trained) as check:
         baseline = serve(check)
     body = "LANGUAGE plpgsql AS $f$ BEGIN" + trap(creator)
@@ -360,9 +362,12 @@ def test_serving_never_trusts_a_stored_table_name(trained: str, conn: psycopg.Co
             assert serve(check) == baseline
         # a factor table of the derived name that recsys's owner does not own: refused
         with check.transaction(force_rollback=True):
-            check.execute(f"ALTER TABLE recsys.{items} RENAME TO {items}_real")
-            check.execute(f"CREATE TABLE recsys.{items} AS SELECT * FROM recsys.{items}_real")
-            check.execute(f"ALTER TABLE recsys.{items} OWNER TO {role}")
+            check.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(
+                sql.Identifier("recsys", items), sql.Identifier(items + "_real")))
+            check.execute(sql.SQL("CREATE TABLE {} AS SELECT * FROM {}").format(
+                sql.Identifier("recsys", items), sql.Identifier("recsys", items + "_real")))
+            check.execute(sql.SQL("ALTER TABLE {} OWNER TO {}").format(
+                sql.Identifier("recsys", items), sql.Identifier(role)))
             now = serve(check)
     precomputed = SERVING[0]  # reads no factor table
     assert now.pop(precomputed) == baseline[precomputed]
@@ -396,7 +401,8 @@ def test_declaring_needs_rights_on_the_source(trained: str, conn: psycopg.Connec
             declarer.execute("INSERT INTO recsys.model (name, source_schema, source_table,"
                              " user_column, item_column, params, declarer) VALUES ('s', 'public',"
                              " 'secret', 'u', 'i', '{}', 'postgres')")
-    conn.execute(f"GRANT SELECT (u, i) ON public.secret TO {modeler}")
+    conn.execute(sql.SQL("GRANT SELECT (u, i) ON public.secret TO {}").format(
+        sql.Identifier(modeler)))
     with as_role(trained, modeler) as declarer:
         with pytest.raises(denied, match=rf"^role {modeler} may not read column w of"):
             declarer.execute("SELECT recsys.create_model('s', 'public.secret', 'u', 'i', 'w')")
@@ -414,14 +420,16 @@ def test_declaring_needs_rights_on_the_source(trained: str, conn: psycopg.Connec
 def test_worker_trains_only_as_the_declarer(trained: str, conn: psycopg.Connection,
                                             login: Callable[..., str]) -> None:
     declarer, worker_login = login("recsys_modeler"), login("recsys_worker")
-    conn.execute(f"GRANT SELECT ON public.secret_events TO {declarer}")
+    conn.execute(sql.SQL("GRANT SELECT ON public.secret_events TO {}").format(
+        sql.Identifier(declarer)))
     with as_role(trained, declarer) as modeler:
         modeler.execute("SELECT recsys.create_model('d', 'public.secret_events', 'u', 'i',"
                         " params => recsys.als(factors => 2))")
     worker_url = make_conninfo(trained, user=worker_login)
     with pytest.raises(ConfigError, match=f'may not act as "{declarer}"'):
         training.train(worker_url, "d")
-    conn.execute(f"GRANT {declarer} TO {worker_login} WITH INHERIT FALSE, SET TRUE")
+    conn.execute(sql.SQL("GRANT {} TO {} WITH INHERIT FALSE, SET TRUE").format(
+        sql.Identifier(declarer), sql.Identifier(worker_login)))
     result = training.train(worker_url, "d")
     assert result.status == "succeeded" and result.version == 1
     with as_role(trained, worker_login) as worker_conn:
@@ -439,16 +447,17 @@ def test_scheduler_reads_sources_as_their_declarer(trained: str, conn: psycopg.C
     conn.execute("CREATE TABLE public.timed AS SELECT 'u' || (g % 7) AS u, 'i' || (g % 11) AS i,"
                  " timestamptz '2024-01-01' + g * interval '1 hour' AS at"
                  " FROM generate_series(1, 40) g")
-    conn.execute(f"GRANT SELECT ON public.timed TO {declarer}")
+    conn.execute(sql.SQL("GRANT SELECT ON public.timed TO {}").format(sql.Identifier(declarer)))
     with as_role(trained, declarer) as modeler:
         modeler.execute("SELECT recsys.create_model('t', 'public.timed', 'u', 'i',"
                         " time_column => 'at', params => recsys.als(factors => 2))")
-    conn.execute(f"GRANT {declarer} TO {worker_login} WITH INHERIT FALSE, SET TRUE")
+    conn.execute(sql.SQL("GRANT {} TO {} WITH INHERIT FALSE, SET TRUE").format(
+        sql.Identifier(declarer), sql.Identifier(worker_login)))
     assert training.train(make_conninfo(trained, user=worker_login), "t").version == 1
     conn.execute("INSERT INTO public.timed VALUES ('hidden', 'i1', '2025-01-01')")
     conn.execute("ALTER TABLE public.timed ENABLE ROW LEVEL SECURITY")
-    conn.execute(f"CREATE POLICY no_hidden ON public.timed FOR SELECT TO {declarer}"
-                 " USING (u <> 'hidden')")
+    conn.execute(sql.SQL("CREATE POLICY no_hidden ON public.timed FOR SELECT TO {}"
+                         " USING (u <> 'hidden')").format(sql.Identifier(declarer)))
     with as_role(trained, worker_login, pinned=True) as worker_conn:
         assert rows(worker_conn, "SELECT recsys._enqueue_due()") == [(0,)]  # hidden from it
         conn.execute("INSERT INTO public.timed VALUES ('seen', 'i1', '2025-01-01')")
@@ -456,7 +465,8 @@ def test_scheduler_reads_sources_as_their_declarer(trained: str, conn: psycopg.C
         assert rows(worker_conn, "SELECT current_user = session_user") == [(True,)]
     assert rows(conn, "SELECT mode, reason FROM recsys.jobs") == [("incremental", "new events")]
     conn.execute("DELETE FROM recsys.job")
-    conn.execute(f"REVOKE {declarer} FROM {worker_login}")
+    conn.execute(sql.SQL("REVOKE {} FROM {}").format(
+        sql.Identifier(declarer), sql.Identifier(worker_login)))
     notices: list[str] = []
     with as_role(trained, worker_login, pinned=True) as worker_conn:
         worker_conn.add_notice_handler(lambda d: notices.append(str(d.message_primary)))
@@ -473,10 +483,11 @@ def test_explain_reads_the_history_as_its_caller(trained: str, conn: psycopg.Con
     """Issue 11, attack 4: explain checked has_table_privilege(session_user, ...) and then read
     the source as the owner, past the reader's row-level security."""
     reader = login("recsys_reader")
-    conn.execute(f"GRANT SELECT ON public.secret_events TO {reader}")
+    conn.execute(sql.SQL("GRANT SELECT ON public.secret_events TO {}").format(
+        sql.Identifier(reader)))
     conn.execute("ALTER TABLE public.secret_events ENABLE ROW LEVEL SECURITY")
-    conn.execute(f"CREATE POLICY hide_u1 ON public.secret_events FOR SELECT TO {reader}"
-                 " USING (u <> 'u1')")
+    conn.execute(sql.SQL("CREATE POLICY hide_u1 ON public.secret_events FOR SELECT TO {}"
+                         " USING (u <> 'u1')").format(sql.Identifier(reader)))
     explain = "SELECT * FROM recsys.explain('m', %s, 'i2')"
     with as_role(trained, reader) as caller:
         assert rows(caller, explain, ("u1",)) == []
@@ -485,13 +496,14 @@ def test_explain_reads_the_history_as_its_caller(trained: str, conn: psycopg.Con
     # a security_invoker view is read with the caller's rights too
     conn.execute("CREATE VIEW public.by_invoker WITH (security_invoker = true)"
                  " AS SELECT * FROM public.secret_events")
-    conn.execute(f"GRANT SELECT ON public.by_invoker TO {reader}")
+    conn.execute(sql.SQL("GRANT SELECT ON public.by_invoker TO {}").format(sql.Identifier(reader)))
     conn.execute("SELECT recsys.create_model('v', 'public.by_invoker', 'u', 'i',"
                  " params => recsys.als(factors => 2))")
     training.train(trained, "v")
     with as_role(trained, reader) as caller:
         assert rows(caller, "SELECT * FROM recsys.explain('v', 'u1', 'i2')") == []
-    conn.execute(f"REVOKE SELECT ON public.secret_events FROM {reader}")
+    conn.execute(sql.SQL("REVOKE SELECT ON public.secret_events FROM {}").format(
+        sql.Identifier(reader)))
     with as_role(trained, reader) as caller, pytest.raises(
             psycopg.errors.InsufficientPrivilege, match="permission denied for table"):
         caller.execute("SELECT * FROM recsys.explain('v', 'u2', 'i2')")
@@ -513,9 +525,11 @@ def test_managed_database_owner_installs_trains_and_serves(server_url: str,
     url = database_url(server_url, name)
     owner_url = make_conninfo(url, user=owner)
     with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f"CREATE ROLE {owner} LOGIN CREATEROLE")
-        admin.execute(f"CREATE ROLE {reader} LOGIN IN ROLE recsys_reader")
-        admin.execute(f"CREATE DATABASE {name} OWNER {owner} TEMPLATE template1")
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEROLE").format(sql.Identifier(owner)))
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE recsys_reader").format(
+            sql.Identifier(reader)))
+        admin.execute(sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template1").format(
+            sql.Identifier(name), sql.Identifier(owner)))
     try:
         with psycopg.connect(url, autocommit=True) as admin:
             admin.execute("CREATE EXTENSION vector")
@@ -525,7 +539,7 @@ def test_managed_database_owner_installs_trains_and_serves(server_url: str,
                                  " itself one"):
             install.install(owner_url)
         with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(f"GRANT recsys_owner TO {owner}")
+            admin.execute(sql.SQL("GRANT recsys_owner TO {}").format(sql.Identifier(owner)))
         assert install.install(owner_url).sql_applied
         assert not install.install(owner_url).sql_applied
         with db.connect(owner_url) as conn:
@@ -555,8 +569,8 @@ def test_managed_database_owner_installs_trains_and_serves(server_url: str,
     finally:
         drop_database(server_url, name)
         with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(f"DROP ROLE IF EXISTS {reader}")
-            admin.execute(f"DROP ROLE IF EXISTS {owner}")
+            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(reader)))
+            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(owner)))
 
 
 def test_install_refuses_an_owner_role_that_can_log_in(db_url: str,
