@@ -8,6 +8,7 @@ import numpy as np
 import psycopg
 import pytest
 import scipy.sparse as sp
+from psycopg import sql
 
 from recsys_db import db, training, weighting
 
@@ -138,7 +139,8 @@ def item_factors(conn: psycopg.Connection, model: str) -> np.ndarray:
                            " ON m.id = v.model_id AND v.version = m.active_version"
                            " WHERE m.name = %s", (model,))
     return np.stack([r[0].to_numpy() for r in
-                     rows(conn, f"SELECT factors FROM recsys.{table} ORDER BY idx")])
+                     rows(conn, sql.SQL("SELECT factors FROM {} ORDER BY idx").format(
+                         sql.Identifier("recsys", table)))])
 
 
 def cached(conn: psycopg.Connection) -> list[tuple[int, int, np.ndarray]]:
@@ -160,7 +162,8 @@ def test_gram_is_cached_per_version_and_recomputed_when_items_grow(
 
     # a fold-in that appends an item to the active version invalidates the cached YᵀY
     (table,), = rows(conn, "SELECT item_table FROM recsys.model_version")
-    conn.execute(f"INSERT INTO recsys.{table} VALUES (30, 'new-item', '[1,2,3,4,5,6]', 0)")
+    conn.execute(sql.SQL("INSERT INTO {} VALUES (30, 'new-item', '[1,2,3,4,5,6]', 0)").format(
+        sql.Identifier("recsys", table)))
     basket(conn, "pairs", ["item-1"], 3)
     (version, items, gram), = cached(conn)
     grown = item_factors(conn, "pairs")

@@ -11,6 +11,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
 
@@ -420,11 +421,11 @@ def test_domain_and_uuid_keys_train_and_serve(db_url: str, conn: psycopg.Connect
 def reader(db_url: str, conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
     """A connection as a new login that is a member of recsys_reader only."""
     name = f"reader_{uuid.uuid4().hex[:8]}"
-    conn.execute(f"CREATE ROLE {name} LOGIN IN ROLE recsys_reader")
+    conn.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE recsys_reader").format(sql.Identifier(name)))
     with psycopg.connect(make_conninfo(db_url, user=name), autocommit=True) as connection:
         yield connection
-    conn.execute(f"DROP OWNED BY {name}")
-    conn.execute(f"DROP ROLE {name}")
+    conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+    conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
 
 
 def test_reader_builds_params_with_als(reader: psycopg.Connection, conn: psycopg.Connection,

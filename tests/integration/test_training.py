@@ -7,6 +7,7 @@ import time
 import numpy as np
 import psycopg
 import pytest
+from psycopg import sql
 
 from recsys_db import training
 from recsys_db.errors import ConfigError, DataError, RecsysError
@@ -57,8 +58,10 @@ def test_scores_are_inner_products_of_stored_factors(db_url: str,
                  " params => recsys.als(factors => 8))")
     training.train(db_url, "rnd")
     (users, items), = rows(conn, "SELECT user_table, item_table FROM recsys.model_version")
-    user = rows(conn, f"SELECT factors FROM recsys.{users} WHERE key = 'u2'")[0][0].to_numpy()
-    item_factors = dict(rows(conn, f"SELECT key, factors FROM recsys.{items}"))
+    user = rows(conn, sql.SQL("SELECT factors FROM {} WHERE key = 'u2'").format(
+        sql.Identifier("recsys", users)))[0][0].to_numpy()
+    item_factors = dict(rows(conn, sql.SQL("SELECT key, factors FROM {}").format(
+        sql.Identifier("recsys", items))))
     served = rows(conn, "SELECT item_key, score, rank FROM recsys.recommend('rnd', 'u2', 23,"
                         " exclude_seen => false)")
     expected = sorted(((float(np.dot(user, v.to_numpy())), k) for k, v in item_factors.items()),
@@ -323,7 +326,8 @@ def test_all_zero_weights_fail_the_run_and_keep_the_active_version(
         conn.execute(statement)
     assert training.train(db_url, "zero").version == 1
     (users,), = rows(conn, "SELECT user_table FROM recsys.model_version")
-    (user,), = rows(conn, f"SELECT min(key) FROM recsys.{users}")
+    (user,), = rows(conn, sql.SQL("SELECT min(key) FROM {}").format(
+        sql.Identifier("recsys", users)))
     before = rows(conn, "SELECT * FROM recsys.recommend('zero', %s, 5, false)", (user,))
     assert len(before) == 2 and {r[3] for r in before} == {"als"}
     conn.execute(zero)
