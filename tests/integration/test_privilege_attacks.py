@@ -246,7 +246,8 @@ def read_views(conn: psycopg.Connection, views: list[str]) -> None:
     for view in views:
         try:
             with conn.transaction():
-                conn.execute(f"SELECT v::text FROM recsys.{view} v").fetchall()
+                conn.execute(sql.SQL("SELECT v::text FROM {} v").format(
+                    sql.Identifier("recsys", view))).fetchall()
         except psycopg.Error:
             pass
 
@@ -615,7 +616,7 @@ def arena(server_url: str, template_url: str) -> Iterator[Arena]:
         drop_database(server_url, built.dbname)
         with psycopg.connect(server_url, autocommit=True) as conn:
             for role in built.roles.logins()[::-1]:
-                conn.execute(f"DROP ROLE IF EXISTS {role}")
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
 @pytest.fixture(autouse=True)
@@ -743,7 +744,9 @@ def test_install_refuses_a_vector_schema_others_can_write(arena: Arena, writer: 
         admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template1").format(sql.Identifier(name)))
     try:
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(f"GRANT CREATE ON SCHEMA public TO {role}")
+            # PUBLIC is a keyword, not a role name: it must not be quoted
+            grantee = sql.SQL(role) if role == "PUBLIC" else sql.Identifier(role)
+            conn.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(grantee))
         with pytest.raises(RecsysError, match=rf"writable by .*{re.escape(role)}"):
             install.install(url)
     finally:
@@ -790,8 +793,9 @@ def test_worker_session_ignores_look_alikes_on_its_own_path(arena: Arena) -> Non
     ("$user", first on the default search_path, and on no serving function's path) must not
     run as the worker while it trains, folds in and runs jobs."""
     creator, login = arena.roles.creator, arena.roles.worker
-    arena.su.execute(f"CREATE SCHEMA {login} AUTHORIZATION {creator}")
-    arena.su.execute(f"GRANT USAGE ON SCHEMA {login} TO PUBLIC")
+    arena.su.execute(sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(
+        sql.Identifier(login), sql.Identifier(creator)))
+    arena.su.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO PUBLIC").format(sql.Identifier(login)))
     plant(arena, creator, shadow_statements(login, creator, vector_ops=True))
     failures = arena.worker_cycle()
     with arena.connect(login) as conn:
@@ -812,7 +816,8 @@ def test_admin_sessions_ignore_look_alikes_in_public(arena: Arena,
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("CREATE TABLE public.canary (who text, what text)")
             conn.execute("GRANT SELECT, INSERT ON public.canary TO PUBLIC")
-            conn.execute(f"GRANT CREATE ON SCHEMA public TO {creator}")
+            conn.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(
+                sql.Identifier(creator)))
         with psycopg.connect(make_conninfo(url, user=creator), autocommit=True) as conn:
             for statement in shadow_statements("public", creator, vector_ops=False):
                 conn.execute(statement)
@@ -1035,7 +1040,8 @@ def test_serving_derives_factor_table_names(arena: Arena) -> None:
         conn.execute(f"UPDATE recsys.model_version SET item_table = '{p}_leak_items',"
                      f" user_table = '{p}_leak_users' WHERE model_id = {arena.model_id}"
                      f" AND version = {arena.version}")
-        conn.execute(f"SET LOCAL SESSION AUTHORIZATION {arena.roles.reader}")
+        conn.execute(sql.SQL("SET LOCAL SESSION AUTHORIZATION {}").format(
+            sql.Identifier(arena.roles.reader)))
         now = serve(conn)
     changed = {k: now[k] for k, v in arena.baseline["reader"].items() if now[k] != v}
     assert not changed, f"serving followed the stored table names: {list(changed)}"
@@ -1058,7 +1064,8 @@ def test_serving_refuses_factor_tables_it_does_not_own(arena: Arena) -> None:
         conn.execute(f"ALTER TABLE recsys.{items} ENABLE ROW LEVEL SECURITY")
         conn.execute(f"CREATE POLICY rt ON recsys.{items}"
                      f" USING (public.{arena.prefix}_policy(key))")
-        conn.execute(f"SET LOCAL SESSION AUTHORIZATION {arena.roles.reader}")
+        conn.execute(sql.SQL("SET LOCAL SESSION AUTHORIZATION {}").format(
+            sql.Identifier(arena.roles.reader)))
         now = serve(conn)
         found = arena.problems(conn, planters={login})
     assert not found, found
@@ -1195,10 +1202,12 @@ def test_declarer_must_read_every_column_it_uses(arena: Arena) -> None:
     with pytest.raises(errors.InsufficientPrivilege):
         arena.declare("rt_secret", "public.secret", by=modeler)
     columns = arena.make_login("cols", "recsys_modeler")
-    arena.su.execute(f"GRANT SELECT (u) ON public.events TO {columns}")
+    arena.su.execute(sql.SQL("GRANT SELECT (u) ON public.events TO {}").format(
+        sql.Identifier(columns)))
     with pytest.raises(errors.InsufficientPrivilege, match=r"column i\b"):
         arena.declare("rt_c1", "public.events", weight=None, by=columns)
-    arena.su.execute(f"GRANT SELECT (i) ON public.events TO {columns}")
+    arena.su.execute(sql.SQL("GRANT SELECT (i) ON public.events TO {}").format(
+        sql.Identifier(columns)))
     with pytest.raises(errors.InsufficientPrivilege, match=r"column w\b"):
         arena.declare("rt_c2", "public.events", by=columns)
     assert arena.declare("rt_c3", "public.events", weight=None, by=columns) == columns
@@ -1209,7 +1218,8 @@ def test_revoked_source_stops_training_and_the_active_version_stays(arena: Arena
     modeler = arena.roles.modeler
     arena.declare("rt_rev", "public.events")
     first = arena.train("rt_rev").version
-    arena.su.execute(f"REVOKE SELECT ON public.events FROM {modeler}")
+    arena.su.execute(sql.SQL("REVOKE SELECT ON public.events FROM {}").format(
+        sql.Identifier(modeler)))
     arena.undo.append(f"GRANT SELECT ON public.events TO {modeler}")
     with pytest.raises(REFUSED):
         arena.train("rt_rev")
@@ -1220,7 +1230,7 @@ def test_revoked_source_stops_training_and_the_active_version_stays(arena: Arena
     with arena.connect(arena.roles.reader) as conn:
         assert len(conn.execute("SELECT * FROM recsys.recommend('rt_rev', 'u1', 3)")
                    .fetchall()) == 3
-    arena.su.execute(f"GRANT SELECT ON public.events TO {modeler}")
+    arena.su.execute(sql.SQL("GRANT SELECT ON public.events TO {}").format(sql.Identifier(modeler)))
     assert arena.train("rt_rev").status == "succeeded"
     arena.assert_intact()
 
@@ -1229,12 +1239,14 @@ def test_model_of_a_dropped_declarer_is_never_trained(arena: Arena) -> None:
     """The declarer is dropped (and its name reused by a role with more rights): nobody may
     read the source on its behalf any more."""
     gone = arena.make_login("gone", "recsys_modeler")
-    arena.su.execute(f"GRANT SELECT ON public.events TO {gone}")
+    arena.su.execute(sql.SQL("GRANT SELECT ON public.events TO {}").format(sql.Identifier(gone)))
     arena.declare("rt_gone", "public.events", by=gone)
-    arena.su.execute(f"DROP OWNED BY {gone}")
-    arena.su.execute(f"DROP ROLE {gone}")
-    arena.su.execute(f"CREATE ROLE {gone} NOLOGIN IN ROLE pg_read_all_data")
-    arena.su.execute(f"GRANT {gone} TO {arena.roles.worker} WITH INHERIT FALSE, SET TRUE")
+    arena.su.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(gone)))
+    arena.su.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(gone)))
+    arena.su.execute(sql.SQL("CREATE ROLE {} NOLOGIN IN ROLE pg_read_all_data").format(
+        sql.Identifier(gone)))
+    arena.su.execute(sql.SQL("GRANT {} TO {} WITH INHERIT FALSE, SET TRUE").format(
+        sql.Identifier(gone), sql.Identifier(arena.roles.worker)))
     arena.undo.append(f"REVOKE {gone} FROM {arena.roles.worker}")
     for as_superuser in (False, True):
         with pytest.raises(REFUSED):
@@ -1262,8 +1274,8 @@ def test_training_reads_the_source_under_the_declarers_row_level_security(arena:
     modeler = arena.roles.modeler
     arena.su.execute("ALTER TABLE public.events ENABLE ROW LEVEL SECURITY")
     arena.undo.append("ALTER TABLE public.events DISABLE ROW LEVEL SECURITY")
-    arena.su.execute(f"CREATE POLICY rt_hide_u1 ON public.events FOR SELECT TO {modeler}"
-                     " USING (u <> 'u1')")
+    arena.su.execute(sql.SQL("CREATE POLICY rt_hide_u1 ON public.events FOR SELECT TO {}"
+                             " USING (u <> 'u1')").format(sql.Identifier(modeler)))
     arena.declare("rt_rls", "public.events")
     arena.train("rt_rls")
     with arena.connect(arena.roles.reader) as reader:
@@ -1277,12 +1289,12 @@ def test_training_reads_the_source_under_the_declarers_row_level_security(arena:
 def test_explain_respects_the_readers_row_level_security(arena: Arena) -> None:
     """Issue 11, attack 4: explain read a user's history past the reader's policy."""
     reader = arena.roles.reader
-    arena.su.execute(f"GRANT SELECT ON public.events TO {reader}")
+    arena.su.execute(sql.SQL("GRANT SELECT ON public.events TO {}").format(sql.Identifier(reader)))
     arena.undo.append(f"REVOKE SELECT ON public.events FROM {reader}")
     arena.su.execute("ALTER TABLE public.events ENABLE ROW LEVEL SECURITY")
     arena.undo.append("ALTER TABLE public.events DISABLE ROW LEVEL SECURITY")
-    arena.su.execute(f"CREATE POLICY rt_hide_u1 ON public.events FOR SELECT TO {reader}"
-                     " USING (u <> 'u1')")
+    arena.su.execute(sql.SQL("CREATE POLICY rt_hide_u1 ON public.events FOR SELECT TO {}"
+                             " USING (u <> 'u1')").format(sql.Identifier(reader)))
     explain = "SELECT * FROM recsys.explain('m', %s, 'i2')"
     with arena.connect(reader) as conn:
         assert conn.execute(explain, ("u1",)).fetchall() == []
@@ -1295,7 +1307,8 @@ def test_explain_respects_the_readers_row_level_security(arena: Arena) -> None:
 
 def test_explain_respects_the_readers_column_privileges(arena: Arena) -> None:
     reader = arena.roles.reader
-    arena.su.execute(f"GRANT SELECT (u, i) ON public.events TO {reader}")
+    arena.su.execute(sql.SQL("GRANT SELECT (u, i) ON public.events TO {}").format(
+        sql.Identifier(reader)))
     arena.undo.append(f"REVOKE SELECT (u, i) ON public.events FROM {reader}")
     with arena.connect(reader) as conn, pytest.raises(errors.InsufficientPrivilege):
         conn.execute("SELECT * FROM recsys.explain('m', 'u1', 'i2')")
@@ -1309,7 +1322,8 @@ def test_security_invoker_view_over_a_secret(arena: Arena) -> None:
     modeler, reader = arena.roles.modeler, arena.roles.reader
     arena.su.execute("CREATE VIEW public.rt_sv WITH (security_invoker = true)"
                      " AS SELECT u, i, w FROM public.secret")
-    arena.su.execute(f"GRANT SELECT ON public.rt_sv TO {modeler}, {reader}")
+    arena.su.execute(sql.SQL("GRANT SELECT ON public.rt_sv TO {}, {}").format(
+        sql.Identifier(modeler), sql.Identifier(reader)))
     try:
         arena.declare("rt_sv", "public.rt_sv")
     except errors.InsufficientPrivilege:
@@ -1428,7 +1442,8 @@ def test_managed_database_owner_runs_the_whole_cycle(arena: Arena) -> None:
     url = database_url(arena.server_url, name)
     with psycopg.connect(arena.server_url, autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEROLE").format(sql.Identifier(owner)))
-        admin.execute(f"CREATE ROLE {reader} LOGIN IN ROLE recsys_reader")
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE recsys_reader").format(
+            sql.Identifier(reader)))
         admin.execute(sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template1").format(
             sql.Identifier(name), sql.Identifier(owner)))
         if arena.role_exists("recsys_owner"):
@@ -1466,6 +1481,6 @@ def test_managed_database_owner_runs_the_whole_cycle(arena: Arena) -> None:
                     " WHERE a.grantor = (SELECT oid FROM pg_roles WHERE rolname = %s)",
                     (owner,)).fetchall():
                 admin.execute(statement)
-            admin.execute(f"DROP ROLE IF EXISTS {reader}")
+            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(reader)))
             admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(owner)))
     arena.assert_intact()
