@@ -137,7 +137,8 @@ def test_failed_run_and_dropped_model_leave_no_partitions(db_url: str,
     training.train(db_url, "odd")
     assert partitions(conn) == [f"m{model_id}_v1_recs", f"m{model_id}_v1_similar"]
     # the second version fails while being written: its partitions are not left behind
-    conn.execute(f"CREATE TABLE recsys.m{model_id}_v2_similar (x int)")
+    conn.execute(sql.SQL("CREATE TABLE {} (x int)").format(
+        sql.Identifier("recsys", f"m{model_id}_v2_similar")))
     with pytest.raises(psycopg.errors.DuplicateTable):
         training.train(db_url, "odd")
     assert partitions(conn) == [f"m{model_id}_v1_recs", f"m{model_id}_v1_similar"]
@@ -222,8 +223,9 @@ def test_equal_scores_rank_by_key_bytes_live_and_precomputed(
         seen[user, items] = 1
     # the active version's partitions are written again (recsys writes partitions only of a
     # version being built, and never drops the active version's: the superuser steps in)
-    conn.execute(f"DROP TABLE recsys.m{model_id}_v{version}_recs,"
-                 f" recsys.m{model_id}_v{version}_similar")
+    conn.execute(sql.SQL("DROP TABLE {}, {}").format(
+        sql.Identifier("recsys", f"m{model_id}_v{version}_recs"),
+        sql.Identifier("recsys", f"m{model_id}_v{version}_similar")))
     conn.execute("UPDATE recsys.model_version SET status = 'building'")
     precompute.write(conn, model_id, version, {"recommendations_k": 8, "similar_items_k": 8},
                      np.stack([r[1].to_numpy() for r in user_rows]),

@@ -106,8 +106,9 @@ def _keyed_models(conn: psycopg.Connection, key_type: str, events: list[tuple]) 
     conn.execute("CREATE VIEW keyed_text AS SELECT u::text AS u, i::text AS i, w, kind"
                  " FROM keyed")
     for name, relation in (("ints", "keyed"), ("texts", "keyed_text")):
-        conn.execute(f"SELECT recsys.create_model('{name}', '{relation}', 'u', 'i', 'w',"
-                     " event_column => 'kind', event_weights => '{\"view\": 1, \"cart\": 10}')")
+        conn.execute("SELECT recsys.create_model(%s, %s, 'u', 'i', 'w',"
+                     " event_column => 'kind', event_weights => '{\"view\": 1, \"cart\": 10}')",
+                     (name, relation))
 
 
 @pytest.mark.parametrize(("key_type", "events"), [

@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from recsys_db import cli, db, training, worker
 
@@ -73,10 +74,13 @@ def wait_for(conn: psycopg.Connection, query: str, check: Callable[[Any], bool],
 def make_source(conn: psycopg.Connection, name: str, pause: float = 0.0) -> None:
     """A small interactions table behind a view whose every query sleeps ``pause`` seconds,
     so that a training run lasts long enough to overlap with others."""
-    conn.execute(f"CREATE TABLE public.{name}_t AS SELECT 'u' || (g % 12) AS u,"
-                 " 'i' || (g * 7 % 9) AS i FROM generate_series(1, 60) g")
-    conn.execute(f"CREATE VIEW public.{name} AS WITH pause AS MATERIALIZED"
-                 f" (SELECT pg_sleep({pause})) SELECT t.* FROM public.{name}_t t, pause")
+    conn.execute(sql.SQL("CREATE TABLE {} AS SELECT 'u' || (g % 12) AS u,"
+                         " 'i' || (g * 7 % 9) AS i FROM generate_series(1, 60) g").format(
+                             sql.Identifier("public", f"{name}_t")))
+    conn.execute(sql.SQL("CREATE VIEW {} AS WITH pause AS MATERIALIZED"
+                         " (SELECT pg_sleep({})) SELECT t.* FROM {} t, pause").format(
+                             sql.Identifier("public", name), sql.Literal(pause),
+                             sql.Identifier("public", f"{name}_t")))
 
 
 def test_two_workers_train_each_model_once_per_period(
@@ -87,8 +91,9 @@ def test_two_workers_train_each_model_once_per_period(
     procs += [Proc(db_url, tmp_path / f"w{i}.jsonl") for i in range(2)]
     wait_for(conn, "SELECT count(*) FROM recsys.workers", lambda n: n == 2)
     for name in names:
-        conn.execute(f"SELECT recsys.create_model('{name}', 'public.{name}', 'u', 'i',"
-                     f" params => {SMALL}, refresh_every => interval '1 hour')")
+        conn.execute(f"SELECT recsys.create_model(%s, %s, 'u', 'i',"
+                     f" params => {SMALL}, refresh_every => interval '1 hour')",
+                     (name, f"public.{name}"))
     done = ("SELECT count(*) FROM recsys.runs WHERE status = 'succeeded'"
             " AND run_id IN (SELECT run_id FROM recsys.jobs WHERE status = 'succeeded')")
     wait_for(conn, done, lambda n: n == 4)
@@ -134,8 +139,8 @@ def hold_model(db_url: str, name: str) -> psycopg.Connection:
 
 def trained(db_url: str, conn: psycopg.Connection, name: str) -> None:
     make_source(conn, name)
-    conn.execute(f"SELECT recsys.create_model('{name}', 'public.{name}', 'u', 'i',"
-                 f" params => {SMALL})")
+    conn.execute(f"SELECT recsys.create_model(%s, %s, 'u', 'i', params => {SMALL})",
+                 (name, f"public.{name}"))
     training.train(db_url, name)
 
 
