@@ -4,18 +4,16 @@ a template database with recsys installed, and a fresh copy of it per test."""
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
+from psycopg import sql
 
 from recsys_db import datasets, db, embedded, install, training
 
-TEMPLATE = "recsys_test_template"
+from .helpers import TEMPLATE, admin, database_url, drop_database, new_database
 
 
 @pytest.fixture(scope="session")
@@ -50,37 +48,15 @@ def restart_server(server_data: Path | None) -> Callable[[], None]:
     return restart
 
 
-def database_url(server_url: str, name: str) -> str:
-    """URL of another database on the same server."""
-    return make_conninfo(server_url, dbname=name)
-
-
-def _admin(server_url: str) -> psycopg.Connection:
-    return psycopg.connect(server_url, autocommit=True)
-
-
 @pytest.fixture(scope="session")
 def template_url(server_url: str) -> str:
     """A database with the recsys schema installed, copied for every test."""
-    with _admin(server_url) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {TEMPLATE}")
+    drop_database(server_url, TEMPLATE)
+    with admin(server_url) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE)))
     url = database_url(server_url, TEMPLATE)
     install.install(url)
     return url
-
-
-def new_database(server_url: str, template: str = TEMPLATE) -> tuple[str, str]:
-    """Create a database from a template; returns (name, url)."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with _admin(server_url) as conn:
-        conn.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
-    return name, database_url(server_url, name)
-
-
-def drop_database(server_url: str, name: str) -> None:
-    with _admin(server_url) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture
@@ -96,11 +72,6 @@ def conn(db_url: str) -> Iterator[psycopg.Connection]:
     """Autocommit connection to the test's database, pgvector types registered."""
     with db.connect(db_url) as connection:
         yield connection
-
-
-def rows(conn: psycopg.Connection, query: str, params: Any = None) -> list[tuple[Any, ...]]:
-    """Run a query and fetch all rows."""
-    return conn.execute(query, params).fetchall()
 
 
 @pytest.fixture(scope="session")
