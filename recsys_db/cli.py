@@ -385,7 +385,9 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
     options = worker.WorkerOptions(
         poll=args.poll, lease=args.lease, grace=args.grace, max_attempts=args.max_attempts,
-        backoff=args.retry_backoff, once=args.once, name=args.name)
+        backoff=args.retry_backoff, once=args.once, name=args.name,
+        reconnect_timeout=args.reconnect_timeout, keep_days=args.keep_days,
+        keep_runs=args.keep_runs)
     events = worker.Events(as_json=args.json, quiet=args.quiet)
     return worker.Worker(_url(args), options, events).run()
 
@@ -562,6 +564,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tries per job before it is given up (default 3)")
     p.add_argument("--retry-backoff", type=float, default=30.0, metavar="SECONDS",
                    help="wait before the first retry, doubled per attempt (default 30)")
+    p.add_argument("--reconnect-timeout", type=float, default=600.0, metavar="SECONDS",
+                   help="after the database went away (a restart), keep reconnecting this "
+                        "long before giving up (default 600)")
+    p.add_argument("--keep-days", type=int, default=30, metavar="DAYS",
+                   help="history kept: finished runs and jobs younger than this (default 30)")
+    p.add_argument("--keep-runs", type=int, default=100, metavar="N",
+                   help="history kept: each model's newest N runs, whatever their age "
+                        "(default 100)")
     p.add_argument("--name", help="worker name in recsys.workers (default host:pid)")
     p.set_defaults(func=_cmd_worker)
 

@@ -194,6 +194,17 @@ def _recover_model(conn: psycopg.Connection, model_id: int, model_name: str, *,
     return recovered
 
 
+def prune_history(conn: psycopg.Connection, *, keep_runs: int, keep_days: int
+                  ) -> dict[str, int]:
+    """Delete history beyond the retention rule (``recsys._prune_history``); returns how many
+    runs, jobs and tunings went."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(queries.text("job_prune_history"),
+                          {"keep_runs": keep_runs, "keep_days": keep_days}).fetchone()
+    assert row is not None
+    return {key: int(value) for key, value in row.items()}
+
+
 def status(conn: psycopg.Connection) -> dict[str, list[dict[str, Any]]]:
     """Models (with schedule and open job), live workers and open jobs, for ``status``."""
     report: dict[str, list[dict[str, Any]]] = {}

@@ -117,3 +117,7 @@ UPDATE recsys.worker
    SET heartbeat_at = clock_timestamp(), stopped_at = NULL, state = 'idle',
        reconnects = reconnects + 1, last_error = %(error)s, last_error_at = %(error_at)s
  WHERE id = %(worker_id)s;
+
+-- name: job_prune_history
+-- Delete runs, jobs and tunings beyond the retention rule (recsys._prune_history).
+SELECT runs, jobs, tunings FROM recsys._prune_history(%(keep_runs)s, %(keep_days)s);

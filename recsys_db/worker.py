@@ -38,6 +38,8 @@ from recsys_db.model import get_model
 
 log = logging.getLogger(__name__)
 
+PRUNE_EVERY = 3600.0  # seconds between history prunes of one worker (and one at its start)
+
 
 @dataclass(frozen=True)
 class WorkerOptions:
@@ -51,6 +53,8 @@ class WorkerOptions:
     once: bool = False  # run what is due now, then exit (cron)
     name: str | None = None  # default host:pid
     reconnect_timeout: float = 600.0  # how long to keep reconnecting after the server went away
+    keep_days: int = 30  # history: finished runs and jobs younger than this are kept
+    keep_runs: int = 100  # history: each model's newest runs kept, whatever their age
 
     def check(self) -> None:
         """Raise RecsysError on settings that cannot work."""
@@ -63,6 +67,10 @@ class WorkerOptions:
                     f"worker {name} must not be negative, not {getattr(self, name):g}")
         if self.max_attempts < 1:
             raise RecsysError(f"max attempts must be at least 1, not {self.max_attempts}")
+        for name in ("keep_days", "keep_runs"):
+            if getattr(self, name) < 1:
+                raise RecsysError(f"worker {name.replace('_', ' ')} must be at least 1, not "
+                                  f"{getattr(self, name)}")
 
     @property
     def heartbeat(self) -> float:
@@ -133,6 +141,7 @@ class Worker:
         self._failures = 0
         # a finished job whose outcome could not be written (the connection was lost)
         self._unsettled: _Outcome | None = None
+        self._pruned_at: float | None = None  # monotonic time of the last history prune
 
     # -- signals -----------------------------------------------------------------------------
 
@@ -269,6 +278,13 @@ class Worker:
         queued = jobs.enqueue_due(conn)
         if queued:
             self.events("scheduled", worker=self.name, jobs=queued)
+        now = time.monotonic()
+        if self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY:
+            self._pruned_at = now
+            pruned = jobs.prune_history(conn, keep_runs=self.options.keep_runs,
+                                        keep_days=self.options.keep_days)
+            if any(pruned.values()):
+                self.events("pruned", worker=self.name, **pruned)
 
     def _wait(self, conn: psycopg.Connection) -> None:
         """Until a NOTIFY, the poll interval or a stop; in short slices to notice the stop."""

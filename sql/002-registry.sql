@@ -199,19 +199,16 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION recsys.create_model(
-    name          text,
-    source        regclass,
-    user_column   text,
-    item_column   text,
-    weight_column text DEFAULT NULL,
-    event_column  text DEFAULT NULL,
-    event_weights jsonb DEFAULT NULL,
-    time_column   text DEFAULT NULL,
-    params        jsonb DEFAULT NULL,
-    refresh_every interval DEFAULT NULL
-) RETURNS integer
-LANGUAGE plpgsql AS $$
+-- What a model reads and when it is refreshed, checked as create_model and alter_model need
+-- it: the relation and its kind, the declarer's right to read every column named (catalogs,
+-- recsys's tables and temporary tables refused), the key, weight, event and time columns and
+-- their types, event weights, and refresh_every.
+CREATE OR REPLACE FUNCTION recsys._check_definition(
+    source regclass, declarer regrole, user_column text, item_column text,
+    weight_column text, event_column text, event_weights jsonb, time_column text,
+    refresh_every interval
+) RETURNS void
+LANGUAGE plpgsql STABLE AS $$
 DECLARE
     numeric_types constant text[] := ARRAY['smallint', 'integer', 'bigint', 'real',
                                            'double precision', 'numeric', 'boolean'];
@@ -219,17 +216,7 @@ DECLARE
                                         'date', 'smallint', 'integer', 'bigint', 'real',
                                         'double precision', 'numeric'];
     rel record;
-    checked_params jsonb;
-    new_id integer;
 BEGIN
-    IF name IS NULL OR name = '' THEN
-        RAISE EXCEPTION 'model name must not be empty' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF length(name) > 200 OR name ~ '[[:cntrl:]]' THEN
-        RAISE EXCEPTION 'invalid model name %', quote_literal(name)
-            USING ERRCODE = 'invalid_name',
-                  DETAIL = 'a model name has at most 200 characters and no control characters';
-    END IF;
     IF source IS NULL THEN
         RAISE EXCEPTION 'source must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
@@ -244,11 +231,9 @@ BEGIN
         RAISE EXCEPTION 'source % is not a table, view or materialized view', source
             USING ERRCODE = 'wrong_object_type';
     END IF;
-    -- the declarer is the role running this (SECURITY INVOKER): it must be allowed to read
-    -- every column it names, and catalogs, recsys's tables and temporary tables are refused
     PERFORM recsys._check_source(
-        source, (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)::regrole,
-        ARRAY[user_column, item_column, weight_column, event_column, time_column]);
+        source, declarer, ARRAY[user_column, item_column, weight_column, event_column,
+                                time_column]);
     PERFORM recsys._require_key_column(source, user_column, 'user_column');
     PERFORM recsys._require_key_column(source, item_column, 'item_column');
     IF user_column = item_column THEN
@@ -283,6 +268,44 @@ BEGIN
             refresh_every
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION recsys.create_model(
+    name          text,
+    source        regclass,
+    user_column   text,
+    item_column   text,
+    weight_column text DEFAULT NULL,
+    event_column  text DEFAULT NULL,
+    event_weights jsonb DEFAULT NULL,
+    time_column   text DEFAULT NULL,
+    params        jsonb DEFAULT NULL,
+    refresh_every interval DEFAULT NULL
+) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    rel record;
+    checked_params jsonb;
+    new_id integer;
+BEGIN
+    IF name IS NULL OR name = '' THEN
+        RAISE EXCEPTION 'model name must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF length(name) > 200 OR name ~ '[[:cntrl:]]' THEN
+        RAISE EXCEPTION 'invalid model name %', quote_literal(name)
+            USING ERRCODE = 'invalid_name',
+                  DETAIL = 'a model name has at most 200 characters and no control characters';
+    END IF;
+    SELECT n.nspname, c.relname INTO rel
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = source;
+    -- the declarer is the role running this (SECURITY INVOKER): it must be allowed to read
+    -- every column it names, and catalogs, recsys's tables and temporary tables are refused
+    PERFORM recsys._check_definition(
+        source, (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)::regrole,
+        user_column, item_column, weight_column, event_column, event_weights, time_column,
+        refresh_every);
     checked_params := recsys._check_params(params);
     IF EXISTS (SELECT 1 FROM recsys.model m WHERE m.name = create_model.name) THEN
         RAISE EXCEPTION 'model "%" already exists', name
@@ -437,3 +460,135 @@ $$;
 DROP TRIGGER IF EXISTS track_active_version ON recsys.model;
 CREATE TRIGGER track_active_version AFTER UPDATE OF active_version ON recsys.model
     FOR EACH ROW EXECUTE FUNCTION recsys._track_active_version();
+
+-- The settings of a model that differ between two states of its row, as
+-- {"setting": {"from": old, "to": new}}; {} when none does.
+CREATE OR REPLACE FUNCTION recsys._model_diff(old recsys.model, new recsys.model) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT coalesce(jsonb_object_agg(o.key, jsonb_build_object('from', o.value, 'to', n.value)
+                                     ORDER BY o.key), '{}'::jsonb)
+      FROM jsonb_each(to_jsonb(old) - ARRAY['id', 'name', 'active_version', 'created_at',
+                                            'updated_at']) o
+      JOIN jsonb_each(to_jsonb(new)) n ON n.key = o.key
+     WHERE o.value IS DISTINCT FROM n.value
+$$;
+
+-- Every change to what a model reads, its params, schedule or declarer is recorded in
+-- recsys.model_change (whoever made it: recsys.alter_model, tune --apply, the owner's UPDATE),
+-- with the login that made it.
+CREATE OR REPLACE FUNCTION recsys._record_model_change() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    changes constant jsonb := recsys._model_diff(OLD, NEW);
+BEGIN
+    IF changes <> '{}'::jsonb THEN
+        INSERT INTO recsys.model_change (model_id, changed_by, changes)
+        VALUES (NEW.id, session_user, changes);
+    END IF;
+    RETURN NULL;
+END
+$$;
+DROP TRIGGER IF EXISTS record_model_change ON recsys.model;
+CREATE TRIGGER record_model_change AFTER UPDATE ON recsys.model
+    FOR EACH ROW EXECUTE FUNCTION recsys._record_model_change();
+
+-- Change a model after create_model, with create_model's checks (recsys._check_definition,
+-- recsys._check_params). NULL leaves a setting as it is; unset names optional settings to clear
+-- (weight_column, event_column with its event_weights, time_column, refresh_every); params are
+-- merged over the model's params. A new source or column makes the caller (the login) the
+-- model's declarer: its rights read the source from then on. Who may: a member of the role
+-- that declared the model, or of recsys's owner. The change applies from the next full refresh
+-- on: the active version keeps serving, and fold-ins keep the params it was trained with.
+-- Returns what changed ({"setting": {"from": old, "to": new}}; recorded in
+-- recsys.model_changes).
+CREATE OR REPLACE FUNCTION recsys.alter_model(
+    name          text,
+    source        regclass DEFAULT NULL,
+    user_column   text DEFAULT NULL,
+    item_column   text DEFAULT NULL,
+    weight_column text DEFAULT NULL,
+    event_column  text DEFAULT NULL,
+    event_weights jsonb DEFAULT NULL,
+    time_column   text DEFAULT NULL,
+    params        jsonb DEFAULT NULL,
+    refresh_every interval DEFAULT NULL,
+    unset         text[] DEFAULT NULL
+) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    clearable constant text[] := ARRAY['weight_column', 'event_column', 'time_column',
+                                       'refresh_every'];
+    given constant text[] := array_remove(ARRAY[
+        CASE WHEN weight_column IS NOT NULL THEN 'weight_column' END,
+        CASE WHEN event_column IS NOT NULL OR event_weights IS NOT NULL THEN 'event_column' END,
+        CASE WHEN time_column IS NOT NULL THEN 'time_column' END,
+        CASE WHEN refresh_every IS NOT NULL THEN 'refresh_every' END], NULL);
+    m recsys.model;
+    next recsys.model;
+    caller regrole;
+BEGIN
+    m := recsys._model(name);
+    PERFORM recsys._require_manager(m);
+    IF EXISTS (SELECT 1 FROM unnest(unset) u WHERE u IS NULL OR NOT (u = ANY (clearable))) THEN
+        RAISE EXCEPTION 'cannot unset %',
+            (SELECT string_agg(coalesce(quote_literal(u), 'null'), ', ') FROM unnest(unset) u
+              WHERE u IS NULL OR NOT (u = ANY (clearable)))
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'unset takes: ' || array_to_string(clearable, ', ');
+    END IF;
+    IF unset && given THEN
+        RAISE EXCEPTION '% both given and unset', array_to_string(
+            ARRAY(SELECT u FROM unnest(unset) u WHERE u = ANY (given)), ', ')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    next := m;
+    IF source IS NOT NULL THEN
+        SELECT n.nspname, c.relname INTO next.source_schema, next.source_table
+          FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.oid = source;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'source relation with oid % does not exist', source::oid
+                USING ERRCODE = 'undefined_table';
+        END IF;
+    END IF;
+    next.user_column := coalesce(user_column, m.user_column);
+    next.item_column := coalesce(item_column, m.item_column);
+    next.weight_column := CASE WHEN 'weight_column' = ANY (unset) THEN NULL
+                               ELSE coalesce(weight_column, m.weight_column) END;
+    next.event_column := CASE WHEN 'event_column' = ANY (unset) THEN NULL
+                              ELSE coalesce(event_column, m.event_column) END;
+    next.event_weights := CASE WHEN 'event_column' = ANY (unset) THEN NULL
+                               ELSE coalesce(event_weights, m.event_weights) END;
+    next.time_column := CASE WHEN 'time_column' = ANY (unset) THEN NULL
+                             ELSE coalesce(time_column, m.time_column) END;
+    next.refresh_every := CASE WHEN 'refresh_every' = ANY (unset) THEN NULL
+                               ELSE coalesce(refresh_every, m.refresh_every) END;
+    next.params := CASE WHEN params IS NULL THEN m.params
+                        ELSE recsys._check_params(m.params || params) END;
+    IF (next.source_schema, next.source_table, next.user_column, next.item_column,
+        next.weight_column, next.event_column, next.event_weights, next.time_column)
+       IS DISTINCT FROM
+       (m.source_schema, m.source_table, m.user_column, m.item_column, m.weight_column,
+        m.event_column, m.event_weights, m.time_column) THEN
+        caller := (SELECT r.oid FROM pg_catalog.pg_roles r
+                    WHERE r.rolname = session_user)::regrole;
+        next.declarer := caller;
+    END IF;
+    PERFORM recsys._check_definition(
+        recsys._relation(next.source_schema, next.source_table), next.declarer,
+        next.user_column, next.item_column, next.weight_column, next.event_column,
+        next.event_weights, next.time_column, next.refresh_every);
+    UPDATE recsys.model
+       SET source_schema = next.source_schema, source_table = next.source_table,
+           user_column = next.user_column, item_column = next.item_column,
+           weight_column = next.weight_column, event_column = next.event_column,
+           event_weights = next.event_weights, time_column = next.time_column,
+           params = next.params, refresh_every = next.refresh_every,
+           declarer = next.declarer, updated_at = now()
+     WHERE id = m.id;
+    RETURN recsys._model_diff(m, next);
+END
+$$;
+COMMENT ON FUNCTION recsys.alter_model IS
+    'change a model with create_model''s checks; applies from the next full refresh; recorded '
+    'in recsys.model_changes';

@@ -73,3 +73,10 @@ SELECT m.name,
 COMMENT ON VIEW recsys.models IS
     'one row per model: source, columns, params, active version with its holdout quality '
     '(holdout_metric at holdout_k for als and the popularity baseline), last run, schedule';
+
+-- Changes to models after create_model (recsys.alter_model, tune --apply), newest first.
+CREATE OR REPLACE VIEW recsys.model_changes AS
+SELECT m.name AS model, c.changed_at, c.changed_by, c.changes, c.id AS change_id
+  FROM recsys.model_change c
+  JOIN recsys.model m ON m.id = c.model_id
+ ORDER BY c.id DESC;

@@ -10,6 +10,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     m recsys.model;
     job_id bigint;
+    weighting text;
 BEGIN
     m := recsys._model(model);
     PERFORM recsys._require_manager(m);
@@ -17,6 +18,22 @@ BEGIN
         RAISE EXCEPTION 'unknown refresh mode %', coalesce(quote_literal(mode), 'null')
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'use one of: full, incremental';
+    END IF;
+    -- a fold-in weights with the active version's params: refuse now what it cannot do,
+    -- rather than let the worker fail it later
+    IF mode = 'incremental' THEN
+        weighting := coalesce(
+            (SELECT v.params FROM recsys.model_version v
+              WHERE v.model_id = m.id AND v.version = m.active_version), m.params,
+            recsys._default_params()) ->> 'weighting';
+        IF weighting NOT IN ('none', 'confidence', 'log') THEN
+            RAISE EXCEPTION 'model "%" cannot be refreshed incrementally: its % is weighted by %',
+                m.name, CASE WHEN m.active_version IS NULL THEN 'configuration'
+                             ELSE format('active version %s', m.active_version) END, weighting
+                USING ERRCODE = 'feature_not_supported',
+                      HINT = 'fold-in supports weighting none, confidence and log; use '
+                             'recsys.request_refresh(model, ''full'')';
+        END IF;
     END IF;
     INSERT INTO recsys.job AS j (model_id, mode, reason)
     VALUES (m.id, request_refresh.mode, 'requested')
@@ -149,11 +166,13 @@ SELECT j.id AS job_id, m.name AS model, j.mode, j.reason, j.status, j.attempts, 
   FROM recsys.job j
   JOIN recsys.model m ON m.id = j.model_id;
 
--- Workers whose heartbeat is within their lease.
+-- Workers whose heartbeat is within their lease; reconnects counts the database restarts (lost
+-- connections) each has ridden out, last_error and last_error_at say what cut it off last.
 CREATE OR REPLACE VIEW recsys.workers AS
 SELECT w.id AS worker_id, w.name, w.state, w.started_at, w.heartbeat_at,
        clock_timestamp() - w.heartbeat_at AS heartbeat_age, w.lease,
-       j.id AS job_id, m.name AS model, j.mode AS job_mode, j.started_at AS job_started_at
+       j.id AS job_id, m.name AS model, j.mode AS job_mode, j.started_at AS job_started_at,
+       w.reconnects, w.last_error, w.last_error_at
   FROM recsys.worker w
   LEFT JOIN recsys.job j ON j.worker_id = w.id AND j.status = 'running'
   LEFT JOIN recsys.model m ON m.id = j.model_id
@@ -198,5 +217,66 @@ BEGIN
                THEN least(backoff * 2 ^ (j.attempts - 1), 3600) ELSE 0 END * interval '1 second'
      WHERE id = job_id;
     RETURN 'queued';
+END
+$$;
+
+-- History kept bounded (the worker's housekeeping, hourly). Deleted: finished runs older than
+-- keep_days, except each model's newest keep_runs runs, the run that trained each version not
+-- dropped or failed, each model's newest successful full run (the schedule counts from it) and
+-- runs of open jobs; finished jobs older than keep_days, except each model's newest failed full
+-- job (the schedule counts from that too); finished tunings older than keep_days with their
+-- trial runs, except each model's newest. Metrics and evaluations go with their runs. Returns
+-- how many runs, jobs and tunings were deleted.
+CREATE OR REPLACE FUNCTION recsys._prune_history(keep_runs integer, keep_days integer)
+RETURNS TABLE (runs bigint, jobs bigint, tunings bigint)
+LANGUAGE plpgsql AS $$
+DECLARE
+    horizon timestamptz;
+BEGIN
+    IF keep_runs IS NULL OR keep_runs < 1 OR keep_days IS NULL OR keep_days < 1 THEN
+        RAISE EXCEPTION 'keep_runs and keep_days must be at least 1, not % and %',
+            coalesce(keep_runs::text, 'null'), coalesce(keep_days::text, 'null')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    horizon := clock_timestamp() - keep_days * interval '1 day';
+    WITH newest AS (
+        SELECT DISTINCT ON (t.model_id) t.id FROM recsys.tuning t
+         ORDER BY t.model_id, t.id DESC
+    ), gone AS (
+        DELETE FROM recsys.tuning t
+         WHERE t.finished_at < horizon AND t.id NOT IN (SELECT id FROM newest)
+        RETURNING 1
+    )
+    SELECT count(*) INTO tunings FROM gone;
+    WITH ranked AS (
+        SELECT r.id, row_number() OVER (PARTITION BY r.model_id
+                                        ORDER BY r.started_at DESC, r.id DESC) AS n
+          FROM recsys.run r WHERE r.tuning_id IS NULL
+    ), gone AS (
+        DELETE FROM recsys.run r USING ranked k
+         WHERE r.id = k.id AND k.n > keep_runs AND r.status <> 'running'
+           AND r.finished_at < horizon
+           AND NOT EXISTS (SELECT 1 FROM recsys.model_version v
+                            WHERE v.run_id = r.id AND v.status NOT IN ('dropped', 'failed'))
+           AND NOT EXISTS (SELECT 1 FROM recsys.job j
+                            WHERE j.run_id = r.id AND j.status IN ('queued', 'running'))
+           AND r.id <> coalesce((SELECT s.id FROM recsys.run s
+                                  WHERE s.model_id = r.model_id AND s.kind = 'full'
+                                    AND s.status = 'succeeded'
+                                  ORDER BY s.finished_at DESC LIMIT 1), -1)
+        RETURNING 1
+    )
+    SELECT count(*) INTO runs FROM gone;
+    WITH gone AS (
+        DELETE FROM recsys.job j
+         WHERE j.status IN ('succeeded', 'failed') AND j.finished_at < horizon
+           AND j.id <> coalesce((SELECT f.id FROM recsys.job f
+                                  WHERE f.model_id = j.model_id AND f.mode = 'full'
+                                    AND f.status = 'failed'
+                                  ORDER BY f.finished_at DESC LIMIT 1), -1)
+        RETURNING 1
+    )
+    SELECT count(*) INTO jobs FROM gone;
+    RETURN NEXT;
 END
 $$;

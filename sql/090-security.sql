@@ -28,13 +28,13 @@ DECLARE
                                         'recommend_for_items', 'recommend_filtered',
                                         '_history_sql', '_explain_scores'];
     for_modeler constant text[] := ARRAY['drop_model', 'rollback', 'request_refresh',
-                                         'set_features', 'drop_features'];
+                                         'set_features', 'drop_features', 'alter_model'];
     for_worker constant text[] := ARRAY['_create_version_tables', '_seal_version_tables',
                                         '_create_hnsw', '_drop_hnsw', '_drop_version_tables',
                                         '_create_partition', '_attach_partition',
-                                        '_drop_partitions'];
-    -- a trigger function: no one calls it
-    for_no_one constant text[] := ARRAY['_track_active_version'];
+                                        '_drop_partitions', '_prune_history'];
+    -- trigger functions: no one calls them
+    for_no_one constant text[] := ARRAY['_track_active_version', '_record_model_change'];
     definers constant text[] := for_reader || for_modeler || for_worker || for_no_one;
     -- invoker functions only the modeler calls (the declaration itself)
     modeler_only constant text[] := ARRAY['create_model'];

@@ -1,5 +1,6 @@
-"""Workers that ride out database restarts: how often each reconnected and the error that cut
-it off, shown in recsys.workers.
+"""Operations over months: how often each worker reconnected after a database restart and the
+error that cut it off (shown in recsys.workers), and a record of every change to a model
+(recsys.alter_model, tune --apply), shown in recsys.model_changes.
 
 Revision ID: 0011
 Revises: 0010
@@ -22,6 +23,18 @@ def upgrade() -> None:
             ADD COLUMN last_error_at timestamptz;
         COMMENT ON COLUMN recsys.worker.reconnects IS
             'times the worker lost its database connection and reconnected';
+
+        CREATE TABLE recsys.model_change (
+            id          bigserial PRIMARY KEY,
+            model_id    integer NOT NULL REFERENCES recsys.model (id) ON DELETE CASCADE,
+            changed_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+            changed_by  text NOT NULL,
+            changes     jsonb NOT NULL
+        );
+        CREATE INDEX ON recsys.model_change (model_id, id);
+        COMMENT ON TABLE recsys.model_change IS
+            'what changed in a model after create_model, by whom and when: '
+            '{"setting": {"from": old, "to": new}}';
         """
     )
 
@@ -29,6 +42,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute(
         """
+        DROP TABLE recsys.model_change;
         ALTER TABLE recsys.worker
             DROP COLUMN reconnects, DROP COLUMN last_error, DROP COLUMN last_error_at;
         """

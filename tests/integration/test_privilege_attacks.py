@@ -1388,10 +1388,11 @@ def test_stranger_is_denied_everything(arena: Arena) -> None:
         views = {v: attempt(conn, f"SELECT * FROM recsys.{v}") for v in arena.views}
         manage = [attempt(conn, s) for s in (
             "SELECT recsys.create_model('rt_x', 'public.events', 'u', 'i')",
-            "SELECT recsys.request_refresh('m')", "SELECT recsys.drop_model('m')")]
+            "SELECT recsys.request_refresh('m')", "SELECT recsys.drop_model('m')",
+            "SELECT recsys.alter_model('m', refresh_every => '1 hour')")]
     assert set(outcomes.values()) == {"InsufficientPrivilege"}, outcomes
     assert set(views.values()) == {DENIED}, views
-    assert manage == [DENIED] * 3
+    assert manage == [DENIED] * 4
     arena.assert_intact()
 
 
@@ -1400,10 +1401,31 @@ def test_reader_cannot_manage_models(arena: Arena) -> None:
         outcomes = {s: attempt(conn, s) for s in (
             "SELECT recsys.create_model('rt_x', 'public.events', 'u', 'i')",
             "SELECT recsys.request_refresh('m')", "SELECT recsys.drop_model('m')",
+            "SELECT recsys.alter_model('m', refresh_every => '1 hour')",
             f"SELECT recsys.rollback('m', {arena.version})",
             "SELECT * FROM recsys.model", "SELECT * FROM public.events",
             f"SELECT * FROM recsys.{arena.items_table}")}
     assert set(outcomes.values()) == {DENIED}, outcomes
+    arena.assert_intact()
+
+
+def test_alter_model_needs_a_manager_and_the_new_declarers_rights(arena: Arena) -> None:
+    """Another modeler may not change a model it did not declare, the worker may not change
+    one at all, and whoever points a model at a source makes its own rights the ones that
+    read it: a relation it may not read is refused. Nothing changes on refusal."""
+    other = arena.make_login("alt", "recsys_modeler")
+    alter = "SELECT recsys.alter_model('m', refresh_every => '1 hour')"
+    with arena.connect(other) as conn:
+        by_other = attempt(conn, alter)
+    with arena.connect(arena.roles.worker) as conn:
+        by_worker = attempt(conn, alter)
+    arena.su.execute("CREATE TABLE public.rt_secret AS SELECT u, i FROM public.events")
+    arena.undo.append("DROP TABLE IF EXISTS public.rt_secret")
+    with arena.connect(arena.roles.modeler) as conn:
+        by_declarer = attempt(conn, alter)  # rolled back, as every attempt
+        unreadable = attempt(conn, "SELECT recsys.alter_model('m', source => 'public.rt_secret')")
+    assert (by_other, by_worker, by_declarer, unreadable) == (DENIED, DENIED, None, DENIED)
+    assert arena.rows("SELECT count(*) FROM recsys.model_change") == [(0,)]
     arena.assert_intact()
 
 
