@@ -149,31 +149,42 @@ $$;
 COMMENT ON FUNCTION recsys.recommend IS
     'top-k items for a user by inner product; unknown users get popular items (reason = popular)';
 
-CREATE OR REPLACE FUNCTION recsys.similar_items(model text, of_item text, k integer DEFAULT 10)
-RETURNS TABLE (item_key text, score double precision, rank integer)
+-- The k items (side 'item') or users (side 'user') of the active version closest to of_key by
+-- cosine similarity of their factors; raises, naming the side, when of_key is not in it.
+-- recsys.similar_items and recsys.similar_users, which run as recsys's owner, return its rows.
+CREATE OR REPLACE FUNCTION recsys._similar(model text, of_key text, k integer, side text)
+RETURNS TABLE (key text, score double precision, rank integer)
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     v recsys.model_version;
+    factor_table text;
+    trained bigint;
     query_vector @vector@.vector;
     query_idx integer;
 BEGIN
     PERFORM recsys._check_k(k);
     v := recsys._active_version(model);
-    EXECUTE format('SELECT idx, factors FROM recsys.%I WHERE key = $1', v.item_table)
-        INTO query_idx, query_vector USING of_item;
+    -- names derived and checked by recsys._active_version (recsys._checked)
+    CASE side
+        WHEN 'item' THEN factor_table := v.item_table; trained := v.items;
+        WHEN 'user' THEN factor_table := v.user_table; trained := v.users;
+    END CASE;
+    EXECUTE format('SELECT idx, factors FROM recsys.%I WHERE key = $1', factor_table)
+        INTO query_idx, query_vector USING of_key;
     IF query_idx IS NULL THEN
-        RAISE EXCEPTION 'item % is not in model "%"', coalesce(quote_literal(of_item), 'null'), model
+        RAISE EXCEPTION '% % is not in model "%"', side, coalesce(quote_literal(of_key), 'null'),
+            model
             USING ERRCODE = 'no_data_found',
-                  DETAIL = format('version %s was trained on %s items', v.version, v.items);
+                  DETAIL = format('version %s was trained on %s %ss', v.version, trained, side);
     END IF;
-    -- The precomputed rows are this search's answer, ranked exactly by the training (same
-    -- tie order); they spare the scan over every item.
-    IF k <= v.similar_k THEN
+    -- The precomputed similar items are this search's answer, ranked exactly by the training
+    -- (same tie order); they spare the scan over every item.
+    IF side = 'item' AND k <= v.similar_k THEN
         RETURN QUERY
             SELECT s.similar_item_key, s.score::double precision, s.rank
               FROM recsys.similar_item s
              WHERE s.model_id = v.model_id AND s.version = v.version
-               AND s.item_key = of_item AND s.rank <= k
+               AND s.item_key = of_key AND s.rank <= k
              ORDER BY s.rank;
         IF FOUND THEN
             RETURN;
@@ -181,11 +192,19 @@ BEGIN
     END IF;
     RETURN QUERY EXECUTE format(
         'SELECT key, 1 - distance, (row_number() OVER (ORDER BY distance, key COLLATE "C"))::integer
-           FROM (SELECT i.idx, i.key, i.factors OPERATOR(@vector@.<=>) $1 AS distance
-                   FROM recsys.%I i WHERE i.idx <> $2
-                  ORDER BY distance, i.key COLLATE "C" LIMIT $3) top
-          ORDER BY distance, key COLLATE "C"', v.item_table)
+           FROM (SELECT f.idx, f.key, f.factors OPERATOR(@vector@.<=>) $1 AS distance
+                   FROM recsys.%I f WHERE f.idx <> $2
+                  ORDER BY distance, f.key COLLATE "C" LIMIT $3) top
+          ORDER BY distance, key COLLATE "C"', factor_table)
         USING query_vector, query_idx, k;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION recsys.similar_items(model text, of_item text, k integer DEFAULT 10)
+RETURNS TABLE (item_key text, score double precision, rank integer)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN QUERY SELECT * FROM recsys._similar(model, of_item, k, 'item');
 END
 $$;
 COMMENT ON FUNCTION recsys.similar_items IS 'the k items closest by cosine similarity of their factors';
@@ -193,27 +212,8 @@ COMMENT ON FUNCTION recsys.similar_items IS 'the k items closest by cosine simil
 CREATE OR REPLACE FUNCTION recsys.similar_users(model text, of_user text, k integer DEFAULT 10)
 RETURNS TABLE (user_key text, score double precision, rank integer)
 LANGUAGE plpgsql STABLE AS $$
-DECLARE
-    v recsys.model_version;
-    query_vector @vector@.vector;
-    query_idx integer;
 BEGIN
-    PERFORM recsys._check_k(k);
-    v := recsys._active_version(model);
-    EXECUTE format('SELECT idx, factors FROM recsys.%I WHERE key = $1', v.user_table)
-        INTO query_idx, query_vector USING of_user;
-    IF query_idx IS NULL THEN
-        RAISE EXCEPTION 'user % is not in model "%"', coalesce(quote_literal(of_user), 'null'), model
-            USING ERRCODE = 'no_data_found',
-                  DETAIL = format('version %s was trained on %s users', v.version, v.users);
-    END IF;
-    RETURN QUERY EXECUTE format(
-        'SELECT key, 1 - distance, (row_number() OVER (ORDER BY distance, key COLLATE "C"))::integer
-           FROM (SELECT u.idx, u.key, u.factors OPERATOR(@vector@.<=>) $1 AS distance
-                   FROM recsys.%I u WHERE u.idx <> $2
-                  ORDER BY distance, u.key COLLATE "C" LIMIT $3) top
-          ORDER BY distance, key COLLATE "C"', v.user_table)
-        USING query_vector, query_idx, k;
+    RETURN QUERY SELECT * FROM recsys._similar(model, of_user, k, 'user');
 END
 $$;
 COMMENT ON FUNCTION recsys.similar_users IS 'the k users closest by cosine similarity of their factors';
