@@ -149,22 +149,20 @@ $$;
 COMMENT ON FUNCTION recsys.recommend IS
     'top-k items for a user by inner product; unknown users get popular items (reason = popular)';
 
--- The k items (side 'item') or users (side 'user') of the active version closest to of_key by
--- cosine similarity of their factors; raises, naming the side, when of_key is not in it.
--- recsys.similar_items and recsys.similar_users, which run as recsys's owner, return its rows.
-CREATE OR REPLACE FUNCTION recsys._similar(model text, of_key text, k integer, side text)
-RETURNS TABLE (key text, score double precision, rank integer)
+-- The k items (side 'item') or users (side 'user') of version v of model closest to of_key by
+-- cosine similarity of their factors; raises, naming the side, when of_key is not in v. The one
+-- search of recsys.similar_items and recsys.similar_users, which run as recsys's owner and pass
+-- the active version (its factor-table names checked by recsys._active_version).
+CREATE OR REPLACE FUNCTION recsys._similar(
+    v recsys.model_version, model text, side text, of_key text, k integer
+) RETURNS TABLE (key text, score double precision, rank integer)
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
-    v recsys.model_version;
     factor_table text;
-    trained bigint;
+    trained integer;
     query_vector @vector@.vector;
     query_idx integer;
 BEGIN
-    PERFORM recsys._check_k(k);
-    v := recsys._active_version(model);
-    -- names derived and checked by recsys._active_version (recsys._checked)
     CASE side
         WHEN 'item' THEN factor_table := v.item_table; trained := v.items;
         WHEN 'user' THEN factor_table := v.user_table; trained := v.users;
@@ -176,19 +174,6 @@ BEGIN
             model
             USING ERRCODE = 'no_data_found',
                   DETAIL = format('version %s was trained on %s %ss', v.version, trained, side);
-    END IF;
-    -- The precomputed similar items are this search's answer, ranked exactly by the training
-    -- (same tie order); they spare the scan over every item.
-    IF side = 'item' AND k <= v.similar_k THEN
-        RETURN QUERY
-            SELECT s.similar_item_key, s.score::double precision, s.rank
-              FROM recsys.similar_item s
-             WHERE s.model_id = v.model_id AND s.version = v.version
-               AND s.item_key = of_key AND s.rank <= k
-             ORDER BY s.rank;
-        IF FOUND THEN
-            RETURN;
-        END IF;
     END IF;
     RETURN QUERY EXECUTE format(
         'SELECT key, 1 - distance, (row_number() OVER (ORDER BY distance, key COLLATE "C"))::integer
@@ -203,8 +188,27 @@ $$;
 CREATE OR REPLACE FUNCTION recsys.similar_items(model text, of_item text, k integer DEFAULT 10)
 RETURNS TABLE (item_key text, score double precision, rank integer)
 LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v recsys.model_version;
 BEGIN
-    RETURN QUERY SELECT * FROM recsys._similar(model, of_item, k, 'item');
+    PERFORM recsys._check_k(k);
+    v := recsys._active_version(model);
+    -- The precomputed rows are this search's answer, ranked exactly by the training (same
+    -- tie order); they spare the scan over every item. Only items of the version have them:
+    -- any other key (unknown, or an item a fold-in added since) goes to recsys._similar, which
+    -- raises for an unknown one as before.
+    IF k <= v.similar_k THEN
+        RETURN QUERY
+            SELECT s.similar_item_key, s.score::double precision, s.rank
+              FROM recsys.similar_item s
+             WHERE s.model_id = v.model_id AND s.version = v.version
+               AND s.item_key = of_item AND s.rank <= k
+             ORDER BY s.rank;
+        IF FOUND THEN
+            RETURN;
+        END IF;
+    END IF;
+    RETURN QUERY SELECT * FROM recsys._similar(v, model, 'item', of_item, k);
 END
 $$;
 COMMENT ON FUNCTION recsys.similar_items IS 'the k items closest by cosine similarity of their factors';
@@ -213,7 +217,9 @@ CREATE OR REPLACE FUNCTION recsys.similar_users(model text, of_user text, k inte
 RETURNS TABLE (user_key text, score double precision, rank integer)
 LANGUAGE plpgsql STABLE AS $$
 BEGIN
-    RETURN QUERY SELECT * FROM recsys._similar(model, of_user, k, 'user');
+    PERFORM recsys._check_k(k);
+    RETURN QUERY SELECT * FROM recsys._similar(recsys._active_version(model), model, 'user',
+                                               of_user, k);
 END
 $$;
 COMMENT ON FUNCTION recsys.similar_users IS 'the k users closest by cosine similarity of their factors';
