@@ -149,25 +149,54 @@ $$;
 COMMENT ON FUNCTION recsys.recommend IS
     'top-k items for a user by inner product; unknown users get popular items (reason = popular)';
 
+-- The k items (side 'item') or users (side 'user') of version v of model closest to of_key by
+-- cosine similarity of their factors; raises, naming the side, when of_key is not in v. The one
+-- search of recsys.similar_items and recsys.similar_users, which run as recsys's owner and pass
+-- the active version (its factor-table names checked by recsys._active_version).
+CREATE OR REPLACE FUNCTION recsys._similar(
+    v recsys.model_version, model text, side text, of_key text, k integer
+) RETURNS TABLE (key text, score double precision, rank integer)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    factor_table text;
+    trained integer;
+    query_vector @vector@.vector;
+    query_idx integer;
+BEGIN
+    CASE side
+        WHEN 'item' THEN factor_table := v.item_table; trained := v.items;
+        WHEN 'user' THEN factor_table := v.user_table; trained := v.users;
+    END CASE;
+    EXECUTE format('SELECT idx, factors FROM recsys.%I WHERE key = $1', factor_table)
+        INTO query_idx, query_vector USING of_key;
+    IF query_idx IS NULL THEN
+        RAISE EXCEPTION '% % is not in model "%"', side, coalesce(quote_literal(of_key), 'null'),
+            model
+            USING ERRCODE = 'no_data_found',
+                  DETAIL = format('version %s was trained on %s %ss', v.version, trained, side);
+    END IF;
+    RETURN QUERY EXECUTE format(
+        'SELECT key, 1 - distance, (row_number() OVER (ORDER BY distance, key COLLATE "C"))::integer
+           FROM (SELECT f.idx, f.key, f.factors OPERATOR(@vector@.<=>) $1 AS distance
+                   FROM recsys.%I f WHERE f.idx <> $2
+                  ORDER BY distance, f.key COLLATE "C" LIMIT $3) top
+          ORDER BY distance, key COLLATE "C"', factor_table)
+        USING query_vector, query_idx, k;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION recsys.similar_items(model text, of_item text, k integer DEFAULT 10)
 RETURNS TABLE (item_key text, score double precision, rank integer)
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     v recsys.model_version;
-    query_vector @vector@.vector;
-    query_idx integer;
 BEGIN
     PERFORM recsys._check_k(k);
     v := recsys._active_version(model);
-    EXECUTE format('SELECT idx, factors FROM recsys.%I WHERE key = $1', v.item_table)
-        INTO query_idx, query_vector USING of_item;
-    IF query_idx IS NULL THEN
-        RAISE EXCEPTION 'item % is not in model "%"', coalesce(quote_literal(of_item), 'null'), model
-            USING ERRCODE = 'no_data_found',
-                  DETAIL = format('version %s was trained on %s items', v.version, v.items);
-    END IF;
     -- The precomputed rows are this search's answer, ranked exactly by the training (same
-    -- tie order); they spare the scan over every item.
+    -- tie order); they spare the scan over every item. Only items of the version have them:
+    -- any other key (unknown, or an item a fold-in added since) goes to recsys._similar, which
+    -- raises for an unknown one as before.
     IF k <= v.similar_k THEN
         RETURN QUERY
             SELECT s.similar_item_key, s.score::double precision, s.rank
@@ -179,13 +208,7 @@ BEGIN
             RETURN;
         END IF;
     END IF;
-    RETURN QUERY EXECUTE format(
-        'SELECT key, 1 - distance, (row_number() OVER (ORDER BY distance, key COLLATE "C"))::integer
-           FROM (SELECT i.idx, i.key, i.factors OPERATOR(@vector@.<=>) $1 AS distance
-                   FROM recsys.%I i WHERE i.idx <> $2
-                  ORDER BY distance, i.key COLLATE "C" LIMIT $3) top
-          ORDER BY distance, key COLLATE "C"', v.item_table)
-        USING query_vector, query_idx, k;
+    RETURN QUERY SELECT * FROM recsys._similar(v, model, 'item', of_item, k);
 END
 $$;
 COMMENT ON FUNCTION recsys.similar_items IS 'the k items closest by cosine similarity of their factors';
@@ -193,27 +216,10 @@ COMMENT ON FUNCTION recsys.similar_items IS 'the k items closest by cosine simil
 CREATE OR REPLACE FUNCTION recsys.similar_users(model text, of_user text, k integer DEFAULT 10)
 RETURNS TABLE (user_key text, score double precision, rank integer)
 LANGUAGE plpgsql STABLE AS $$
-DECLARE
-    v recsys.model_version;
-    query_vector @vector@.vector;
-    query_idx integer;
 BEGIN
     PERFORM recsys._check_k(k);
-    v := recsys._active_version(model);
-    EXECUTE format('SELECT idx, factors FROM recsys.%I WHERE key = $1', v.user_table)
-        INTO query_idx, query_vector USING of_user;
-    IF query_idx IS NULL THEN
-        RAISE EXCEPTION 'user % is not in model "%"', coalesce(quote_literal(of_user), 'null'), model
-            USING ERRCODE = 'no_data_found',
-                  DETAIL = format('version %s was trained on %s users', v.version, v.users);
-    END IF;
-    RETURN QUERY EXECUTE format(
-        'SELECT key, 1 - distance, (row_number() OVER (ORDER BY distance, key COLLATE "C"))::integer
-           FROM (SELECT u.idx, u.key, u.factors OPERATOR(@vector@.<=>) $1 AS distance
-                   FROM recsys.%I u WHERE u.idx <> $2
-                  ORDER BY distance, u.key COLLATE "C" LIMIT $3) top
-          ORDER BY distance, key COLLATE "C"', v.user_table)
-        USING query_vector, query_idx, k;
+    RETURN QUERY SELECT * FROM recsys._similar(recsys._active_version(model), model, 'user',
+                                               of_user, k);
 END
 $$;
 COMMENT ON FUNCTION recsys.similar_users IS 'the k users closest by cosine similarity of their factors';

@@ -1,3 +1,5 @@
+-- Sources: the check that every declaration and read of a model's source passes, and the
+-- trigger that validates every row written to recsys.model.
 -- Sources are read with the rights of the role that declared the model (recsys.model.declarer).
 
 -- The relation schema.name, or NULL: looked up in the catalogs, so that it needs no right on

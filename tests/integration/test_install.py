@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import zipfile
@@ -63,6 +64,32 @@ def test_install_into_empty_database_creates_extension(server_url: str) -> None:
 
 
 @pytest.mark.slow
+def test_each_function_view_and_trigger_comes_from_one_sql_file(
+        conn: psycopg.Connection) -> None:
+    """Statements moved between the SQL files are neither duplicated (two CREATE OR REPLACE of
+    one object, the later silently winning) nor lost: each function, view and trigger of
+    schema recsys is created by one statement of one file, and the install has exactly those."""
+    root = next(p for p in Path(__file__).resolve().parents
+                if (p / "sql").is_dir() and (p / "alembic").is_dir())
+    statement = re.compile(r"^CREATE OR REPLACE (FUNCTION|VIEW) recsys\.(\w+)"
+                           r"|^CREATE TRIGGER (\w+)", re.MULTILINE)
+    created: dict[tuple[str, str], list[str]] = {}
+    for path in sorted((root / "sql").glob("[0-9][0-9][0-9]-*.sql")):
+        for match in statement.finditer(path.read_text(encoding="utf-8")):
+            kind, name = (match[1], match[2]) if match[1] else ("TRIGGER", match[3])
+            created.setdefault((kind, name), []).append(path.name)
+    assert {k: v for k, v in created.items() if len(v) > 1} == {}
+    installed = {("FUNCTION", r[0]) for r in rows(
+        conn, "SELECT proname FROM pg_proc WHERE pronamespace = 'recsys'::regnamespace")}
+    installed |= {("VIEW", r[0]) for r in rows(
+        conn, "SELECT relname FROM pg_class WHERE relnamespace = 'recsys'::regnamespace"
+              " AND relkind = 'v'")}
+    installed |= {("TRIGGER", r[0]) for r in rows(
+        conn, "SELECT t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
+              " WHERE c.relnamespace = 'recsys'::regnamespace AND NOT t.tgisinternal")}
+    assert installed == set(created)
+
+
 def test_wheel_ships_sql_and_alembic(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parents[2]
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path),
