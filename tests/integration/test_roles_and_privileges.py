@@ -120,9 +120,10 @@ def test_every_function_is_owned_by_the_owner_with_a_pinned_path(conn: psycopg.C
         "recommend", "similar_items", "similar_users", "interested_users", "popular", "score",
         "recommend_for_items", "recommend_filtered", "_history_sql", "_explain_scores",
         "drop_model", "rollback", "request_refresh", "set_features", "drop_features",
+        "alter_model",
         "_create_version_tables", "_seal_version_tables", "_create_hnsw", "_drop_hnsw",
         "_drop_version_tables", "_create_partition", "_attach_partition", "_drop_partitions",
-        "_track_active_version"}
+        "_prune_history", "_track_active_version", "_record_model_change"}
     assert rows(conn, "SELECT rolcanlogin, rolsuper, rolcreaterole, rolbypassrls FROM pg_roles"
                       " WHERE rolname = 'recsys_owner'") == [(False, False, False, False)]
     assert rows(conn, "SELECT nspowner::regrole::text FROM pg_namespace"
