@@ -135,16 +135,17 @@ def test_every_function_is_owned_by_the_owner_with_a_pinned_path(conn: psycopg.C
               " WHERE p.pronamespace = 'recsys'::regnamespace AND p.prosecdef GROUP BY 1"))
     groups = {"reader": ["recsys_reader", "recsys_worker"], "modeler": ["recsys_modeler"],
               "worker": ["recsys_worker"]}
-    expected: dict[str, list[str] | None] = {"_track_active_version": None}
+    expected: dict[str, list[str] | None] = {"_track_active_version": None,
+                                             "_record_model_change": None}
     for group, names in (
             ("reader", ["recommend", "similar_items", "similar_users", "interested_users",
                         "popular", "score", "recommend_for_items", "recommend_filtered",
                         "_history_sql", "_explain_scores"]),
             ("modeler", ["drop_model", "rollback", "request_refresh", "set_features",
-                         "drop_features"]),
+                         "drop_features", "alter_model"]),
             ("worker", ["_create_version_tables", "_seal_version_tables", "_create_hnsw",
                         "_drop_hnsw", "_drop_version_tables", "_create_partition",
-                        "_attach_partition", "_drop_partitions"])):
+                        "_attach_partition", "_drop_partitions", "_prune_history"])):
         expected.update((name, groups[group]) for name in names)
     assert callers == expected
     assert rows(conn, "SELECT count(*) FROM pg_proc WHERE pronamespace = 'recsys'::regnamespace"
