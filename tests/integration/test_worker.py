@@ -332,3 +332,19 @@ def test_a_run_the_gate_rejects_is_reported_as_rejected(
     assert [e["event"] for e in events] == ["rejected"]
     assert events[0]["version"] is None and "below gate_min 1" in events[0]["error"]
     assert rows(conn, "SELECT status FROM recsys.runs") == [("rejected",)]
+
+
+def test_worker_state_follows_its_job_at_once(db_url: str, conn: psycopg.Connection,
+                                             procs: list[Proc], tmp_path: Path) -> None:
+    """recsys.workers says busy when a job is claimed and idle when it ends, not one heartbeat
+    (a quarter of the lease: 15 s here) later."""
+    make_source(conn, "slow", pause=2.0)
+    conn.execute(f"SELECT recsys.create_model('slow', 'public.slow', 'u', 'i', params => {SMALL})")
+    procs.append(Proc(db_url, tmp_path / "w.jsonl", "--lease", "60"))
+    wait_for(conn, "SELECT state FROM recsys.workers", lambda s: s == "idle")
+    conn.execute("SELECT recsys.request_refresh('slow')")
+    wait_for(conn, "SELECT state FROM recsys.workers", lambda s: s == "busy", timeout=5)
+    wait_for(conn, "SELECT count(*) FROM recsys.jobs WHERE status = 'succeeded'",
+             lambda n: n == 1, timeout=30)
+    wait_for(conn, "SELECT state FROM recsys.workers", lambda s: s == "idle", timeout=3)
+    assert procs[0].stop() == 0
