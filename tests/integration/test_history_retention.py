@@ -12,6 +12,15 @@ from ..helpers import rows
 SMALL = "recsys.als(factors => 2, iterations => 3, keep_versions => 2)"
 
 
+def trained(db_url: str, conn: psycopg.Connection, *, times: int) -> None:
+    """Model 'm' over a small table, trained ``times`` times (versions 1..times)."""
+    conn.execute("CREATE TABLE public.ev AS SELECT 'u' || (g % 20) AS u, 'i' || (g * 7 % 31)"
+                 " AS i FROM generate_series(1, 400) g")
+    conn.execute(f"SELECT recsys.create_model('m', 'public.ev', 'u', 'i', params => {SMALL})")
+    for _ in range(times):
+        training.train(db_url, "m")
+
+
 def age(conn: psycopg.Connection, table: str, ids: list[int], days: int) -> None:
     """Move rows of recsys.run or recsys.job ``days`` into the past."""
     column = "started_at" if table == "run" else "created_at"
@@ -22,11 +31,7 @@ def age(conn: psycopg.Connection, table: str, ids: list[int], days: int) -> None
 
 def test_prune_keeps_what_serving_and_scheduling_need(db_url: str,
                                                         conn: psycopg.Connection) -> None:
-    conn.execute("CREATE TABLE public.ev AS SELECT 'u' || (g % 20) AS u, 'i' || (g * 7 % 31)"
-                 " AS i FROM generate_series(1, 400) g")
-    conn.execute(f"SELECT recsys.create_model('m', 'public.ev', 'u', 'i', params => {SMALL})")
-    for _ in range(4):
-        training.train(db_url, "m")
+    trained(db_url, conn, times=4)
     # a failed full job and a finished one, both old; a queued one
     conn.execute("INSERT INTO recsys.job (model_id, mode, reason, status, finished_at)"
                  " SELECT id, 'full', 'requested', s, clock_timestamp() FROM recsys.model,"
@@ -60,11 +65,7 @@ def test_prune_keeps_what_serving_and_scheduling_need(db_url: str,
 
 def test_worker_prunes_on_start_with_its_settings(db_url: str, conn: psycopg.Connection
                                                   ) -> None:
-    conn.execute("CREATE TABLE public.ev AS SELECT 'u' || (g % 20) AS u, 'i' || (g * 7 % 31)"
-                 " AS i FROM generate_series(1, 400) g")
-    conn.execute(f"SELECT recsys.create_model('m', 'public.ev', 'u', 'i', params => {SMALL})")
-    for _ in range(3):
-        training.train(db_url, "m")
+    trained(db_url, conn, times=3)
     conn.execute("UPDATE recsys.run SET started_at = started_at - interval '10 days',"
                  " finished_at = finished_at - interval '10 days'")
     events: list[tuple[str, dict[str, object]]] = []
