@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 from pathlib import Path
 
 import psycopg
@@ -44,7 +45,9 @@ def main() -> None:
         print(f"wrote {args.output}")
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    server = args.database_url or embedded.start(Path("/tmp/recsys-bench/pgdata"))
+    data = Path(os.environ["RECSYS_DATA_DIR"]) if os.environ.get("RECSYS_DATA_DIR") \
+        else Path("/tmp/recsys-bench/pgdata")
+    server = args.database_url or embedded.start(data)
     RESULTS.mkdir(exist_ok=True)
     for scale in args.scale:
         name = f"recsys_bench_{scale}"

@@ -79,7 +79,7 @@ def machine(url: str) -> dict[str, Any]:
         ram = int(info.readline().split()[1]) * 1024
     with psycopg.connect(url) as conn:
         settings: dict[str, str] = dict(conn.execute(
-            "SELECT name, setting || coalesce(unit, '') FROM pg_settings WHERE name IN"
+            "SELECT name, current_setting(name) FROM pg_settings WHERE name IN"
             " ('shared_buffers', 'work_mem', 'max_parallel_workers_per_gather')").fetchall())
         postgres = conn.execute("SHOW server_version").fetchone()
         pgvector = conn.execute(
