@@ -184,9 +184,13 @@ def _recover_model(conn: psycopg.Connection, model_id: int, model_name: str, *,
             continue
         if run is not None:
             conn.execute(queries.text("job_set_run"), {"job_id": job_id, "run_id": run[0]})
-        # not the job's fault: retried at once, without using up an attempt
+        # not the job's fault: retried at once, without using up an attempt; unless it keeps
+        # killing its workers (out of memory, say), which then counts like any failure
+        row = conn.execute(queries.text("job_note_abandoned"), {"job_id": job_id}).fetchone()
+        abandoned = int(row[0]) if row else 1
         status = retry(conn, job_id, f"worker {worker} stopped heartbeating (lease expired)",
-                       max_attempts=max_attempts, backoff=backoff, count_attempt=False)
+                       max_attempts=max_attempts, backoff=backoff,
+                       count_attempt=abandoned > max_attempts)
         jobs[job_id] = status or "unchanged"
     recovered = Recovered(model=model_name, failed_runs=runs, discarded_versions=versions,
                           jobs=jobs)

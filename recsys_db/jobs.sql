@@ -121,3 +121,7 @@ UPDATE recsys.worker
 -- name: job_prune_history
 -- Delete runs, jobs and tunings beyond the retention rule (recsys._prune_history).
 SELECT runs, jobs, tunings FROM recsys._prune_history(%(keep_runs)s, %(keep_days)s);
+
+-- name: job_note_abandoned
+-- One more time a dead worker left this job running; returns how many times so far.
+UPDATE recsys.job SET abandoned = abandoned + 1 WHERE id = %(job_id)s RETURNING abandoned;

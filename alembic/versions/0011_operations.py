@@ -24,6 +24,12 @@ def upgrade() -> None:
         COMMENT ON COLUMN recsys.worker.reconnects IS
             'times the worker lost its database connection and reconnected';
 
+        ALTER TABLE recsys.job ADD COLUMN abandoned integer NOT NULL DEFAULT 0;
+        COMMENT ON COLUMN recsys.job.abandoned IS
+            'times a dead worker left this job running (retried without using up an attempt '
+            'up to max attempts, then counted: a job that kills its worker is not retried '
+            'for ever)';
+
         CREATE TABLE recsys.model_change (
             id          bigserial PRIMARY KEY,
             model_id    integer NOT NULL REFERENCES recsys.model (id) ON DELETE CASCADE,
@@ -43,6 +49,7 @@ def downgrade() -> None:
     op.execute(
         """
         DROP TABLE recsys.model_change;
+        ALTER TABLE recsys.job DROP COLUMN abandoned;
         ALTER TABLE recsys.worker
             DROP COLUMN reconnects, DROP COLUMN last_error, DROP COLUMN last_error_at;
         """

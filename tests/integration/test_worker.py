@@ -348,3 +348,24 @@ def test_worker_state_follows_its_job_at_once(db_url: str, conn: psycopg.Connect
              lambda n: n == 1, timeout=30)
     wait_for(conn, "SELECT state FROM recsys.workers", lambda s: s == "idle", timeout=3)
     assert procs[0].stop() == 0
+
+
+def test_a_job_that_keeps_killing_its_workers_is_given_up(db_url: str,
+                                                          conn: psycopg.Connection) -> None:
+    """A dead worker's job is retried without using up an attempt, up to max attempts of such
+    deaths; after that each death counts, so a job that kills every worker (out of memory)
+    is given up instead of retried once a lease for ever."""
+    from recsys_db import jobs
+
+    make_source(conn, "t")
+    conn.execute(f"SELECT recsys.create_model('t', 'public.t', 'u', 'i', params => {SMALL})")
+    conn.execute("INSERT INTO recsys.job (model_id, mode, reason, status, attempts, worker)"
+                 " SELECT id, 'full', 'requested', 'queued', 0, 'gone:1' FROM recsys.model")
+    seen = []
+    for _ in range(4):
+        # claimed by a worker that then dies: running, its lease expired
+        conn.execute("UPDATE recsys.job SET status = 'running', attempts = attempts + 1,"
+                     " lease_until = clock_timestamp() - interval '1 minute'")
+        jobs.recover(conn, lease=60, max_attempts=2, backoff=0)
+        seen.append(rows(conn, "SELECT status, attempts, abandoned FROM recsys.job")[0])
+    assert seen == [("queued", 0, 1), ("queued", 0, 2), ("queued", 1, 3), ("failed", 2, 4)]
