@@ -132,7 +132,8 @@ def _passes_gate(conn: psycopg.Connection, model: ModelConfig, data: load.Intera
     if verdict is None or verdict.passed:
         return True
     result.status, result.error = "rejected", verdict.reason
-    log.warning("%s: run %d %s", model.name, result.run_id, verdict.reason)
+    # info, not a warning: the caller reports it (the CLI with exit 3, the worker as an event)
+    log.info("%s: run %d %s", model.name, result.run_id, verdict.reason)
     return False
 
 

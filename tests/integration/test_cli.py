@@ -223,6 +223,7 @@ def test_gate_rejection_exit_code_and_details(db_url: str, conn: psycopg.Connect
     lines = out.stdout.splitlines()
     assert lines[0].startswith("model t: run 2 rejected by the promotion gate (ndcg@10 >= 2")
     assert "version None" not in out.stdout
+    assert "not activated" not in out.stderr  # said once, on stdout, not again as a log line
     value = rows(conn, "SELECT value FROM recsys.metrics WHERE run_id = 2 AND metric = 'ndcg'"
                        " ORDER BY recommender")
     assert lines[1] == (f"  ndcg@10 {value[0][0]:.4f}: gate_min 2, "
