@@ -574,6 +574,12 @@ BEGIN
                     WHERE r.rolname = session_user)::regrole;
         next.declarer := caller;
     END IF;
+    IF recsys._relation(next.source_schema, next.source_table) IS NULL THEN
+        RAISE EXCEPTION 'source relation "%.%" of model "%" does not exist', next.source_schema,
+            next.source_table, m.name
+            USING ERRCODE = 'undefined_table',
+                  HINT = 'point the model at one that does: recsys.alter_model(name, source => ...)';
+    END IF;
     PERFORM recsys._check_definition(
         recsys._relation(next.source_schema, next.source_table), next.declarer,
         next.user_column, next.item_column, next.weight_column, next.event_column,

@@ -112,3 +112,16 @@ def test_incremental_request_refused_for_weighting_fold_in_cannot_do(
         foldin.fold_in(db_url, "m")
     assert rows(conn, "SELECT last_run_status, last_error LIKE '%weighting bm25%'"
                       " FROM recsys.models") == [("failed", True)]
+
+
+def test_alter_model_points_a_model_at_a_new_source_after_its_own_was_dropped(
+        db_url: str, conn: psycopg.Connection) -> None:
+    make_model(conn)
+    conn.execute("CREATE TABLE public.ev2 AS SELECT * FROM public.ev")
+    conn.execute("DROP TABLE public.ev")
+    with pytest.raises(psycopg.errors.UndefinedTable,
+                       match='source relation "public.ev" of model "m" does not exist'):
+        conn.execute("SELECT recsys.alter_model('m', refresh_every => '1 day')")
+    (changes,), = rows(conn, "SELECT recsys.alter_model('m', source => 'public.ev2')")
+    assert changes["source_table"] == {"from": "ev", "to": "ev2"}
+    assert training.train(db_url, "m").version == 1
