@@ -120,7 +120,7 @@ def test_alter_model_points_a_model_at_a_new_source_after_its_own_was_dropped(
     conn.execute("CREATE TABLE public.ev2 AS SELECT * FROM public.ev")
     conn.execute("DROP TABLE public.ev")
     with pytest.raises(psycopg.errors.UndefinedTable,
-                       match='source relation "public.ev" of model "m" does not exist'):
+                       match=r'source relation "public\.ev" of model "m" does not exist'):
         conn.execute("SELECT recsys.alter_model('m', refresh_every => '1 day')")
     (changes,), = rows(conn, "SELECT recsys.alter_model('m', source => 'public.ev2')")
     assert changes["source_table"] == {"from": "ev", "to": "ev2"}
