@@ -36,10 +36,14 @@ For the release before 0010 that revision is the parent of the commit that added
     git log --oneline -- alembic/versions/0010_declarer.py     # fc453ba
     python tests/migration/make_fixture.py fc453ba^ tests/migration/rev0009.sql.gz
 
-When the next revision (0011) is added: run it with the parent of the commit that adds 0011,
-write ``rev0010.sql.gz``, and point ``FIXTURE`` / ``REVISION`` in test_upgrade.py at it (or
-parametrize the test over both fixtures). The builder script below uses only the API every
-release so far has had (``recsys_db.install.install``, ``recsys.create_model``,
+The 0010 release is the last commit before revision 0011 was added (05d21ba)::
+
+    python tests/migration/make_fixture.py 05d21ba tests/migration/rev0010.sql.gz
+
+When a release ships revision 0011 and the next revision (0012) is added: run this with the
+parent of the commit that adds 0012, write ``rev0011.sql.gz`` and add "0011" to ``REVISIONS``
+in test_upgrade.py (a test there fails until then). The builder script below uses only the
+API every release so far has had (``recsys_db.install.install``, ``recsys.create_model``,
 ``recsys.als``, ``recsys_db.training.train``); adapt it if a release changes those.
 """
 
@@ -175,7 +179,10 @@ def build(revision: str, out: Path) -> None:
                 raise SystemExit(f"pg_dump failed: {dump.stderr}")
         finally:
             embedded.stop(data)
-    lines = [line for line in dump.stdout.splitlines() if not line.startswith("\\")]
+    # psql's meta-commands, and settings of newer servers that a PostgreSQL 16 restore refuses
+    # (pg_dump 17+ writes transaction_timeout)
+    lines = [line for line in dump.stdout.splitlines()
+             if not line.startswith(("\\", "SET transaction_timeout"))]
     text = "\n".join(lines) + "\n"
     out.write_bytes(gzip.compress(text.encode(), mtime=0))
     print(f"{out}: {len(text)} bytes of SQL, {out.stat().st_size} gzipped")
