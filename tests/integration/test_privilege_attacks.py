@@ -396,6 +396,14 @@ class Arena:
         failures = self.worker_cycle()
         if self.cycle_error is None:
             assert not failures, f"the worker cycle failed after the attack: {failures}"
+        # the operations functions, rolled back: a change to a model (its checks and the
+        # trigger that records it) and the worker's history prune
+        with self.connect(self.roles.modeler) as conn:
+            altered = attempt(conn, "SELECT recsys.alter_model('m', refresh_every => '1 hour',"
+                                    " params => '{\"factors\": 3}')")
+        with self.connect(self.roles.worker) as conn:
+            pruned = attempt(conn, "SELECT * FROM recsys._prune_history(100, 30)")
+        assert (altered, pruned) == (None, None)
 
     # -- invariants -------------------------------------------------------------------------
 
