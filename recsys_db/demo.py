@@ -47,7 +47,9 @@ def _render(rows: list[dict[str, Any]]) -> str:
 
 
 def _inline(query: str, **values: str) -> str:
-    """The query as a user would paste it into psql."""
+    """The query as a user would paste it into psql (without the line that describes it for
+    developers in demo.sql)."""
+    query = "\n".join(line for line in query.splitlines() if not line.startswith("-- "))
     for name, value in values.items():
         query = query.replace(f"%({name})s", "'" + value.replace("'", "''") + "'")
     return query

@@ -106,6 +106,8 @@ def test_demo_end_to_end(db_url: str, conn: psycopg.Connection) -> None:
     out = cli("--database-url", db_url, "demo")
     assert out.returncode == 0, out.stderr
     assert "FROM recsys.recommend('movielens', '196', k => 10)" in out.stdout
+    # the SQL is shown as a user would paste it: no developer comments
+    assert "   SELECT r.rank, m.title" in out.stdout and "as the demo prints" not in out.stdout
     assert "Return of the Jedi" in out.stdout.split("movies similar to Star Wars")[1]
     assert "quality on a held-out split" in out.stdout
     liked = {r[0] for r in rows(conn, "SELECT item_id::text FROM movielens.liked"
