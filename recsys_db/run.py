@@ -191,13 +191,14 @@ class Session:
     @contextmanager
     def run(self, kind: str, params: dict[str, Any], record: Callable[[int], R], *,
             progress: Progress | None = None, worker: str | None = None,
-            tuning_id: int | None = None) -> Iterator[Run[R]]:
+            tuning_id: int | None = None, reads_source: bool = True) -> Iterator[Run[R]]:
         """Record a run of ``kind`` ('full', 'incremental', 'tune') with ``params``.
 
         ``record`` makes the run's record from its id. Inside the run, first of all, the
-        declarer's access to the source is checked. The block fills the record in; a record
-        still 'running' at the end succeeded. On an exception the run is recorded failed
-        with its error, the clean-ups run, and the exception is re-raised.
+        declarer's access to the source is checked (unless the run reads no source:
+        ``reads_source=False``, a tuning trial on a split already in memory). The block fills
+        the record in; a record still 'running' at the end succeeded. On an exception the run
+        is recorded failed with its error, the clean-ups run, and the exception is re-raised.
         """
         started = time.perf_counter()
         row = self.conn.execute(queries.text("run_start"), {
@@ -207,7 +208,8 @@ class Session:
         current = Run(self, record(int(row[0])), progress)
         result = current.record
         try:
-            self.check_access()  # before anything reads the source
+            if reads_source:
+                self.check_access()  # before anything reads the source
             yield current
         except BaseException as exc:
             result.status = "failed"

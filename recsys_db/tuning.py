@@ -177,32 +177,32 @@ def _trial(session: run.Session, result: TuningResult, combo: dict[str, Any],
            params: dict[str, Any], split: evaluation.Split, data: load.Interactions) -> Trial:
     """Fit and score one combination as a run of kind 'tune'; a fit that fails is recorded
     on the trial (and its run), and the search goes on."""
-    trial: Trial | None = None
-
     def record(run_id: int) -> run.RunRecord:
-        nonlocal trial
-        trial = Trial(run_id=run_id, params=combo)
         return run.RunRecord(run_id, session.model.name, rows_read=data.rows_read,
                              rows_skipped_null=data.rows_skipped_null,
                              rows_skipped_event=data.rows_skipped_event,
                              users=split.train.shape[0], items=split.train.shape[1],
                              nnz=int(split.train.nnz))
 
-    try:
-        with session.run("tune", params, record, tuning_id=result.tuning_id) as current, \
-                current.stage("trial"):
-            assert trial is not None
-            user_factors, item_factors = als.fit(weighting.apply(split.train, params), params)
-            report = evaluation.evaluate(split, user_factors, item_factors, result.k)
+    # a trial reads no source (the split is in memory): its access was checked once, by tune
+    with session.run("tune", params, record, tuning_id=result.tuning_id,
+                     reads_source=False) as current:
+        trial = Trial(run_id=current.record.run_id, params=combo)
+        try:
+            with current.stage("trial"):
+                user_factors, item_factors = als.fit(weighting.apply(split.train, params),
+                                                     params)
+                report = evaluation.evaluate(split, user_factors, item_factors, result.k)
+        except TrainingError as exc:
+            # recorded on the trial and its run; the search goes on
+            current.record.status, current.record.error = "failed", str(exc)
+            trial.error = str(exc)
+            log.warning("%s: trial %s failed: %s", session.model.name, combo, exc)
+        else:
             evaluation.store(session.conn, trial.run_id, report, None, None)
             trial.metrics = report.metrics
             if report.metrics:
                 trial.value = report.value("als", result.metric)
                 trial.baseline = report.value("popular", result.metric)
-    except TrainingError as exc:
-        assert trial is not None
-        trial.error = str(exc)
-        log.warning("%s: trial %s failed: %s", session.model.name, combo, exc)
-    assert trial is not None
     trial.seconds = current.record.stages.get("trial", 0.0)
     return trial

@@ -64,7 +64,8 @@ class WorkerOptions:
         for name in ("grace", "backoff", "reconnect_timeout"):
             if getattr(self, name) < 0:
                 raise RecsysError(
-                    f"worker {name} must not be negative, not {getattr(self, name):g}")
+                    f"worker {name.replace('_', ' ')} must not be negative, not "
+                    f"{getattr(self, name):g}")
         if self.max_attempts < 1:
             raise RecsysError(f"max attempts must be at least 1, not {self.max_attempts}")
         for name in ("keep_days", "keep_runs"):

@@ -117,3 +117,17 @@ def test_tune_refuses_a_schema_of_another_release(db_url: str, conn: psycopg.Con
                                           r" recsys-db \(up to \d+\) does not know"):
         tuning.tune(db_url, "taste", {"factors": [2]})
     assert rows(conn, "SELECT count(*) FROM recsys.tunings") == [(0,)]
+
+
+def test_a_trial_whose_fit_fails_is_recorded_and_the_search_goes_on(
+        db_url: str, conn: psycopg.Connection) -> None:
+    make_groups(conn)
+    result = tuning.tune(db_url, "taste", {"alpha": [1, 1e300]})
+    failed = [t for t in result.trials if t.error is not None]
+    assert [t.params for t in failed] == [{"alpha": 1e300}]
+    assert failed[0].error == "als fit failed: NaN encountered in factors"
+    assert failed[0].value is None
+    assert result.best is not None and result.best.params == {"alpha": 1}
+    assert rows(conn, "SELECT status, error LIKE 'als fit failed%' FROM recsys.runs"
+                      " WHERE kind = 'tune' ORDER BY run_id") == [
+        ("succeeded", None), ("failed", True)]

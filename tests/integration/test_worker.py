@@ -303,6 +303,13 @@ def test_bad_worker_settings_and_status_text(db_url: str, conn: psycopg.Connecti
     assert capsys.readouterr().err.strip() == "error: worker poll must be positive, not 0"
     assert cli.main(["--database-url", db_url, "worker", "--max-attempts", "0"]) == 1
     assert capsys.readouterr().err.strip() == "error: max attempts must be at least 1, not 0"
+    for flag, message in (("--keep-days", "worker keep days must be at least 1, not 0"),
+                          ("--keep-runs", "worker keep runs must be at least 1, not 0")):
+        assert cli.main(["--database-url", db_url, "worker", flag, "0"]) == 1
+        assert capsys.readouterr().err.strip() == f"error: {message}"
+    assert cli.main(["--database-url", db_url, "worker", "--reconnect-timeout", "-1"]) == 1
+    assert capsys.readouterr().err.strip() == \
+        "error: worker reconnect timeout must not be negative, not -1"
     assert cli.main(["--database-url", db_url, "status"]) == 0
     assert capsys.readouterr().out.split() == ["models:", "(none)", "workers:", "(none)",
                                                "jobs:", "(none)"]
