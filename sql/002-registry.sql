@@ -525,6 +525,7 @@ DECLARE
         CASE WHEN refresh_every IS NOT NULL THEN 'refresh_every' END], NULL);
     m recsys.model;
     next recsys.model;
+    relation regclass;
     caller regrole;
 BEGIN
     m := recsys._model(name);
@@ -574,14 +575,15 @@ BEGIN
                     WHERE r.rolname = session_user)::regrole;
         next.declarer := caller;
     END IF;
-    IF recsys._relation(next.source_schema, next.source_table) IS NULL THEN
+    relation := recsys._relation(next.source_schema, next.source_table);
+    IF relation IS NULL THEN
         RAISE EXCEPTION 'source relation "%.%" of model "%" does not exist', next.source_schema,
             next.source_table, m.name
             USING ERRCODE = 'undefined_table',
                   HINT = 'point the model at one that does: recsys.alter_model(name, source => ...)';
     END IF;
     PERFORM recsys._check_definition(
-        recsys._relation(next.source_schema, next.source_table), next.declarer,
+        relation, next.declarer,
         next.user_column, next.item_column, next.weight_column, next.event_column,
         next.event_weights, next.time_column, next.refresh_every);
     UPDATE recsys.model
