@@ -3,8 +3,9 @@
 Stages: refresh, load, holdout (fit on the training part of a split) and evaluate (model and
 popularity baseline, stored in recsys.metric), the promotion gate, then weight and fit on all
 data, write, precompute (while the server builds the index), features, activate. The version
-put into production is always refit on all interactions; the holdout fit only measures the
-configuration. The run's record, lock, timing and failure handling are ``run``'s.
+put into production is always fitted on all interactions; the holdout fit measures the
+configuration, and the production fit continues from its factors, in fewer rounds than a fresh
+fit (``als.refit_iterations``). The run's record, lock, timing and failure handling are ``run``'s.
 """
 
 from __future__ import annotations
@@ -76,12 +77,13 @@ def _stages(conn: psycopg.Connection, model: ModelConfig, current: run.Run[RunRe
     result.rows_skipped_null = data.rows_skipped_null
     result.rows_skipped_event = data.rows_skipped_event
     result.users, result.items, result.nnz = data.users, data.items, int(data.matrix.nnz)
-    if not _passes_gate(conn, model, data, current):
+    holdout = _holdout(conn, model, data, current)
+    if result.status == "rejected":
         return
     with stage("weight"):
         weighted = weighting.apply(data.matrix, model.params)
     with stage("fit"):
-        user_factors, item_factors = als.fit(weighted, model.params)
+        user_factors, item_factors = als.fit(weighted, model.params, start=holdout)
     tables = store.allocate_version(conn, model, result.run_id)
     result.version = tables.version
     current.on_failure(lambda fresh: _discard(fresh, model, tables))
@@ -109,12 +111,13 @@ def _stages(conn: psycopg.Connection, model: ModelConfig, current: run.Run[RunRe
     marks.record(conn, model.id, tables.version, since)
 
 
-def _passes_gate(conn: psycopg.Connection, model: ModelConfig, data: load.Interactions,
-                 current: run.Run[RunResult]) -> bool:
+def _holdout(conn: psycopg.Connection, model: ModelConfig, data: load.Interactions,
+             current: run.Run[RunResult]) -> tuple[np.ndarray, np.ndarray] | None:
     """Fit on a holdout split, evaluate and store the metrics, and apply the promotion gate;
-    a rejected run ends here with status 'rejected'. True without a holdout split."""
+    a rejected run gets status 'rejected'. Returns the holdout model's factors, from which the
+    production fit continues (``als.refit_iterations``); None without a holdout split."""
     if evaluation.split_kind(model) == "off":
-        return True
+        return None
     result = current.record
     with current.stage("holdout"):
         split = evaluation.make_split(conn, model, data)
@@ -129,12 +132,12 @@ def _passes_gate(conn: psycopg.Connection, model: ModelConfig, data: load.Intera
     result.gate = verdict.as_dict() if verdict is not None else None
     evaluation.store(conn, result.run_id, report, verdict.rule if verdict else None,
                      verdict.passed if verdict else None)
-    if verdict is None or verdict.passed:
-        return True
-    result.status, result.error = "rejected", verdict.reason
-    # info, not a warning: the caller reports it (the CLI with exit 3, the worker as an event)
-    log.info("%s: run %d %s", model.name, result.run_id, verdict.reason)
-    return False
+    if verdict is not None and not verdict.passed:
+        result.status, result.error = "rejected", verdict.reason
+        # info, not a warning: the caller reports it (the CLI with exit 3, the worker as an
+        # event)
+        log.info("%s: run %d %s", model.name, result.run_id, verdict.reason)
+    return user_factors, item_factors
 
 
 def _precompute(conn: psycopg.Connection, model: ModelConfig, tables: store.VersionTables,

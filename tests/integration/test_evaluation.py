@@ -9,6 +9,7 @@ from dataclasses import replace
 import numpy as np
 import psycopg
 import pytest
+from implicit.cpu import _als as implicit_als
 from implicit.cpu.als import AlternatingLeastSquares
 from implicit.evaluation import ranking_metrics_at_k
 
@@ -145,6 +146,41 @@ def test_stored_metrics_equal_implicit_evaluation(movielens_url: str) -> None:
                 recommender
             for name in ("map", "ndcg", "auc"):
                 assert ours[name] == pytest.approx(theirs[name], abs=1e-9), (recommender, name)
+
+
+@pytest.mark.slow
+def test_version_continues_from_the_holdout_model(movielens_url: str) -> None:
+    """The version put into production is fitted on all data from the holdout model's factors,
+    for als.refit_iterations rounds: the stored factors are that fit's, and its training loss is
+    that of a fresh fit with all the iterations, within 0.1%."""
+    with db.connect(movielens_url) as conn:
+        model = get_model(conn, "ml")
+        model = replace(model, params=effective_params(conn, model.params))
+        data = load.read(conn, model)
+        split = evaluation.make_split(conn, model, data)
+        conn.execute("DROP TABLE recsys_user_map, recsys_item_map")
+        assert split is not None
+        holdout = als.fit(weighting.apply(split.train, model.params), model.params)
+        weighted = weighting.apply(data.matrix, model.params)
+        rounds = []
+        user_factors, item_factors = als.fit(weighted, model.params, start=holdout,
+                                             on_iteration=lambda i, _: rounds.append(i))
+        assert len(rounds) == als.refit_iterations(int(model.params["iterations"])) == 4
+        (user_table, item_table), = rows(
+            conn, "SELECT user_table, item_table FROM recsys.model_version v"
+                  " JOIN recsys.model m ON m.id = v.model_id AND v.version = m.active_version"
+                  " WHERE m.name = 'ml'")
+        for table, expected in ((user_table, user_factors), (item_table, item_factors)):
+            stored = np.stack([r[0].to_numpy() for r in rows(
+                conn, f"SELECT factors FROM recsys.{table} ORDER BY idx")])
+            np.testing.assert_allclose(stored, expected, atol=1e-6)
+    fresh = als.fit(weighted, model.params)
+    regularization = float(model.params["regularization"])
+    ours = implicit_als.calculate_loss(weighted.astype(np.float32), user_factors, item_factors,
+                                       regularization, num_threads=0)
+    theirs = implicit_als.calculate_loss(weighted.astype(np.float32), *fresh, regularization,
+                                         num_threads=0)
+    assert ours == pytest.approx(theirs, rel=1e-3)
 
 
 @pytest.mark.slow
