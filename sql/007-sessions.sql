@@ -123,6 +123,7 @@ DECLARE
     explaining constant boolean := target IS NOT NULL;
     zero constant @vector@.vector := array_fill(0::real, ARRAY[n])::@vector@.vector;
     items @vector@.vector[];
+    whitened boolean := false;
     weight double precision[];  -- |c_i| - 1
     x @vector@.vector := zero;
     r @vector@.vector;
@@ -159,27 +160,47 @@ BEGIN
     SELECT array_agg(-(b.w_column OPERATOR(@vector@.<#>) target) ORDER BY b.k)::@vector@.vector
       INTO r FROM recsys.version_basis b
      WHERE b.model_id = v.model_id AND b.version = v.version;
+    IF cardinality(idx) <= 16 THEN
+        -- few items: whiten them once (n·f products), then each step is n products instead
+        -- of 2f (ŷ_i = Wᵀ y_i; the products are sorted, not the vectors)
+        SELECT array_agg(w.y ORDER BY w.n) INTO items
+          FROM (SELECT d.n, array_agg(d.x ORDER BY d.k)::@vector@.vector AS y
+                  FROM (SELECT i.n, b.k, -(i.y OPERATOR(@vector@.<#>) b.w_column) AS x
+                          FROM unnest(items) WITH ORDINALITY i (y, n), recsys.version_basis b
+                         WHERE b.model_id = v.model_id AND b.version = v.version
+                        OFFSET 0) d
+                 GROUP BY d.n) w;
+        whitened := true;
+    END IF;
     -- conjugate gradients on I + Wᵀ (Σ_i weight_i y_i y_iᵀ) W from x̂ = 0, to the precision
-    -- of float32; each step multiplies by W, by the items and by Wᵀ
+    -- of float32; each step multiplies by W, by the items and by Wᵀ (or by the whitened items)
     p := r;
     rr := -(r OPERATOR(@vector@.<#>) r);
     rr_start := rr;
     FOR step_count IN 1..2 * least(cardinality(idx), n) + 10 LOOP
         EXIT WHEN rr <= rr_start * 1e-14;
-        SELECT p OPERATOR(@vector@.+)
-               array_agg(-(b.w_column OPERATOR(@vector@.<#>) t.t) ORDER BY b.k)::@vector@.vector
-          INTO q
-          FROM (SELECT coalesce(@vector@.sum(i.y OPERATOR(@vector@.*)
-                                             array_fill(-(i.y OPERATOR(@vector@.<#>) u.u) * i.d,
-                                                        ARRAY[n])::@vector@.vector), zero) AS t
-                  FROM unnest(items, weight) i (y, d),
-                       (SELECT array_agg(-(w.w_row OPERATOR(@vector@.<#>) p) ORDER BY w.k)
-                                   ::@vector@.vector AS u
-                          FROM recsys.version_basis w
-                         WHERE w.model_id = v.model_id AND w.version = v.version) u
-                 WHERE i.d <> 0) t,
-               recsys.version_basis b
-         WHERE b.model_id = v.model_id AND b.version = v.version;
+        IF whitened THEN
+            SELECT p OPERATOR(@vector@.+)
+                   coalesce(@vector@.sum(i.y OPERATOR(@vector@.*)
+                                         array_fill(-(i.y OPERATOR(@vector@.<#>) p) * i.d,
+                                                    ARRAY[n])::@vector@.vector), zero)
+              INTO q FROM unnest(items, weight) i (y, d) WHERE i.d <> 0;
+        ELSE
+            SELECT p OPERATOR(@vector@.+)
+                   array_agg(-(b.w_column OPERATOR(@vector@.<#>) t.t) ORDER BY b.k)::@vector@.vector
+              INTO q
+              FROM (SELECT coalesce(@vector@.sum(i.y OPERATOR(@vector@.*)
+                                                 array_fill(-(i.y OPERATOR(@vector@.<#>) u.u) * i.d,
+                                                            ARRAY[n])::@vector@.vector), zero) AS t
+                      FROM unnest(items, weight) i (y, d),
+                           (SELECT array_agg(-(w.w_row OPERATOR(@vector@.<#>) p) ORDER BY w.k)
+                                       ::@vector@.vector AS u
+                              FROM recsys.version_basis w
+                             WHERE w.model_id = v.model_id AND w.version = v.version) u
+                     WHERE i.d <> 0) t,
+                   recsys.version_basis b
+             WHERE b.model_id = v.model_id AND b.version = v.version;
+        END IF;
         pq := -(p OPERATOR(@vector@.<#>) q);
         IF NOT pq > 0 THEN  -- written this way round so that NaN fails too
             RAISE EXCEPTION 'matrix is not positive definite'
@@ -196,6 +217,10 @@ BEGIN
         p := r OPERATOR(@vector@.+)
              (p OPERATOR(@vector@.*) array_fill(rr / rr_before, ARRAY[n])::@vector@.vector);
     END LOOP;
+    IF explaining AND whitened THEN  -- y_jᵀ W ẑ = ŷ_j · ẑ
+        RETURN ARRAY(SELECT -(i.y OPERATOR(@vector@.<#>) x)
+                       FROM unnest(items) WITH ORDINALITY i (y, n) ORDER BY i.n);
+    END IF;
     -- W x̂
     SELECT array_agg(-(b.w_row OPERATOR(@vector@.<#>) x) ORDER BY b.k)::@vector@.vector
       INTO x FROM recsys.version_basis b
