@@ -1044,7 +1044,9 @@ def test_basis_is_written_by_the_worker_alone_and_checked_where_it_is_read(
                 assert attempt(conn, statement) == DENIED, (who, statement)
     basket = ("SELECT * FROM recsys.recommend_for_items('m', ARRAY['i1', 'i2']"
               "::pg_catalog.text[], 3)")
-    explained = "SELECT * FROM recsys.explain('m', 'u1', 'i2')"
+    # explain's half that reads the basis (its other half reads the source as its caller)
+    explained = ("SELECT * FROM recsys._explain_scores('m', 'i2', 3, ARRAY['i1', 'i3']"
+                 "::pg_catalog.text[], ARRAY[1, 2]::pg_catalog.float8[])")
     cases = [
         (f"DELETE FROM recsys.version_basis {where} AND k = 1", "XX001"),  # a column missing
         (f"UPDATE recsys.version_basis SET items = items + 1 {where}", "55000"),  # stale
