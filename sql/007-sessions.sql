@@ -9,8 +9,9 @@
 -- Training stores a basis W with W Wᵀ = (YᵀY + λI)⁻¹ (recsys.version_basis, recsys_db/gram.py).
 -- With ŷ = Wᵀ y the system becomes (I + Σ_i (|c_i| - 1) ŷ_i ŷ_iᵀ) x̂ = Wᵀ b, x = W x̂: the
 -- identity plus a term of rank n (the basket's size), whose eigenvalues lie between 1 and
--- 1 + max |c_i|. Conjugate gradients solve it with pgvector's operators, each step one pass
--- over the basket's items; in exact arithmetic they end after at most n + 1 steps.
+-- max |c_i| when every |c_i| ≥ 1 (Σ over all items of ŷ ŷᵀ is at most I). Conjugate gradients
+-- solve it with pgvector's operators in O((n + f) f) per step (f factors) and, in exact
+-- arithmetic, at most n + 1 steps; no f x f matrix is factorized per call.
 
 -- The number of rows of a version's item table (trained, feature-mapped and folded-in items).
 CREATE OR REPLACE FUNCTION recsys._item_count(v recsys.model_version)
@@ -33,9 +34,8 @@ DECLARE
     item_count constant integer := recsys._item_count(v);
     columns integer;
     vectors integer;
-    covered integer;
 BEGIN
-    SELECT count(*), count(b.w_column), min(b.items) INTO columns, vectors, covered
+    SELECT count(*), count(b.w_column) INTO columns, vectors
       FROM recsys.version_basis b
      WHERE b.model_id = v.model_id AND b.version = v.version AND b.items = item_count;
     IF columns = 0 THEN
