@@ -29,6 +29,7 @@ from psycopg import sql
 from recsys_db import (
     als,
     copybin,
+    gram,
     load,
     precompute,
     queries,
@@ -274,6 +275,7 @@ def _write(conn: psycopg.Connection, active: run.ActiveVersion, changes: _Change
             conn.execute(queries.text("foldin_extend_item_weight"), {
                 "old_items": changes.old_items, "new_weights": new_weights.ravel().tolist(),
                 "model_id": model.id, "version": version})
+            gram.add_items(conn, model.id, version, item_vectors)
         conn.execute(queries.compose("foldin_update_users", **tables))
         conn.execute(queries.compose("foldin_insert_users", **tables))
         precompute.refresh_users(conn, model.name, model.id, version, tables["users"])

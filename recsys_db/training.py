@@ -22,6 +22,7 @@ from recsys_db import (
     evaluation,
     features,
     gate,
+    gram,
     index,
     load,
     precompute,
@@ -105,6 +106,7 @@ def _stages(conn: psycopg.Connection, model: ModelConfig, current: run.Run[RunRe
     if result.precomputed and not result.cold.get("items"):
         # cold items are in no precomputed row: with them, searches must run live
         precompute.serve(conn, model.id, tables.version, model.params, result.precomputed)
+    gram.write_version(conn, tables, item_factors, model.params)
     with stage("activate"):
         store.write_item_weights(conn, tables, data)
         result.dropped_versions = store.activate(conn, model, tables, data)

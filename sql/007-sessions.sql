@@ -6,122 +6,73 @@
 --
 --   A = YᵀY + λI + Σ_i (|c_i| - 1) y_i y_iᵀ        b = Σ_{c_i > 0} c_i y_i        x = A⁻¹ b
 --
--- YᵀY is computed once per version and cached in recsys.version_stats (keyed by model,
--- version and item count, so rows appended to an item table invalidate it); A is solved
--- with a Cholesky factorization in PL/pgSQL.
+-- Training stores a basis W with W Wᵀ = (YᵀY + λI)⁻¹ (recsys.version_basis, recsys_db/gram.py).
+-- With ŷ = Wᵀ y the system becomes (I + Σ_i (|c_i| - 1) ŷ_i ŷ_iᵀ) x̂ = Wᵀ b, x = W x̂: the
+-- identity plus a term of rank n (the basket's size), whose eigenvalues lie between 1 and
+-- max |c_i| when every |c_i| ≥ 1 (Σ over all items of ŷ ŷᵀ is at most I). Conjugate gradients
+-- solve it with pgvector's operators in O((n + f) f) per step (f factors) and, in exact
+-- arithmetic, at most n + 1 steps; no f x f matrix is factorized per call.
 
--- Cholesky factor L (row-major n x n, lower triangular) of a symmetric positive definite
--- row-major n x n matrix.
-CREATE OR REPLACE FUNCTION recsys._cholesky(a double precision[], n integer)
-RETURNS double precision[]
-LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+-- The number of rows of a version's item table (trained, feature-mapped and folded-in items).
+CREATE OR REPLACE FUNCTION recsys._item_count(v recsys.model_version)
+RETURNS integer
+LANGUAGE plpgsql STABLE AS $$
 DECLARE
-    m double precision[] := a;
-    l double precision[] := array_fill(0::double precision, ARRAY[n * n]);
-    s double precision;
-    pivot double precision;
-    row_i integer;
-    row_j integer;
-BEGIN
-    IF cardinality(m) <> n * n THEN
-        RAISE EXCEPTION 'expected % elements for a % x % matrix, not %', n * n, n, n, cardinality(m)
-            USING ERRCODE = 'array_subscript_error';
-    END IF;
-    FOR j IN 1..n LOOP
-        row_j := (j - 1) * n;
-        s := m[row_j + j];
-        FOR p IN 1..j - 1 LOOP
-            s := s - l[row_j + p] * l[row_j + p];
-        END LOOP;
-        IF NOT s > 0 THEN  -- written this way round so that NaN fails too
-            RAISE EXCEPTION 'matrix is not positive definite'
-                USING ERRCODE = 'data_exception',
-                      DETAIL = format('pivot %s of %s is %s', j, n, s);
-        END IF;
-        pivot := sqrt(s);
-        l[row_j + j] := pivot;
-        FOR i IN j + 1..n LOOP
-            row_i := (i - 1) * n;
-            s := m[row_i + j];
-            FOR p IN 1..j - 1 LOOP
-                s := s - l[row_i + p] * l[row_j + p];
-            END LOOP;
-            l[row_i + j] := s / pivot;
-        END LOOP;
-    END LOOP;
-    RETURN l;
-END
-$$;
-
--- Solve L Lᵀ x = b for x, given the Cholesky factor L from recsys._cholesky.
-CREATE OR REPLACE FUNCTION recsys._cholesky_solve(l double precision[], n integer,
-                                                  b double precision[])
-RETURNS double precision[]
-LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
-DECLARE
-    factor double precision[] := l;
-    z double precision[] := b;
-    s double precision;
-    row_i integer;
-BEGIN
-    IF cardinality(z) <> n THEN
-        RAISE EXCEPTION 'expected % elements on the right-hand side, not %', n, cardinality(z)
-            USING ERRCODE = 'array_subscript_error';
-    END IF;
-    FOR i IN 1..n LOOP  -- L z = b
-        row_i := (i - 1) * n;
-        s := z[i];
-        FOR p IN 1..i - 1 LOOP
-            s := s - factor[row_i + p] * z[p];
-        END LOOP;
-        z[i] := s / factor[row_i + i];
-    END LOOP;
-    FOR i IN REVERSE n..1 LOOP  -- Lᵀ x = z
-        s := z[i];
-        FOR p IN i + 1..n LOOP
-            s := s - factor[(p - 1) * n + i] * z[p];
-        END LOOP;
-        z[i] := s / factor[(i - 1) * n + i];
-    END LOOP;
-    RETURN z;
-END
-$$;
-
--- The cached statistics of a version, computed (and cached, unless the transaction is
--- read-only) when missing or when the item table has grown since.
-CREATE OR REPLACE FUNCTION recsys._version_stats(v recsys.model_version)
-RETURNS recsys.version_stats
-LANGUAGE plpgsql VOLATILE AS $$
-DECLARE
-    stats recsys.version_stats;
     item_count integer;
-    weights double precision[];
 BEGIN
     EXECUTE format('SELECT coalesce(max(idx) + 1, 0) FROM recsys.%I', v.item_table)
         INTO item_count;
-    SELECT * INTO stats FROM recsys.version_stats s
-     WHERE s.model_id = v.model_id AND s.version = v.version AND s.items = item_count;
-    IF FOUND THEN
-        RETURN stats;
+    RETURN item_count;
+END
+$$;
+
+-- Checks that a version's stored basis (recsys.version_basis) covers its items.
+CREATE OR REPLACE FUNCTION recsys._check_basis(v recsys.model_version)
+RETURNS void
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    item_count constant integer := recsys._item_count(v);
+    columns integer;
+    vectors integer;
+BEGIN
+    SELECT count(*), count(b.w_column) INTO columns, vectors
+      FROM recsys.version_basis b
+     WHERE b.model_id = v.model_id AND b.version = v.version AND b.items = item_count;
+    IF columns = 0 THEN
+        RAISE EXCEPTION 'version % of model "%" has no basis for its % items', v.version,
+            (SELECT m.name FROM recsys.model m WHERE m.id = v.model_id), item_count
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'training and fold-ins store it (recsys.version_basis)',
+                  HINT = 'train the model again';
     END IF;
-    stats.model_id := v.model_id;
-    stats.version := v.version;
-    stats.items := item_count;
-    stats.computed_at := now();
-    -- Column d of YᵀY is Σ_i y_i * y_i[d]; pgvector multiplies and sums the vectors in C.
-    EXECUTE format(
-        'SELECT array_agg(e.x::double precision ORDER BY col.d, e.n)
-           FROM (SELECT f.d, @vector@.sum(i.factors OPERATOR(@vector@.*)
-                                          array_fill(f.val, ARRAY[%s])::@vector@.vector) AS total
-                   FROM recsys.%I i, unnest(i.factors::real[]) WITH ORDINALITY f (val, d)
-                  GROUP BY f.d) col,
-                unnest(col.total::real[]) WITH ORDINALITY e (x, n)',
-        v.factors, v.item_table)
-        INTO stats.gram;
+    IF vectors = 0 THEN  -- regularization 0 and YᵀY singular
+        RAISE EXCEPTION 'matrix is not positive definite'
+            USING ERRCODE = 'data_exception',
+                  DETAIL = 'YᵀY + λI of the item factors is singular';
+    END IF;
+    IF columns <> v.factors OR vectors <> v.factors THEN
+        RAISE EXCEPTION 'the basis of version % of model % has % of % columns', v.version,
+            v.model_id, vectors, v.factors
+            USING ERRCODE = 'data_corrupted', HINT = 'train the model again';
+    END IF;
+END
+$$;
+
+-- Confidences of one user row (item indices, summed raw weights), as weighting.apply computes
+-- them at training time with the version's parameters. bm25 and tfidf are computed over items
+-- with this row as one of the "terms", exactly as implicit's bm25_weight / tfidf_weight.
+CREATE OR REPLACE FUNCTION recsys._confidences(
+    v recsys.model_version, item_idx integer[], raw_sum double precision[]
+) RETURNS double precision[]
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    item_weight double precision[];
+    item_count integer;
+BEGIN
     IF v.params ->> 'weighting' = 'bm25' THEN
-        -- the summed raw weight per item index that training (and fold-in, for the items it
-        -- adds) stored; never a read of the source, which this function's owner may not read
-        SELECT w.item_weight INTO weights FROM recsys.version_item_weight w
+        -- the summed raw weight per item index that training stored; never a read of the
+        -- source, which this function's owner may not read
+        SELECT w.item_weight INTO item_weight FROM recsys.version_item_weight w
          WHERE w.model_id = v.model_id AND w.version = v.version;
         IF NOT FOUND THEN
             RAISE EXCEPTION 'version % of model "%" has no stored item weights; retrain it',
@@ -130,90 +81,155 @@ BEGIN
                       DETAIL = 'bm25 weighting needs each item''s summed weight at training time',
                       HINT = 'train the model again';
         END IF;
-        stats.item_weight := weights[1:item_count]
+        -- items beyond the stored weights (feature-mapped ones) weigh 0
+        item_count := recsys._item_count(v);
+        item_weight := item_weight[1:item_count]
             || array_fill(0::double precision,
-                          ARRAY[greatest(item_count - coalesce(cardinality(weights), 0), 0)]);
+                          ARRAY[greatest(item_count - coalesce(cardinality(item_weight), 0), 0)]);
     END IF;
-    BEGIN
-        INSERT INTO recsys.version_stats AS s (model_id, version, items, gram, item_weight,
-                                               computed_at)
-        VALUES (stats.model_id, stats.version, stats.items, stats.gram, stats.item_weight,
-                stats.computed_at)
-        ON CONFLICT (model_id, version) DO UPDATE
-            SET items = excluded.items, gram = excluded.gram, item_weight = excluded.item_weight,
-                computed_at = excluded.computed_at;
-        -- versions that are no longer servable need no statistics
-        DELETE FROM recsys.version_stats s USING recsys.model_version mv
-         WHERE s.model_id = v.model_id AND mv.model_id = s.model_id AND mv.version = s.version
-           AND mv.status <> 'ready';
-    EXCEPTION WHEN read_only_sql_transaction THEN
-        NULL;  -- e.g. on a hot standby: serve from the freshly computed statistics
-    END;
-    RETURN stats;
+    RETURN (
+        SELECT array_agg(
+                   CASE v.params ->> 'weighting'
+                       WHEN 'none' THEN u.raw
+                       WHEN 'confidence' THEN 1 + alpha * u.raw
+                       WHEN 'log' THEN 1 + alpha * ln(1 + u.raw)
+                       WHEN 'tfidf' THEN sqrt(u.raw) * idf
+                       WHEN 'bm25' THEN
+                           u.raw * (k1 + 1)
+                           / (k1 * ((1 - b) + b * item_weight[u.idx + 1] / mean_weight) + u.raw)
+                           * idf
+                   END
+                   ORDER BY u.n)
+          FROM unnest(item_idx, raw_sum) WITH ORDINALITY u (idx, raw, n),
+               LATERAL (SELECT (v.params ->> 'alpha')::double precision AS alpha,
+                               (v.params ->> 'bm25_k1')::double precision AS k1,
+                               (v.params ->> 'bm25_b')::double precision AS b,
+                               ln(v.items) - ln(1 + cardinality(item_idx)) AS idf,
+                               (SELECT sum(w) / cardinality(item_weight)
+                                  FROM unnest(item_weight) w) AS mean_weight) p);
 END
 $$;
 
--- Confidences of one user row (item indices, summed raw weights), as weighting.apply computes
--- them at training time with the version's parameters. bm25 and tfidf are computed over items
--- with this row as one of the "terms", exactly as implicit's bm25_weight / tfidf_weight.
-CREATE OR REPLACE FUNCTION recsys._confidences(
-    v recsys.model_version, stats recsys.version_stats, item_idx integer[],
-    raw_sum double precision[]
-) RETURNS double precision[]
-LANGUAGE sql STABLE AS $$
-    SELECT array_agg(
-               CASE v.params ->> 'weighting'
-                   WHEN 'none' THEN u.raw
-                   WHEN 'confidence' THEN 1 + alpha * u.raw
-                   WHEN 'log' THEN 1 + alpha * ln(1 + u.raw)
-                   WHEN 'tfidf' THEN sqrt(u.raw) * idf
-                   WHEN 'bm25' THEN
-                       u.raw * (k1 + 1)
-                       / (k1 * ((1 - b) + b * stats.item_weight[u.idx + 1] / mean_weight) + u.raw)
-                       * idf
-               END
-               ORDER BY u.n)
-      FROM unnest(item_idx, raw_sum) WITH ORDINALITY u (idx, raw, n),
-           LATERAL (SELECT (v.params ->> 'alpha')::double precision AS alpha,
-                           (v.params ->> 'bm25_k1')::double precision AS k1,
-                           (v.params ->> 'bm25_b')::double precision AS b,
-                           ln(v.items) - ln(1 + cardinality(item_idx)) AS idf,
-                           (SELECT sum(w) / cardinality(stats.item_weight)
-                              FROM unnest(stats.item_weight) w) AS mean_weight) p
-$$;
-
--- A = YᵀY + λI + Σ_i (|c_i| - 1) y_i y_iᵀ, row-major, for items idx with confidences conf.
-CREATE OR REPLACE FUNCTION recsys._user_system(
-    v recsys.model_version, stats recsys.version_stats, idx integer[],
-    conf double precision[]
+-- The fold-in system of items idx with confidences conf (see the top of this file), solved.
+-- Without target: the user vector x = A⁻¹ b. With target: y_jᵀ A⁻¹ target for each item j of
+-- idx, in idx's order (recsys.explain: scaled by c_j, item j's contribution to the score).
+CREATE OR REPLACE FUNCTION recsys._fold_in_solve(
+    v recsys.model_version, idx integer[], conf double precision[],
+    target @vector@.vector DEFAULT NULL
 ) RETURNS double precision[]
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     n constant integer := v.factors;
-    lambda constant double precision := (v.params ->> 'regularization')::double precision;
-    a double precision[] := stats.gram;
-    correction double precision[];
+    explaining constant boolean := target IS NOT NULL;
+    zero constant @vector@.vector := array_fill(0::real, ARRAY[n])::@vector@.vector;
+    items @vector@.vector[];
+    whitened boolean := false;
+    weight double precision[];  -- |c_i| - 1
+    x @vector@.vector := zero;
+    r @vector@.vector;
+    p @vector@.vector;
+    q @vector@.vector;
+    rr double precision;
+    rr_start double precision;
+    rr_before double precision;
+    pq double precision;
+    step double precision;
 BEGIN
-    EXECUTE format(
-        'SELECT array_agg(e.x::double precision ORDER BY col.d, e.n)
-           FROM (SELECT f.d,
-                        @vector@.sum(i.factors OPERATOR(@vector@.*)
-                                    array_fill((abs(u.c) - 1) * f.val, ARRAY[%s])::@vector@.vector)
-                            AS total
-                   FROM unnest($1, $2) u (idx, c)
-                   JOIN recsys.%I i ON i.idx = u.idx,
-                        unnest(i.factors::real[]) WITH ORDINALITY f (val, d)
-                  GROUP BY f.d) col,
-                unnest(col.total::real[]) WITH ORDINALITY e (x, n)',
-        n, v.item_table)
-        INTO correction USING idx, conf;
-    FOR i IN 1..n * n LOOP
-        a[i] := a[i] + coalesce(correction[i], 0);
+    IF cardinality(idx) IS DISTINCT FROM cardinality(conf) THEN
+        RAISE EXCEPTION 'expected % confidences, not %', cardinality(idx), cardinality(conf)
+            USING ERRCODE = 'array_subscript_error';
+    END IF;
+    PERFORM recsys._check_basis(v);
+    -- the items' vectors, read (and detoasted) once
+    EXECUTE format('SELECT array_agg(i.factors ORDER BY u.n)
+                      FROM unnest($1) WITH ORDINALITY u (idx, n) JOIN recsys.%I i ON i.idx = u.idx',
+                   v.item_table)
+        INTO items USING idx;
+    IF cardinality(items) IS DISTINCT FROM cardinality(idx) THEN
+        RAISE EXCEPTION 'items % are not all in version % of model %', idx, v.version,
+            v.model_id
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    weight := ARRAY(SELECT abs(c) - 1 FROM unnest(conf) c);
+    IF NOT explaining THEN  -- b = Σ_{c_i > 0} c_i y_i
+        SELECT coalesce(@vector@.sum(i.y OPERATOR(@vector@.*)
+                                     array_fill(i.c, ARRAY[n])::@vector@.vector), zero)
+          INTO target FROM unnest(items, conf) i (y, c) WHERE i.c > 0;
+    END IF;
+    -- Wᵀ b (or Wᵀ target)
+    SELECT array_agg(-(b.w_column OPERATOR(@vector@.<#>) target) ORDER BY b.k)::@vector@.vector
+      INTO r FROM recsys.version_basis b
+     WHERE b.model_id = v.model_id AND b.version = v.version;
+    IF cardinality(idx) <= 16 THEN
+        -- few items: whiten them once (n·f products), then each step is n products instead
+        -- of 2f (ŷ_i = Wᵀ y_i; the products are sorted, not the vectors)
+        SELECT array_agg(w.y ORDER BY w.n) INTO items
+          FROM (SELECT d.n, array_agg(d.x ORDER BY d.k)::@vector@.vector AS y
+                  FROM (SELECT i.n, b.k, -(i.y OPERATOR(@vector@.<#>) b.w_column) AS x
+                          FROM unnest(items) WITH ORDINALITY i (y, n), recsys.version_basis b
+                         WHERE b.model_id = v.model_id AND b.version = v.version
+                        OFFSET 0) d
+                 GROUP BY d.n) w;
+        whitened := true;
+    END IF;
+    -- conjugate gradients on I + Wᵀ (Σ_i weight_i y_i y_iᵀ) W from x̂ = 0, to the precision
+    -- of float32; each step multiplies by W, by the items and by Wᵀ (or by the whitened items)
+    p := r;
+    rr := -(r OPERATOR(@vector@.<#>) r);
+    rr_start := rr;
+    FOR step_count IN 1..2 * least(cardinality(idx), n) + 10 LOOP
+        EXIT WHEN rr <= rr_start * 1e-14;
+        IF whitened THEN
+            SELECT p OPERATOR(@vector@.+)
+                   coalesce(@vector@.sum(i.y OPERATOR(@vector@.*)
+                                         array_fill(-(i.y OPERATOR(@vector@.<#>) p) * i.d,
+                                                    ARRAY[n])::@vector@.vector), zero)
+              INTO q FROM unnest(items, weight) i (y, d) WHERE i.d <> 0;
+        ELSE
+            SELECT p OPERATOR(@vector@.+)
+                   array_agg(-(b.w_column OPERATOR(@vector@.<#>) t.t) ORDER BY b.k)::@vector@.vector
+              INTO q
+              FROM (SELECT coalesce(@vector@.sum(i.y OPERATOR(@vector@.*)
+                                                 array_fill(-(i.y OPERATOR(@vector@.<#>) u.u) * i.d,
+                                                            ARRAY[n])::@vector@.vector), zero) AS t
+                      FROM unnest(items, weight) i (y, d),
+                           (SELECT array_agg(-(w.w_row OPERATOR(@vector@.<#>) p) ORDER BY w.k)
+                                       ::@vector@.vector AS u
+                              FROM recsys.version_basis w
+                             WHERE w.model_id = v.model_id AND w.version = v.version) u
+                     WHERE i.d <> 0) t,
+                   recsys.version_basis b
+             WHERE b.model_id = v.model_id AND b.version = v.version;
+        END IF;
+        pq := -(p OPERATOR(@vector@.<#>) q);
+        IF NOT pq > 0 THEN  -- written this way round so that NaN fails too
+            RAISE EXCEPTION 'matrix is not positive definite'
+                USING ERRCODE = 'data_exception',
+                      DETAIL = format('curvature %s at step %s', pq, step_count);
+        END IF;
+        step := rr / pq;
+        x := x OPERATOR(@vector@.+)
+             (p OPERATOR(@vector@.*) array_fill(step, ARRAY[n])::@vector@.vector);
+        r := r OPERATOR(@vector@.-)
+             (q OPERATOR(@vector@.*) array_fill(step, ARRAY[n])::@vector@.vector);
+        rr_before := rr;
+        rr := -(r OPERATOR(@vector@.<#>) r);
+        p := r OPERATOR(@vector@.+)
+             (p OPERATOR(@vector@.*) array_fill(rr / rr_before, ARRAY[n])::@vector@.vector);
     END LOOP;
-    FOR i IN 1..n LOOP
-        a[(i - 1) * n + i] := a[(i - 1) * n + i] + lambda;
-    END LOOP;
-    RETURN a;
+    IF explaining AND whitened THEN  -- y_jᵀ W ẑ = ŷ_j · ẑ
+        RETURN ARRAY(SELECT -(i.y OPERATOR(@vector@.<#>) x)
+                       FROM unnest(items) WITH ORDINALITY i (y, n) ORDER BY i.n);
+    END IF;
+    -- W x̂
+    SELECT array_agg(-(b.w_row OPERATOR(@vector@.<#>) x) ORDER BY b.k)::@vector@.vector
+      INTO x FROM recsys.version_basis b
+     WHERE b.model_id = v.model_id AND b.version = v.version;
+    IF NOT explaining THEN
+        RETURN x::real[]::double precision[];
+    END IF;
+    RETURN ARRAY(SELECT -(i.y OPERATOR(@vector@.<#>) x)
+                   FROM unnest(items) WITH ORDINALITY i (y, n) ORDER BY i.n);
 END
 $$;
 
@@ -221,32 +237,14 @@ $$;
 CREATE OR REPLACE FUNCTION recsys._fold_in(v recsys.model_version, idx integer[],
                                            raw double precision[])
 RETURNS double precision[]
-LANGUAGE plpgsql VOLATILE AS $$
-DECLARE
-    stats recsys.version_stats := recsys._version_stats(v);
-    conf double precision[] := recsys._confidences(v, stats, idx, raw);
-    b double precision[];
-BEGIN
-    EXECUTE format(
-        'SELECT array_agg(coalesce(t.total, 0) ORDER BY g.d)
-           FROM generate_series(1, %s) g (d)
-           LEFT JOIN (SELECT f.d, sum(u.c * f.val) AS total
-                        FROM unnest($1, $2) u (idx, c)
-                        JOIN recsys.%I i ON i.idx = u.idx,
-                             unnest(i.factors::real[]) WITH ORDINALITY f (val, d)
-                       WHERE u.c > 0
-                       GROUP BY f.d) t ON t.d = g.d',
-        v.factors, v.item_table)
-        INTO b USING idx, conf;
-    RETURN recsys._cholesky_solve(
-        recsys._cholesky(recsys._user_system(v, stats, idx, conf), v.factors), v.factors, b);
-END
+LANGUAGE sql STABLE AS $$
+    SELECT recsys._fold_in_solve(v, idx, recsys._confidences(v, idx, raw))
 $$;
 
 CREATE OR REPLACE FUNCTION recsys.recommend_for_items(
     model text, item_keys text[], k integer DEFAULT 10
 ) RETURNS TABLE (item_key text, score double precision, rank integer, reason text)
-LANGUAGE plpgsql VOLATILE AS $$
+LANGUAGE plpgsql STABLE AS $$
 DECLARE
     v recsys.model_version;
     idx integer[];

@@ -2,7 +2,7 @@
 -- Its history is read from the model's source, with the caller's rights, by the query of
 -- recsys._source_item_weights_sql (the loader's expressions of recsys_db/source.py in SQL);
 -- the contributions are scored with the fold-in helpers of 007-sessions.sql
--- (recsys._version_stats, recsys._confidences).
+-- (recsys._confidences, recsys._fold_in_solve).
 
 -- A SELECT of (key text, raw double precision): the rows of a model's source that training
 -- loads (same NULL and event filters, same weight expression as recsys_db/source.py), summed
@@ -97,15 +97,13 @@ $$;
 CREATE OR REPLACE FUNCTION recsys._explain_scores(
     model text, item_key text, k integer, keys text[], raws double precision[]
 ) RETURNS TABLE (liked_item text, contribution double precision, rank integer)
-LANGUAGE plpgsql VOLATILE AS $$
+LANGUAGE plpgsql STABLE AS $$
 DECLARE
     v recsys.model_version;
-    stats recsys.version_stats;
     target @vector@.vector;
     idx integer[];
     raw double precision[];
     conf double precision[];
-    weighted_item double precision[];
 BEGIN
     PERFORM recsys._check_k(k);
     v := recsys._active_version(model);
@@ -129,21 +127,17 @@ BEGIN
     IF idx IS NULL THEN
         RETURN;
     END IF;
-    stats := recsys._version_stats(v);
-    conf := recsys._confidences(v, stats, idx, raw);
-    weighted_item := recsys._cholesky_solve(
-        recsys._cholesky(recsys._user_system(v, stats, idx, conf), v.factors), v.factors,
-        target::real[]::double precision[]);
-    -- contribution of item j: c_j (A⁻¹ y_target) · y_j; they sum to the fold-in score
+    conf := recsys._confidences(v, idx, raw);
+    -- contribution of item j: c_j y_jᵀ A⁻¹ y_target; they sum to the fold-in score
     RETURN QUERY EXECUTE format(
         'SELECT key, contribution, (row_number() OVER (ORDER BY contribution DESC, key COLLATE "C" DESC))::integer
-           FROM (SELECT i.idx, i.key, -(i.factors OPERATOR(@vector@.<#>) $3) * u.c AS contribution
-                   FROM unnest($1, $2) u (idx, c) JOIN recsys.%I i ON i.idx = u.idx
+           FROM (SELECT i.key, u.s * u.c AS contribution
+                   FROM unnest($1, $2, $3) u (idx, c, s) JOIN recsys.%I i ON i.idx = u.idx
                   WHERE u.c >= 0) parts
           ORDER BY contribution DESC, key COLLATE "C" DESC
           LIMIT $4',
         v.item_table)
-        USING idx, conf, weighted_item::@vector@.vector, k;
+        USING idx, conf, recsys._fold_in_solve(v, idx, conf, target), k;
 END
 $$;
 
@@ -153,7 +147,7 @@ $$;
 CREATE OR REPLACE FUNCTION recsys.explain(
     model text, user_key text, item_key text, k integer DEFAULT 10
 ) RETURNS TABLE (liked_item text, contribution double precision, rank integer)
-LANGUAGE plpgsql VOLATILE AS $$
+LANGUAGE plpgsql STABLE AS $$
 DECLARE
     keys text[];
     raws double precision[];

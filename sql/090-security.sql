@@ -142,7 +142,7 @@ BEGIN
     -- a model or a version is re-validated (the trigger; the names' CHECK constraint)
     GRANT SELECT ON recsys.model, recsys.model_version, recsys.run, recsys.job, recsys.worker,
                     recsys.watermark, recsys.evaluation, recsys.metric, recsys.tuning,
-                    recsys.version_stats, recsys.version_item_weight, recsys.model_feature,
+                    recsys.version_basis, recsys.version_item_weight, recsys.model_feature,
                     recsys.meta, recsys.alembic_version, recsys.recommendation,
                     recsys.similar_item
         TO recsys_worker;
@@ -154,7 +154,8 @@ BEGIN
         ON recsys.model_version TO recsys_worker;
     GRANT INSERT, UPDATE ON recsys.run, recsys.job, recsys.tuning, recsys.watermark
         TO recsys_worker;
-    GRANT INSERT, UPDATE, DELETE ON recsys.worker, recsys.version_item_weight TO recsys_worker;
+    GRANT INSERT, UPDATE, DELETE ON recsys.worker, recsys.version_item_weight, recsys.version_basis
+        TO recsys_worker;
     GRANT INSERT ON recsys.evaluation, recsys.metric TO recsys_worker;
     -- the tables of each version, as the storage functions grant them
     FOR obj IN SELECT c.oid::regclass AS name, c.relname FROM pg_catalog.pg_class c

@@ -1,4 +1,4 @@
-"""Anonymous sessions and baskets (exact fold-in), the YᵀY cache, and candidate filters."""
+"""Anonymous sessions and baskets (exact fold-in), the stored basis, and candidate filters."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import scipy.sparse as sp
 from psycopg import sql
 
-from recsys_db import db, training, weighting
+from recsys_db import db, foldin, weighting
 
 from ..helpers import rows
 from ..helpers_foldin import Reference, create_events, train_model
@@ -143,60 +143,76 @@ def item_factors(conn: psycopg.Connection, model: str) -> np.ndarray:
                          sql.Identifier("recsys", table)))])
 
 
-def cached(conn: psycopg.Connection) -> list[tuple[int, int, np.ndarray]]:
-    return [(version, items, np.array(gram)) for version, items, gram in rows(
-        conn, "SELECT version, items, gram FROM recsys.version_stats ORDER BY version")]
+def stored_basis(conn: psycopg.Connection, model: str) -> tuple[set[int], np.ndarray, np.ndarray]:
+    """The active version's recsys.version_basis: item counts, YᵀY and W."""
+    found = rows(conn, "SELECT b.items, b.gram, b.w_column, b.w_row FROM recsys.version_basis b"
+                       " JOIN recsys.model m ON m.id = b.model_id AND b.version = m.active_version"
+                       " WHERE m.name = %s ORDER BY b.k", (model,))
+    w = np.stack([r[2].to_numpy() for r in found], axis=1)
+    assert np.array_equal(np.stack([r[3].to_numpy() for r in found]), w)
+    return {r[0] for r in found}, np.array([r[1] for r in found]), w
 
 
-def test_gram_is_cached_per_version_and_recomputed_when_items_grow(
-        db_url: str, conn: psycopg.Connection) -> None:
+def test_basis_is_stored_at_training(db_url: str, conn: psycopg.Connection) -> None:
     create_events(conn)
     train_model(db_url, conn, "pairs", "public.pairs", weighted=False,
-                params="factors => 6, iterations => 2, keep_versions => 1")
-    assert cached(conn) == []
-    basket(conn, "pairs", ["item-1"], 3)
-    factors = item_factors(conn, "pairs")
-    (version, items, gram), = cached(conn)
-    assert (version, items) == (1, 30)
-    assert np.allclose(gram.reshape(6, 6), factors.T @ factors, rtol=1e-5, atol=1e-5)
+                params="factors => 6, iterations => 2, regularization => 0.1")
+    items, gram, w = stored_basis(conn, "pairs")
+    factors = item_factors(conn, "pairs").astype(np.float64)
+    assert items == {30}
+    assert np.allclose(gram, factors.T @ factors, rtol=1e-9, atol=1e-12)
+    assert np.allclose(w @ w.T, np.linalg.inv(gram + 0.1 * np.eye(6)), rtol=1e-5, atol=1e-6)
 
-    # a fold-in that appends an item to the active version invalidates the cached YᵀY
+
+def test_fold_in_that_adds_items_extends_the_basis(db_url: str,
+                                                   conn: psycopg.Connection) -> None:
+    create_events(conn)
+    train_model(db_url, conn, "pairs", "public.pairs", weighted=False,
+                params="factors => 6, iterations => 3, alpha => 2")
+    conn.execute("INSERT INTO public.events VALUES (1, 'item-new', 1, 'view'),"
+                 " (2, 'item-new', 1, 'view'), (3, 'item-new', 1, 'buy')")
+    assert foldin.fold_in(db_url, "pairs").new_items == 1
+    items, gram, _ = stored_basis(conn, "pairs")
+    factors = item_factors(conn, "pairs").astype(np.float64)
+    assert items == {31} and len(factors) == 31
+    assert np.allclose(gram, factors.T @ factors, rtol=1e-6, atol=1e-9)
+    # the basket is implicit's recalculated user over all 31 items
+    ref = Reference(conn, "pairs")
+    basket_items = ["item-new", "item-4", "item-9"]
+    row = np.zeros((1, 31), dtype=np.float32)
+    row[0, [ref.item_index[i] for i in basket_items]] = 1 + 2.0
+    ids, scores = ref.als.recommend(0, sp.csr_matrix(row), N=10, recalculate_user=True,
+                                    filter_already_liked_items=True)
+    ours = basket(conn, "pairs", basket_items, 10)
+    assert [r[0] for r in ours] == [ref.item_keys[i] for i in ids]
+    assert np.allclose([r[1] for r in ours], scores, atol=TOLERANCE)
+
+
+def test_items_appended_without_their_basis_are_refused(db_url: str,
+                                                        conn: psycopg.Connection) -> None:
+    create_events(conn)
+    train_model(db_url, conn, "pairs", "public.pairs", weighted=False,
+                params="factors => 6, iterations => 2")
     (table,), = rows(conn, "SELECT item_table FROM recsys.model_version")
     conn.execute(sql.SQL("INSERT INTO {} VALUES (30, 'new-item', '[1,2,3,4,5,6]', 0)").format(
         sql.Identifier("recsys", table)))
-    basket(conn, "pairs", ["item-1"], 3)
-    (version, items, gram), = cached(conn)
-    grown = item_factors(conn, "pairs")
-    assert (version, items) == (1, 31)
-    assert np.allclose(gram.reshape(6, 6), grown.T @ grown, rtol=1e-5, atol=1e-5)
-
-    # a new version gets its own entry; the dropped version's entry goes with it
-    training.train(db_url, "pairs")
-    basket(conn, "pairs", ["item-1"], 3)
-    assert [(v, n) for v, n, _ in cached(conn)] == [(2, 30)]
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState,
+                       match='version 1 of model "pairs" has no basis for its 31 items'):
+        basket(conn, "pairs", ["item-1"], 3)
 
 
-def test_read_only_transaction_serves_without_caching(db_url: str,
-                                                      conn: psycopg.Connection) -> None:
+def test_serving_writes_nothing(db_url: str, conn: psycopg.Connection) -> None:
+    # a hot standby serves baskets and explanations: no cache is filled on the first call
     create_events(conn)
     train_model(db_url, conn, "pairs", "public.pairs", weighted=False,
                 params="factors => 4, iterations => 2")
     with conn.transaction():
         conn.execute("SET TRANSACTION READ ONLY")
         read_only = basket(conn, "pairs", ["item-1", "item-2"], 5)
-    assert cached(conn) == []
+        explained = rows(conn, "SELECT * FROM recsys.explain('pairs', '5', 'item-1')")
     assert basket(conn, "pairs", ["item-1", "item-2"], 5) == read_only
-    assert len(cached(conn)) == 1
-
-
-def test_cholesky_rejects_bad_matrices(conn: psycopg.Connection) -> None:
-    (solution,), = rows(conn, "SELECT recsys._cholesky_solve(recsys._cholesky("
-                              "'{4,2,2,3}'::float8[], 2), 2, '{2,1}')")
-    assert np.allclose(solution, np.linalg.solve([[4, 2], [2, 3]], [2, 1]))
-    with pytest.raises(psycopg.errors.DataException, match="matrix is not positive definite"):
-        conn.execute("SELECT recsys._cholesky('{1,2,2,1}'::float8[], 2)")
-    with pytest.raises(psycopg.Error, match="expected 4 elements for a 2 x 2 matrix, not 3"):
-        conn.execute("SELECT recsys._cholesky('{1,0,1}'::float8[], 2)")
+    assert rows(conn, "SELECT * FROM recsys.explain('pairs', '5', 'item-1')") == explained
+    assert explained and {r[3] for r in read_only} == {"als"}
 
 
 # --- candidate filters ---------------------------------------------------------------------

@@ -871,7 +871,7 @@ def temp_plants(arena: Arena, attacker: str) -> list[str]:
                            f" 'u1'::pg_catalog.text AS user_key, 1 AS rank,"
                            f" {leak} AS item_key, 9::real AS score"),
         ("similar_item", f"{leak} AS item_key, 1 AS rank, {leak} AS similar_item_key"),
-        ("version_stats", "0 AS items"),
+        ("version_basis", "0 AS items"),
         ("pg_class", f"{leak} AS relname"),
         (arena.items_table, f"0 AS idx, {leak} AS key, 1000000 AS popularity"),
         (arena.users_table, f"0 AS idx, {leak} AS key"),
@@ -965,7 +965,7 @@ def planting_statements(arena: Arena, role: str) -> list[str]:
         f"ALTER TABLE recsys.recommendation ADD COLUMN {p}_x integer",
         "ALTER TABLE recsys.model_version DROP CONSTRAINT model_version_pkey",
         "REINDEX TABLE recsys.model",
-        "TRUNCATE recsys.version_stats",
+        "TRUNCATE recsys.version_basis",
         # a relation created where the role may create, then moved into recsys
         f"CREATE TABLE public.{p}_moved (x integer); ALTER TABLE public.{p}_moved SET SCHEMA"
         " recsys",
@@ -1014,8 +1014,6 @@ def test_worker_cannot_rewrite_the_registry(arena: Arena) -> None:
          " 'rolconnlimit', '{}')", {DENIED}),
         ("INSERT INTO recsys.model_version (model_id, version, factors, user_table, item_table,"
          f" params) VALUES ({mid}, 99, 2, 'pg_authid', 'pg_authid', '{{}}')", {DENIED, "23514"}),
-        ("UPDATE recsys.version_stats SET gram = '{}'", {DENIED}),
-        ("DELETE FROM recsys.version_stats", {DENIED}),
         ("UPDATE recsys.model_feature SET source_schema = 'pg_catalog'", {DENIED}),
         ("SET CONSTRAINTS ALL IMMEDIATE; INSERT INTO recsys.model_version (model_id, version,"
          f" factors, user_table, item_table, params) VALUES ({mid}, 98, 2, 'm{mid}_v98_users',"
@@ -1028,6 +1026,41 @@ def test_worker_cannot_rewrite_the_registry(arena: Arena) -> None:
              if o is None or (allowed is not None and o not in allowed)]
     assert not wrong, f"{len(wrong)} registry rewrites not refused: {wrong}"
     arena.assert_intact()
+
+
+def test_basis_is_written_by_the_worker_alone_and_checked_where_it_is_read(
+        arena: Arena) -> None:
+    """recsys.version_basis (the numbers recommend_for_items and explain solve with, written
+    at training) is written by the worker and no other group; whatever the worker writes there,
+    the definer functions reading it refuse a basis that does not fit the version, run no code
+    of the worker's and stay within what it could already do by writing factors."""
+    where = f"WHERE model_id = {arena.model_id} AND version = {arena.version}"
+    for who in ("reader", "modeler", "stranger"):
+        with arena.connect(getattr(arena.roles, who)) as conn:
+            for statement in (f"UPDATE recsys.version_basis SET items = 0 {where}",
+                              f"DELETE FROM recsys.version_basis {where}",
+                              "INSERT INTO recsys.version_basis (model_id, version, k, items,"
+                              f" gram) VALUES ({arena.model_id}, {arena.version}, 99, 1, '{{}}')"):
+                assert attempt(conn, statement) == DENIED, (who, statement)
+    basket = ("SELECT * FROM recsys.recommend_for_items('m', ARRAY['i1', 'i2']"
+              "::pg_catalog.text[], 3)")
+    # explain's half that reads the basis (its other half reads the source as its caller)
+    explained = ("SELECT * FROM recsys._explain_scores('m', 'i2', 3, ARRAY['i1', 'i3']"
+                 "::pg_catalog.text[], ARRAY[1, 2]::pg_catalog.float8[])")
+    cases = [
+        (f"DELETE FROM recsys.version_basis {where} AND k = 1", "XX001"),  # a column missing
+        (f"UPDATE recsys.version_basis SET items = items + 1 {where}", "55000"),  # stale
+        (f"UPDATE recsys.version_basis SET w_column = NULL, w_row = NULL {where}", "22000"),
+        # a vector of another length
+        (f"UPDATE recsys.version_basis SET w_column = '[1,2,3,4,5,6,7,8,9]' {where} AND k = 1",
+         "22000"),
+    ]
+    with arena.connect(arena.roles.worker) as conn:
+        for statement, sqlstate in cases:
+            for query in (basket, explained):
+                assert attempt(conn, statement, query) == sqlstate, (statement, query)
+        assert not arena.problems(conn, planters={arena.roles.worker})
+    arena.assert_intact(planters={arena.roles.worker})
 
 
 def test_serving_derives_factor_table_names(arena: Arena) -> None:

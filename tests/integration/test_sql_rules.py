@@ -76,7 +76,7 @@ def test_confidences_are_weighting_apply(db_url: str, conn: psycopg.Connection,
         idx = [int(i) for i in np.nonzero(SUMMED[u])[0]]
         (confidences,), = rows(
             conn,
-            "SELECT recsys._confidences(v, recsys._version_stats(v), %s, %s)"
+            "SELECT recsys._confidences(v, %s, %s)"
             "  FROM jsonb_populate_record(recsys._active_version('w'),"
             "                             jsonb_build_object('params', %s::jsonb)) v",
             (idx, [float(SUMMED[u, i]) for i in idx], Jsonb(merged)))

@@ -25,7 +25,7 @@ from recsys_db import db, install, training
 from ..helpers import database_url, drop_database
 
 # the revisions of the releases the fixtures were built by, oldest first
-REVISIONS = ("0009", "0010")
+REVISIONS = ("0009", "0010", "0011")
 
 REPORT_VIEWS = ["model_report", "metric_report", "shop_top", "shop_precomputed", "shop_similar",
                 "plays_top"]
@@ -140,6 +140,34 @@ def test_upgrade_keeps_reports_serving_and_history(old_url: str) -> None:
              WHERE c.relnamespace = 'recsys'::regnamespace
                AND c.relowner <> 'recsys_owner'::regrole ORDER BY 1""") == []
     assert install.install(old_url).sql_applied is False
+
+
+# fold-in math that the upgrade moves from a per-call solve to a stored basis (0012): the same
+# rows, scores equal to float32 precision (model plays weighs with bm25, whose item weights
+# versions before 0010 lack)
+FOLD_IN = [
+    ("recommend_for_items", "SELECT * FROM recsys.recommend_for_items('shop', ARRAY['i1', 'i2',"
+                            " 'i3', 'i7'], 8)"),
+    ("explain", "SELECT * FROM recsys.explain('shop', 'u1', 'i7', 5)"),
+]
+
+
+def test_upgrade_stores_a_basis_for_every_ready_version(old_url: str) -> None:
+    with db.connect(old_url) as conn:
+        served = {label: fetch(conn, query) for label, query in FOLD_IN}
+    assert all(served.values())
+    install.install(old_url)
+    with db.connect(old_url) as conn:
+        assert fetch(conn, "SELECT v.model_id, v.version, v.factors, v.items"
+                           " FROM recsys.model_version v WHERE v.status = 'ready'"
+                           " ORDER BY 1, 2") == fetch(
+            conn, "SELECT model_id, version, count(*)::integer, min(items)"
+                  " FROM recsys.version_basis GROUP BY 1, 2 ORDER BY 1, 2")
+        for label, query in FOLD_IN:
+            after = fetch(conn, query)
+            assert [(r[0], *r[2:]) for r in after] == [(r[0], *r[2:]) for r in served[label]]
+            assert all(math.isclose(a[1], b[1], rel_tol=1e-4, abs_tol=1e-5)
+                       for a, b in zip(after, served[label], strict=True)), label
 
 
 def test_training_after_the_upgrade_activates_a_new_version(old_url: str) -> None:
