@@ -141,13 +141,29 @@ def _blocks(item_factors: np.ndarray, user_norm_max: float, k: int) -> _Blocks:
                    2 * factors * float(finfo.smallest_subnormal))
 
 
-def _merge(ids: np.ndarray, values: np.ndarray, more_ids: np.ndarray, more_values: np.ndarray,
-           k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k best of two candidate lists per row, by (-score, index)."""
-    ids = np.concatenate([ids, more_ids], axis=1)
-    values = np.concatenate([values, more_values], axis=1)
-    order = np.lexsort((ids, -values), axis=1)[:, :k]
-    return np.take_along_axis(ids, order, axis=1), np.take_along_axis(values, order, axis=1)
+def _improve(ids: np.ndarray, values: np.ndarray, scores: np.ndarray,
+             items: npt.NDArray[np.int64]) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's k best by (-score, index) of its current k (``ids``, ``values``) and its
+    ``scores`` of ``items``. Only scores reaching the current k-th can enter: they are found
+    by one comparison instead of ranking the rows anew (rows still short of k unseen items
+    are ranked whole)."""
+    rows, k = ids.shape
+    threshold = values[:, -1]
+    short = np.isneginf(threshold)
+    hit = scores >= threshold[:, None]
+    hit[short] = False
+    row, col = np.divmod(np.flatnonzero(hit), scores.shape[1])  # much faster than nonzero
+    if short.any():
+        more_ids = top_k(scores[short], min(k, scores.shape[1]))[0]
+        row = np.concatenate([row, np.repeat(np.flatnonzero(short), more_ids.shape[1])])
+        col = np.concatenate([col, more_ids.ravel()])
+    value = np.concatenate([scores[row, col], values.ravel()])
+    index = np.concatenate([items[col], ids.ravel()])
+    row = np.concatenate([row, np.repeat(np.arange(rows), k)])
+    order = np.lexsort((index, -value, row))
+    counts = np.bincount(row, minlength=rows)
+    take = order[(np.cumsum(counts) - counts)[:, None] + np.arange(k)]
+    return index[take], value[take]
 
 
 def unseen_batches(user_factors: np.ndarray, item_factors: np.ndarray, seen: sp.csr_matrix,
@@ -189,12 +205,11 @@ def unseen_batches(user_factors: np.ndarray, item_factors: np.ndarray, seen: sp.
             slot[active] = np.arange(len(active))
             hit = (seen_at >= first) & (seen_at < last) & (slot[seen_row] >= 0)
             scores[slot[seen_row[hit]], seen_at[hit] - first] = -np.inf
-            block_ids, block_values = top_k(scores, min(k, last - first))
-            block_ids = blocks.order[block_ids + first]
             if block:
-                best_ids, best = _merge(best_ids, best, block_ids, block_values, k)
+                best_ids, best = _improve(best_ids, best, scores, blocks.order[first:last])
             else:
-                best_ids, best = block_ids, block_values
+                best_ids, best = top_k(scores, k)
+                best_ids = blocks.order[best_ids]
             bound = blocks.rest[block]
             done = (np.ones(len(active), bool) if bound is None else
                     best[:, k - 1] > user_norms[start:stop][active] * bound + blocks.floor)
