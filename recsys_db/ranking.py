@@ -97,6 +97,11 @@ HEAD_ITEMS = 2048
 GROWTH = 2
 
 
+def _norms(factors: np.ndarray) -> npt.NDArray[np.float64]:
+    """Row norms in float64, without a float64 copy of the rows."""
+    return np.sqrt(np.einsum("ij,ij->i", factors, factors, dtype=np.float64))
+
+
 @dataclass(frozen=True)
 class _Blocks:
     """Items rearranged into norm blocks, each block's items in index order.
@@ -117,7 +122,7 @@ def _blocks(item_factors: np.ndarray, user_norm_max: float, k: int) -> _Blocks:
     """Norm blocks of the items, or one block of them all when a score could overflow (then
     NaN could occur, which only a full ranking orders as before) or there is nothing to prune."""
     count, factors = item_factors.shape
-    norms = np.linalg.norm(item_factors.astype(np.float64), axis=1)
+    norms = _norms(item_factors)
     finfo = np.finfo(item_factors.dtype)
     # a computed inner product exceeds |u||v| by at most factors * unit roundoff relative
     # (any order of summation) plus the absolute error of underflowing products
@@ -182,7 +187,7 @@ def unseen_batches(user_factors: np.ndarray, item_factors: np.ndarray, seen: sp.
     """
     k = min(k, item_factors.shape[0])
     dtype = np.result_type(user_factors, item_factors)
-    user_norms = np.linalg.norm(user_factors.astype(np.float64), axis=1)
+    user_norms = _norms(user_factors)
     blocks = _blocks(item_factors.astype(dtype, copy=False),
                      float(user_norms.max(initial=0)), k)
     batch = batch_size(item_factors.shape[0], dtype.itemsize)
