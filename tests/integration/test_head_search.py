@@ -1,6 +1,6 @@
 """The head search of big catalogs (recsys._top_items with index_head_by_k): the largest-norm
-unseen items scored exactly beside the hnsw graph, exact where Cauchy-Schwarz certifies it,
-never a seen item nor fewer than k rows; and its tuning at build time."""
+unseen items scored exactly, joined by the hnsw graph's top k unless Cauchy-Schwarz certifies
+them; never a seen item nor fewer than k rows; and its tuning at build time."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from psycopg import sql
 from recsys_db import index
 
 from ..helpers import rows
-from .test_ann_index import _factors, _seen, _train, _version
+from .test_ann_index import ITEMS, _factors, _seen, _train, _version
 
 KS = (1, 10, 37, 100)
 
@@ -57,13 +57,13 @@ def version(conn: psycopg.Connection, db_url: str) -> dict:
     return found
 
 
-def test_read_on_in_norm_order_returns_the_exact_ranking(
+def test_a_head_holding_every_unseen_item_returns_the_exact_ranking(
         conn: psycopg.Connection, version: dict) -> None:
-    """With a head of half the catalog, what the bound leaves open always fits in the read-on:
-    every answer is the exact scan's, row for row (ties by key), whatever the graph found."""
+    """Fewer unseen items than the head: the answer is the exact scan's, row for row (ties by
+    key), whatever the graph found."""
     users = list(range(0, 400, 13))
     exact = {k: _exact(conn, version, users, k) for k in KS}
-    _serve_with(conn, version, head=3_000)
+    _serve_with(conn, version, head=ITEMS)
     for k in KS:
         for user in users:
             assert _top(conn, version, user, k) == exact[k][user], (user, k)
@@ -103,18 +103,18 @@ def test_answers_that_the_bound_certifies_are_exact(
 def test_more_seen_items_than_head_and_graph_still_gives_k_unseen_rows(
         conn: psycopg.Connection, version: dict) -> None:
     """A user who has seen the 500 largest-norm items (more than the head of 40 and the
-    ef_search of 10 together): k unseen rows, exact where the read-on completes."""
+    ef_search of 10 together): k unseen rows; exact with a head of every item."""
     _, item_factors = _factors(conn, version["item_table"])
     largest = np.argsort(-np.linalg.norm(item_factors, axis=1))[:500]
     conn.execute(sql.SQL("UPDATE {} SET seen = %s WHERE idx = 0").format(
         sql.Identifier("recsys", version["user_table"])), (sorted(largest.tolist()),))
     exact = {k: _exact(conn, version, [0], k)[0] for k in KS}
-    for head in (40, 3_000):
+    for head in (40, ITEMS):
         _serve_with(conn, version, head=head)
         for k in KS:
             found = _top(conn, version, 0, k)
             _check_rows(found, k, set(largest.tolist()))
-            if head == 3_000:
+            if head == ITEMS:
                 assert found == exact[k]
 
 
@@ -152,7 +152,7 @@ def test_build_tunes_the_head_where_the_graph_alone_misses(
     it measured, and recommend then reaches that recall."""
     monkeypatch.setattr(index, "RECALL_TARGET", 0.999)
     monkeypatch.setattr(index, "GRAPHS", ((4, 8, 10),))
-    monkeypatch.setattr(index, "HEAD_STEPS", (20, 3_000))
+    monkeypatch.setattr(index, "HEAD_STEPS", (20, ITEMS))
     _train(conn, db_url, "hnsw")
     version = _version(conn, "m")
     heads, recalls = version["index_head_by_k"], version["index_recall_by_k"]
