@@ -293,7 +293,7 @@ def _tune_head(conn: psycopg.Connection, tables: VersionTables,
     larger k; None when k 10 misses it.
 
     Recall is measured through recsys._top_items as served (seen items skipped, the
-    head alone where the certificate holds)."""
+    the certificate and the read-on included)."""
     efs: list[int | None] = []
     heads: list[int | None] = []
     recalls: list[float] = []

@@ -125,7 +125,7 @@ BEGIN
                    ' WITH (m = %s, ef_construction = %s)',
                    v.item_table || '_hnsw', v.item_table, m, ef_construction);
     EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON recsys.%I'
-                   ' ((@vector@.vector_norm(factors)))', v.item_table || '_norm',
+                   ' ((@vector@.vector_norm(factors)), idx)', v.item_table || '_norm',
                    v.item_table);
 END
 $$;

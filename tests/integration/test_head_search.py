@@ -1,6 +1,6 @@
 """The head search of big catalogs (recsys._top_items with index_head_by_k): the largest-norm
-unseen items scored exactly, joined by the hnsw graph's top k unless Cauchy-Schwarz certifies
-them; never a seen item nor fewer than k rows; and its tuning at build time."""
+unseen items scored exactly, read on in norm order and joined by the hnsw graph's top k unless
+Cauchy-Schwarz certifies them; never a seen item nor fewer than k rows; its tuning at build."""
 
 from __future__ import annotations
 
@@ -69,6 +69,18 @@ def test_a_head_holding_every_unseen_item_returns_the_exact_ranking(
             assert _top(conn, version, user, k) == exact[k][user], (user, k)
 
 
+def test_reading_on_in_norm_order_returns_the_exact_ranking(
+        conn: psycopg.Connection, version: dict) -> None:
+    """A head of half the catalog: what the bound leaves open always fits in the read-on of
+    as many items again, so every answer is the exact scan's, row for row."""
+    users = list(range(0, 400, 13))
+    exact = {k: _exact(conn, version, users, k) for k in KS}
+    _serve_with(conn, version, head=ITEMS // 2 + 1)
+    for k in KS:
+        for user in users:
+            assert _top(conn, version, user, k) == exact[k][user], (user, k)
+
+
 def test_answers_that_the_bound_certifies_are_exact(
         conn: psycopg.Connection, version: dict) -> None:
     """A head of 40 and a poor graph (ef_search 10): wherever the exact k-th score beats
@@ -102,8 +114,8 @@ def test_answers_that_the_bound_certifies_are_exact(
 
 def test_more_seen_items_than_head_and_graph_still_gives_k_unseen_rows(
         conn: psycopg.Connection, version: dict) -> None:
-    """A user who has seen the 500 largest-norm items (more than the head of 40 and the
-    ef_search of 10 together): k unseen rows; exact with a head of every item."""
+    """A user who has seen the 500 largest-norm items (more than the head of 40, its read-on
+    and the ef_search of 10 together): k unseen rows; exact with a head of every item."""
     _, item_factors = _factors(conn, version["item_table"])
     largest = np.argsort(-np.linalg.norm(item_factors, axis=1))[:500]
     conn.execute(sql.SQL("UPDATE {} SET seen = %s WHERE idx = 0").format(
