@@ -58,8 +58,9 @@ def _factors(conn: psycopg.Connection, table: str) -> tuple[list[str], np.ndarra
 
 def _seen(conn: psycopg.Connection, table: str, users: np.ndarray, items: int) -> sp.csr_matrix:
     """The seen rows of ``users`` (a matrix over all users, empty elsewhere)."""
-    found = dict(conn.execute(sql.SQL("SELECT idx, seen FROM {} WHERE idx = ANY(%s)").format(
-        sql.Identifier("recsys", table)), (users.tolist(),)).fetchall())
+    query = sql.SQL("SELECT idx, seen FROM {} WHERE idx = ANY(%s)").format(
+        sql.Identifier("recsys", table))
+    found: dict[int, list[int]] = dict(conn.execute(query, (users.tolist(),)).fetchall())
     lengths = np.zeros(int(users.max()) + 1, dtype=np.int64)
     for user, seen in found.items():
         lengths[user] = len(seen)
