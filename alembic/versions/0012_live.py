@@ -1,13 +1,13 @@
 """Live search of big catalogs: the head of largest-norm items read with the hnsw graph.
 
 Revision ID: 0012_live
-Revises: 0011
+Revises: 0012_explain
 """
 
 from alembic import op
 
 revision = "0012_live"
-down_revision = "0011"
+down_revision = "0012_explain"
 branch_labels = None
 depends_on = None
 
