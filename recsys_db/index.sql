@@ -3,11 +3,11 @@
 -- psycopg.sql, never user text.
 
 -- name: index_set_choice
--- Record how the version's items are searched (exact or hnsw, ef_search by k).
+-- Record how the version's items are searched (exact or hnsw, ef_search and head by k).
 UPDATE recsys.model_version
    SET index_kind = %(kind)s, index_ef_search = %(ef_search)s,
        index_recall = %(recall)s, index_ef_by_k = %(ef_by_k)s,
-       index_recall_by_k = %(recall_by_k)s
+       index_recall_by_k = %(recall_by_k)s, index_head_by_k = %(head_by_k)s
  WHERE model_id = %(model_id)s AND version = %(version)s;
 
 -- name: index_build_memory
@@ -29,3 +29,8 @@ SELECT t.idx
   FROM recsys.model_version v, {users} u,
        LATERAL recsys._top_items(v, u.factors, u.seen, %(k)s) t
  WHERE v.model_id = %(model_id)s AND v.version = %(version)s AND u.idx = %(user)s;
+
+-- name: index_precomputed_k
+-- How many rows per user the version precomputes (0: every recommend searches live).
+SELECT (params ->> 'recommendations_k')::integer
+  FROM recsys.model_version WHERE model_id = %(model_id)s AND version = %(version)s;

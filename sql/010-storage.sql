@@ -102,7 +102,9 @@ END
 $$;
 
 -- The hnsw index recsys._top_items searches (inner product over the factors column), on the
--- item table of a version being built. maintenance_work_mem is the caller's.
+-- item table of a version being built, and the btree on each item's norm that its head search
+-- reads in norm order (an expression index, so that fold-in writes keep it current as they
+-- keep the graph). maintenance_work_mem is the caller's.
 CREATE OR REPLACE FUNCTION recsys._create_hnsw(model_id integer, version integer, m integer,
                                                ef_construction integer)
 RETURNS void
@@ -122,16 +124,21 @@ BEGIN
     EXECUTE format('CREATE INDEX %I ON recsys.%I USING hnsw (factors @vector@.vector_ip_ops)'
                    ' WITH (m = %s, ef_construction = %s)',
                    v.item_table || '_hnsw', v.item_table, m, ef_construction);
+    EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON recsys.%I'
+                   ' ((@vector@.vector_norm(factors)), idx)', v.item_table || '_norm',
+                   v.item_table);
 END
 $$;
 
+-- Drop both indexes of recsys._create_hnsw (a graph that missed its target, or auto chose exact).
 CREATE OR REPLACE FUNCTION recsys._drop_hnsw(model_id integer, version integer)
 RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     v recsys.model_version := recsys._building(model_id, version);
 BEGIN
-    EXECUTE format('DROP INDEX IF EXISTS recsys.%I', v.item_table || '_hnsw');
+    EXECUTE format('DROP INDEX IF EXISTS recsys.%I, recsys.%I', v.item_table || '_hnsw',
+                   v.item_table || '_norm');
 END
 $$;
 

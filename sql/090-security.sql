@@ -150,7 +150,8 @@ BEGIN
     GRANT INSERT (model_id, version, run_id, factors, user_table, item_table, params)
         ON recsys.model_version TO recsys_worker;
     GRANT UPDATE (status, users, items, nnz, index_kind, index_ef_search, index_recall,
-                  precomputed_k, index_ef_by_k, index_recall_by_k, similar_k)
+                  precomputed_k, index_ef_by_k, index_recall_by_k, index_head_by_k,
+                  similar_k)
         ON recsys.model_version TO recsys_worker;
     GRANT INSERT, UPDATE ON recsys.run, recsys.job, recsys.tuning, recsys.watermark
         TO recsys_worker;
