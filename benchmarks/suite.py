@@ -22,7 +22,7 @@ from implicit.cpu import _als as implicit_als
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from benchmarks import measure, peers, synthetic
+from benchmarks import live_search, measure, peers, session_math, synthetic
 from recsys_db import (
     als,
     copybin,
@@ -31,6 +31,7 @@ from recsys_db import (
     embedded,
     index,
     load,
+    training,
     weighting,
 )
 from recsys_db.model import get_model
@@ -52,6 +53,7 @@ LOOP_USERS = 20_000  # seed-000 loop: users timed, then scaled to all users
 # Precompute ranks a dense block of 4,096 users x all items at a time (recsys_db/precompute.py):
 # over 100k items that block and its argpartition outgrow a shared 24 GiB machine.
 PRECOMPUTE_MAX_ITEMS = 100_000
+SESSION_FACTORS = (256, 512)  # extra MovieLens models for recommend_for_items and explain
 
 
 @dataclass(frozen=True)
@@ -391,6 +393,33 @@ def bench_interested(url: str, version: dict[str, Any], user_factors: np.ndarray
             "users": len(user_factors), "speedup": peer / float(np.median(ours))}
 
 
+def bench_session_math(url: str, name: str) -> dict[str, Any]:
+    """recsys.recommend_for_items and recsys.explain on the benchmark model and, on MovieLens,
+    on models with 256 and 512 factors (evaluation, precompute and index off: only their
+    factors and basis matter here)."""
+    found: dict[str, dict[str, Any]] = {"factors": {}}
+    models = [(MODEL, 64)]
+    if name == "ml100k":
+        with db.connect(url) as conn:
+            for factors in SESSION_FACTORS:
+                conn.execute(
+                    "SELECT recsys.create_model(%s, 'bench.interactions'::regclass, 'user_id',"
+                    " 'item_id', weight_column => 'weight', params => %s::jsonb)",
+                    (f"bench_f{factors}", json.dumps({
+                        "factors": factors, "eval_split": "off", "recommendations_k": 0,
+                        "index": "exact"})))
+        for factors in SESSION_FACTORS:
+            training.train(url, f"bench_f{factors}")
+            models.append((f"bench_f{factors}", factors))
+    for model, factors in models:
+        figures = session_math.bench_session_math(url, model)
+        found["factors"][str(factors)] = {
+            "recommend_for_items, 10 items": figures["basket_10"],
+            "recommend_for_items, 100 items": figures["basket_100"],
+            "explain": figures["explain"]}
+    return found
+
+
 def _variant_recall(conn: psycopg.Connection, order: str, queries: np.ndarray,
                     expected: list[set[int]], ef_search: int) -> float:
     conn.execute(sql.SQL("SET hnsw.ef_search = {}").format(ef_search))
@@ -482,6 +511,10 @@ def run(url: str, name: str, repeats: int) -> dict[str, Any]:
     log.info("%s: interested_users", name)
     results["interested"] = bench_interested(url, version, user_factors, item_factors, seen,
                                              item_keys)
+    log.info("%s: live search", name)
+    results["live_search"] = live_search.measure(url, MODEL)
+    log.info("%s: recommend_for_items and explain", name)
+    results["session_math"] = bench_session_math(url, name)
     if version["items"] >= index.AUTO_EXACT_BELOW and version["items"] <= 200_000:
         log.info("%s: index variants", name)
         results["index_variants"] = bench_index_variants(url, version, user_factors,

@@ -1,8 +1,12 @@
-"""Session fold-in and explanations from a basis stored with each version, (YᵀY + λI)^-½ as
-rows, computed at training (and by a fold-in that adds items) instead of a YᵀY cached on the
-first call. Ready versions get theirs here.
+"""Performance: session fold-in and explanations from a basis stored with each version, and
+live search of big catalogs with a head of largest-norm items beside the hnsw graph.
 
-Revision ID: 0012_explain
+- ``recsys.version_basis``: (YᵀY + λI)^-½ as rows, computed at training (and by a fold-in that
+  adds items) instead of a YᵀY cached on the first call. Ready versions get theirs here.
+- ``model_version.index_head_by_k``: how many largest-norm items ``recsys._top_items`` scores
+  exactly beside the graph, per k; versions built before it search with the graph alone.
+
+Revision ID: 0012
 Revises: 0011
 """
 
@@ -11,7 +15,7 @@ from psycopg import sql
 
 from recsys_db import gram
 
-revision = "0012_explain"
+revision = "0012"
 down_revision = "0011"
 branch_labels = None
 depends_on = None
@@ -57,11 +61,22 @@ def upgrade() -> None:
             'fold-ins that add items, and for earlier versions by revision 0012';
     """).format(vector=vector))
     gram.backfill(conn)
+    op.execute(
+        """
+        ALTER TABLE recsys.model_version ADD COLUMN index_head_by_k integer[];
+        COMMENT ON COLUMN recsys.model_version.index_head_by_k IS
+            'hnsw only: for k up to 10, 20, 50 and 100, how many of the largest-norm unseen '
+            'items recsys._top_items scores exactly besides the graph''s top k (the smallest '
+            'that reached the recall target at that k); null (and versions built before '
+            '0012): the graph alone';
+        """
+    )
 
 
 def downgrade() -> None:
     op.execute(
         """
+        ALTER TABLE recsys.model_version DROP COLUMN index_head_by_k;
         DROP TABLE recsys.version_basis;
         CREATE TABLE recsys.version_stats (
             model_id     integer NOT NULL,
