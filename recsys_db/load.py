@@ -74,6 +74,10 @@ class Interactions:
 def refresh(conn: psycopg.Connection, model: ModelConfig) -> bool:
     """Refresh the source when it is a materialized view; returns whether it did.
 
+    A plain REFRESH, which blocks readers of the view while it runs, unless the model's
+    ``refresh_concurrently`` param is true: then REFRESH CONCURRENTLY, which lets them read
+    but costs several times more and needs a unique index on columns of the view (ConfigError
+    without one; a view not yet populated is refreshed plainly, as PostgreSQL requires).
     The refresh runs as the declarer, which must own the view (or, on PostgreSQL 17 and later,
     hold MAINTAIN on it); ConfigError otherwise.
     """
@@ -88,14 +92,21 @@ def refresh(conn: psycopg.Connection, model: ModelConfig) -> bool:
     relkind, populated, has_unique, may_refresh = row
     if relkind != "m":
         return False
-    name = ("load_refresh_matview_concurrently" if populated and has_unique
-            else "load_refresh_matview")
+    concurrently = bool(model.params.get("refresh_concurrently", False))
     with conn.transaction(), as_declarer(conn, model):
         if not may_refresh:
             raise ConfigError(
                 f'role "{model.declarer}", which declared model "{model.name}", may not refresh '
                 f'its source, materialized view "{model.source_label}": it must own it (or, on '
                 "PostgreSQL 17 and later, hold MAINTAIN on it)")
+        if concurrently and not has_unique:
+            raise ConfigError(
+                f'model "{model.name}" has refresh_concurrently on, but its source, '
+                f'materialized view "{model.source_label}", has no unique index on columns '
+                "alone (no expression, no WHERE), which REFRESH CONCURRENTLY needs; create one "
+                "or set refresh_concurrently to false")
+        name = ("load_refresh_matview_concurrently" if concurrently and populated
+                else "load_refresh_matview")
         conn.execute(queries.compose(name, source=model.source))
     return True
 

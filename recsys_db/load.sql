@@ -94,7 +94,7 @@ SELECT DISTINCT ON (k.attname) k.attname, format_type(k.atttypid, k.atttypmod),
  ORDER BY k.attname, b.depth DESC;
 
 -- name: load_refresh_matview
--- Refresh a materialized-view source.
+-- Refresh a materialized-view source; its readers wait until it is done.
 REFRESH MATERIALIZED VIEW {source};
 
 -- name: load_refresh_matview_concurrently

@@ -90,6 +90,8 @@ def _codes(keys: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64],
     code = np.zeros(len(starts), dtype=np.uint64)
     span = 1
     width = int(lengths.max())
+    column = np.empty(len(starts), dtype=np.int64)
+    digit = np.empty(len(starts), dtype=np.uint64)
     for offset in range(0, width, 8):
         at = starts + offset
         np.minimum(at, len(keys), out=at)
@@ -100,11 +102,13 @@ def _codes(keys: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64],
         np.clip(kept, 0, 8, out=kept)
         word &= _KEPT_BYTES[kept]
         del at, kept
+        signed = word.view(np.int64)  # int64 values index arrays without a conversion
         # two bytes at a time: a position pair holds fewer values than its bytes' product
         for shift in range(48, -16, -16):
             if offset + (48 - shift) // 8 >= width:
                 break  # all padding from here on
-            column = (word >> np.uint64(shift)).astype(np.uint16)
+            np.right_shift(signed, shift, out=column)
+            np.bitwise_and(column, 0xFFFF, out=column)
             present = np.bincount(column, minlength=1 << 16) > 0
             radix = int(present.sum())
             if radix == 1:
@@ -116,8 +120,8 @@ def _codes(keys: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64],
                 code = np.zeros(len(starts), dtype=np.uint64)
                 span = 1
             rank = (np.cumsum(present) - 1).astype(np.uint64)
-            code *= np.uint64(radix)
-            code += rank[column]
+            np.multiply(code, np.uint64(radix), out=code)
+            np.add(code, np.take(rank, column, out=digit), out=code)
             span *= radix
     codes.append((code, span))
     return codes
