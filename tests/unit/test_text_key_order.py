@@ -24,8 +24,9 @@ def _check(keys: list[bytes]) -> None:
         assert index.dtype == np.int32 and [distinct[i] for i in index] == keys
         copied = copybin.parse_rows(textkeys.encode_index_texts(joined, starts[first],
                                                                 lengths[first]))
-        assert [(int.from_bytes(idx, "big"), bytes(key)) for idx, key in copied] == list(
-            enumerate(distinct))
+        assert [tuple(None if field is None else bytes(field) for field in row)
+                for row in copied] == [(i.to_bytes(4, "big"), key)
+                                       for i, key in enumerate(distinct)]
 
 
 RNG = np.random.default_rng(7)
