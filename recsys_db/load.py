@@ -1,9 +1,9 @@
 """Read a model's interactions out of its source relation as a sparse user x item matrix.
 
-Either way the keys end up mapped to dense integer indices in temporary tables
-(``recsys_user_map``, ``recsys_item_map``). Integer keys are read in one pass, as packed binary
-records, and mapped by numpy; other keys never leave the database: they are mapped in SQL and
-only (user_idx, item_idx, weight) triples are copied out, in binary, straight into numpy.
+The source is read in one pass that returns counts and the usable rows packed into a few
+binary values: integer keys as fixed-width records, other keys as their text joined by zero
+bytes (``textkeys``). numpy maps the keys to dense indices in the byte order of their text and
+the key maps are copied into temporary tables (``recsys_user_map``, ``recsys_item_map``).
 
 Every statement that reads the source runs as the model's declarer (``access.as_declarer``).
 """
@@ -245,10 +245,9 @@ def read(conn: psycopg.Connection, model: ModelConfig) -> Interactions:
     all come from the same snapshot; the statements that read the source run as the model's
     declarer (``as_declarer``). The temp maps stay on ``conn`` for ``store``.
 
-    Indices follow the order of the keys' text (for integer keys, of their decimal text byte
-    by byte, the same for non-negative keys; see ``text_order``). When both key columns are
-    integers (smallint, integer, bigint) the source is read in one pass and the keys mapped
-    by numpy; other keys are mapped in SQL.
+    Indices follow the order of the keys' text byte by byte, as COLLATE "C" sorts it (for
+    integer keys, of their decimal text; see ``text_order``). When both key columns are
+    integers (smallint, integer, bigint) they are read as binary integers, otherwise as text.
     """
     conn.execute(queries.text("load_drop_maps"))
     with conn.transaction():

@@ -87,7 +87,7 @@ def _codes(keys: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64],
     # the 8 bytes from each byte on, as a big-endian integer
     words_at = np.ndarray((len(keys) + 1,), dtype=">u8", buffer=padded, strides=(1,))
     codes: list[tuple[npt.NDArray[np.uint64], int]] = []
-    code = np.zeros(len(starts), dtype=np.uint64)
+    code = np.zeros(len(starts), dtype=np.uint64)  # stays 0 when every key is the same
     span = 1
     width = int(lengths.max())
     column = np.empty(len(starts), dtype=np.int64)
@@ -117,11 +117,14 @@ def _codes(keys: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64],
                 codes.append((code, span))
                 if len(codes) == MAX_CODES:
                     return None
-                code = np.zeros(len(starts), dtype=np.uint64)
+                code = np.empty(len(starts), dtype=np.uint64)
                 span = 1
             rank = (np.cumsum(present) - 1).astype(np.uint64)
-            np.multiply(code, np.uint64(radix), out=code)
-            np.add(code, np.take(rank, column, out=digit), out=code)
+            if span == 1:
+                np.take(rank, column, out=code)
+            else:
+                np.multiply(code, np.uint64(radix), out=code)
+                np.add(code, np.take(rank, column, out=digit), out=code)
             span *= radix
     codes.append((code, span))
     return codes
