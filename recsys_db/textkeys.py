@@ -65,17 +65,44 @@ def dense_indices(keys: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64],
         index = rank[code]
         del rank, present
     else:
-        order = np.lexsort([code for code, _ in reversed(codes)])
-        new = np.zeros(count, dtype=bool)
-        new[0] = True
-        for code, _ in codes:
-            ordered = code[order]
-            new[1:] |= ordered[1:] != ordered[:-1]
-        index = np.empty(count, dtype=np.int32)
-        index[order] = np.cumsum(new, dtype=np.int32) - 1
+        index = _dense_by_hashing([code for code, _ in codes])
     first = np.empty(int(index.max()) + 1, dtype=np.int64)
     first[index] = np.arange(count, dtype=np.int64)
     return first, index
+
+
+def _dense_by_hashing(codes: list[npt.NDArray[np.uint64]]) -> npt.NDArray[np.int32]:
+    """Each row's index among the distinct rows of ``codes`` (compared column by column, the
+    first the most significant), through an open-addressing hash table built a round at a
+    time: sorting every row costs several times more when most rows repeat a key."""
+    count = len(codes[0])
+    mixed = codes[0].copy()
+    for code in codes[1:]:
+        mixed *= np.uint64(0x9E3779B97F4A7C15)  # wraps around: any mixing will do
+        mixed ^= code
+    bits = max(4, int(2 * count - 1).bit_length())  # the table at most half full
+    slot = ((mixed * np.uint64(0xBF58476D1CE4E5B9)) >> np.uint64(64 - bits)).astype(np.int64)
+    del mixed
+    owner = np.full(1 << bits, -1, dtype=np.int64)  # the first row seen of each slot's key
+    pending = np.arange(count, dtype=np.int64)
+    while len(pending):
+        at = slot[pending]
+        free = owner[at] < 0
+        owner[at[free]] = pending[free]  # of the rows that try a free slot, one keeps it
+        same = np.ones(len(pending), dtype=bool)
+        holder = owner[at]
+        for code in codes:
+            same &= code[holder] == code[pending]
+        moved = pending[~same]  # another key holds the slot: try the next one
+        slot[moved] = (slot[moved] + 1) & ((1 << bits) - 1)
+        pending = moved
+    # the keys in order: their codes sorted, the first code the most significant
+    taken = np.flatnonzero(owner >= 0)
+    holders = owner[taken]
+    order = np.lexsort([code[holders] for code in reversed(codes)])
+    rank = np.empty(1 << bits, dtype=np.int32)
+    rank[taken[order]] = np.arange(len(taken), dtype=np.int32)
+    return rank[slot]
 
 
 def _codes(keys: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64],
