@@ -311,8 +311,13 @@ def _load_text_keys(conn: psycopg.Connection, model: ModelConfig,
     temp tables."""
     # Keys come as the server stores them, so that their bytes sort as COLLATE "C" does.
     conn.execute(queries.text("load_server_encoding"))
-    parts = dict(parts, user_text=sql.SQL("textsend(({})::text)").format(parts["user_native"]),
-                 item_text=sql.SQL("textsend(({})::text)").format(parts["item_native"]),
+    uuids = {side: types[getattr(model, f"{side}_column")] == "uuid" for side in ("user", "item")}
+    # uuid keys as their 16 bytes, which sort as their text does, with no text to print
+    parts = dict(parts, **{
+        f"{side}_text": sql.SQL("uuid_send({})" if uuids[side] else "textsend(({})::text)").format(
+            parts[f"{side}_native"]) for side in ("user", "item")}, **{
+        f"{side}_delimiter": sql.Literal(b"" if uuids[side] else b"\0")
+        for side in ("user", "item")},
                  usable=sql.SQL("{} IS NOT NULL AND {} IS NOT NULL AND {} IS NOT NULL").format(
                      parts["user"], parts["item"], parts["weight"]))
     with as_declarer(conn, model) as check_role:
@@ -325,7 +330,8 @@ def _load_text_keys(conn: psycopg.Connection, model: ModelConfig,
         while True:
             try:
                 with conn.transaction():  # a savepoint: a chunk past the value limit fails alone
-                    read = _read_text_keys(conn, parts, chunks, check_role)
+                    read = _read_text_keys(conn, parts, chunks, check_role,
+                                           (uuids["user"], uuids["item"]))
                 break
             except (psycopg.errors.ProgramLimitExceeded, psycopg.errors.OutOfMemory):
                 check_role()
@@ -335,16 +341,20 @@ def _load_text_keys(conn: psycopg.Connection, model: ModelConfig,
     rows_read, skipped_null, user_keys, item_keys, weights = read
     # numpy lets go of the GIL: the two sides map on two cores
     with ThreadPoolExecutor(2) as pool:
-        user_map, item_map = pool.map(lambda keys: _map_text_keys(keys, len(weights)),
-                                      (user_keys, item_keys))
+        user_map, item_map = pool.map(
+            lambda side: _map_text_keys(side[0], len(weights), side[1]),
+            ((user_keys, uuids["user"]), (item_keys, uuids["item"])))
     del read, user_keys, item_keys
-    conn.execute(queries.compose(
-        "load_create_text_maps", user_type=_native_type(types, model.user_column),
-        item_type=_native_type(types, model.item_column)))
-    for query, (body, _, _) in (("load_copy_user_keys", user_map),
-                                ("load_copy_item_keys", item_map)):
-        with conn.cursor() as cur, cur.copy(queries.text(query)) as copy:
-            copy.write(body)
+    for name, column, key_map in (("recsys_user_map", model.user_column, user_map),
+                                  ("recsys_item_map", model.item_column, item_map)):
+        native_type = _native_type(types, column)
+        conn.execute(queries.compose(
+            "load_create_uuid_map" if types[column] == "uuid" else "load_create_text_map",
+            map=sql.Identifier(name), native_type=native_type))
+        copied = sql.Identifier("native" if types[column] == "uuid" else "key")
+        with conn.cursor() as cur, cur.copy(queries.compose(
+                "load_copy_key_map", map=sql.Identifier(name), column=copied)) as copy:
+            copy.write(key_map[0])
     conn.execute(queries.text("load_analyze_maps"))
     (_, users, user_idx), (_, items, item_idx) = user_map, item_map
     skipped_event = rows_read - skipped_null - len(weights)
@@ -352,13 +362,18 @@ def _load_text_keys(conn: psycopg.Connection, model: ModelConfig,
                    weights)
 
 
-def _map_text_keys(keys: npt.NDArray[np.uint8], count: int) -> tuple[bytes, int,
-                                                                     npt.NDArray[np.int32]]:
+def _map_text_keys(keys: npt.NDArray[np.uint8], count: int,
+                   uuid: bool) -> tuple[bytes, int, npt.NDArray[np.int32]]:
     """The binary COPY of a key map, its size and each row's index, for ``count`` keys
-    joined by zero bytes."""
-    starts, lengths = textkeys.split(keys, count)
+    joined by zero bytes, or (``uuid``) for ``count`` uuids of 16 bytes each."""
+    if uuid:
+        starts = np.arange(count, dtype=np.int64) * 16
+        lengths = np.full(count, 16, dtype=np.int64)
+    else:
+        starts, lengths = textkeys.split(keys, count)
     first, index = textkeys.dense_indices(keys, starts, lengths)
-    return textkeys.encode_index_texts(keys, starts[first], lengths[first]), len(first), index
+    return (textkeys.encode_index_texts(keys, starts[first], lengths[first]), len(first),
+            index)
 
 
 def _text_chunks(bytes_: float) -> int:
@@ -366,7 +381,7 @@ def _text_chunks(bytes_: float) -> int:
 
 
 def _read_text_keys(conn: psycopg.Connection, parts: dict[str, sql.Composable], chunks: int,
-                    check_role: Callable[[], None]) -> tuple[
+                    check_role: Callable[[], None], uuids: tuple[bool, bool]) -> tuple[
         int, int, npt.NDArray[np.uint8], npt.NDArray[np.uint8], npt.NDArray[np.float64]]:
     """Rows read, rows with a NULL key or weight, and the user keys, item keys (each joined by
     zero bytes) and weights of the usable rows, in ``chunks`` queries (of one snapshot) that
@@ -400,14 +415,16 @@ def _read_text_keys(conn: psycopg.Connection, parts: dict[str, sql.Composable], 
             items.append(np.frombuffer(item_keys, dtype=np.uint8))
             weights.append(np.frombuffer(packed, dtype=">f8").astype(np.float64))
         del row, read, null, user_keys, item_keys, packed  # the keys still hold the buffer
-    return (rows_read, skipped_null, _joined(users), _joined(items),
+    return (rows_read, skipped_null, _joined(users, uuids[0]), _joined(items, uuids[1]),
             np.concatenate(weights) if weights else np.empty(0, dtype=np.float64))
 
 
-def _joined(pieces: list[npt.NDArray[np.uint8]]) -> npt.NDArray[np.uint8]:
-    """Keys joined by zero bytes, from pieces of keys joined by zero bytes."""
+def _joined(pieces: list[npt.NDArray[np.uint8]], uuid: bool) -> npt.NDArray[np.uint8]:
+    """Keys joined by zero bytes (uuids: one after the other), from pieces of such keys."""
     if len(pieces) <= 1:
         return pieces[0] if pieces else np.empty(0, dtype=np.uint8)
+    if uuid:
+        return np.concatenate(pieces)
     separator = np.zeros(1, dtype=np.uint8)
     return np.concatenate([pieces[0], *(part for piece in pieces[1:]
                                         for part in (separator, piece))])

@@ -137,32 +137,34 @@ EXPLAIN (FORMAT JSON) SELECT {user_native}, {item_native} FROM {source} s;
 
 -- name: load_copy_key_text
 -- One row per call: rows read, rows with a NULL key or weight, then for the usable rows the
--- user keys and the item keys as text, each joined by zero bytes (text never holds one), and
+-- user keys and the item keys as text, each joined by zero bytes (text never holds one), or
+-- as the 16 bytes of a uuid, one after the other, and
 -- the weights as packed float8 (big-endian). A row with a NULL key or weight, or an unmapped
 -- event (NULL weight), is left out of all three; the three aggregates of one query see the
 -- rows in the same order.
 COPY (SELECT count(*),
              count(*) FILTER (WHERE {user} IS NULL OR {item} IS NULL OR {raw_weight} IS NULL),
-             string_agg({user_text}, '\x00'::bytea) FILTER (WHERE {usable}),
-             string_agg({item_text}, '\x00'::bytea) FILTER (WHERE {usable}),
+             string_agg({user_text}, {user_delimiter}::bytea) FILTER (WHERE {usable}),
+             string_agg({item_text}, {item_delimiter}::bytea) FILTER (WHERE {usable}),
              string_agg(float8send({weight}), ''::bytea) FILTER (WHERE {usable})
         FROM {source} s
        WHERE {chunk})
   TO STDOUT (FORMAT BINARY);
 
--- name: load_create_text_maps
--- `native` is derived from `key` by the server, so only the keys' text is copied in.
-CREATE TEMP TABLE recsys_user_map (
+-- name: load_create_text_map
+-- {map} is recsys_user_map or recsys_item_map; `native` is derived from `key` by the server,
+-- so only the keys' text is copied in.
+CREATE TEMP TABLE {map} (
     idx integer NOT NULL, key text NOT NULL,
-    native {user_type} GENERATED ALWAYS AS (key::{user_type}) STORED);
-CREATE TEMP TABLE recsys_item_map (
-    idx integer NOT NULL, key text NOT NULL,
-    native {item_type} GENERATED ALWAYS AS (key::{item_type}) STORED);
+    native {native_type} GENERATED ALWAYS AS (key::{native_type}) STORED);
 
--- name: load_copy_user_keys
--- User keys as text and their indices into the user map.
-COPY recsys_user_map (idx, key) FROM STDIN (FORMAT BINARY);
+-- name: load_create_uuid_map
+-- {map} is recsys_user_map or recsys_item_map, of uuid keys copied in as they are; {native_type}
+-- is uuid.
+CREATE TEMP TABLE {map} (
+    idx integer NOT NULL, key text GENERATED ALWAYS AS (native::text) STORED,
+    native {native_type} NOT NULL);
 
--- name: load_copy_item_keys
--- Item keys as text and their indices into the item map.
-COPY recsys_item_map (idx, key) FROM STDIN (FORMAT BINARY);
+-- name: load_copy_key_map
+-- Keys and their indices into {map}: as text ({column} key) or as uuids ({column} native).
+COPY {map} (idx, {column}) FROM STDIN (FORMAT BINARY);

@@ -65,14 +65,17 @@ def test_text_keys_of_every_kind(conn: psycopg.Connection) -> None:
     ("varchar(10)", "char(6)", "'u' || (g % 13)", "'i' || (g % 7)"),
     ("uuid", "numeric", "md5((g % 13)::text)::uuid", "(g % 7) / 4.0"),
     ("integer", "text", "g % 13 - 3", "'i' || (g % 7)"),
+    ("text", "uuid", "'u' || (g % 13)", "md5((g % 7)::text)::uuid"),
     ("text", "bigint", "'u' || (g % 13)", "(g % 7) * 10000000000"),
 ])
-def test_key_types(conn: psycopg.Connection, user_type: str, item_type: str, user: str,
-                   item: str) -> None:
+def test_key_types(conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch, user_type: str,
+                   item_type: str, user: str, item: str) -> None:
     conn.execute(f"CREATE TABLE typed (u {user_type}, i {item_type}, w integer)")
     conn.execute(f"INSERT INTO typed SELECT {user}, {item}, 1 + g % 3"
                  " FROM generate_series(1, 200) g")
     conn.execute("SELECT recsys.create_model('typed', 'typed', 'u', 'i', 'w')")
+    assert _loaded(conn, "typed") == _expected(conn, "typed")
+    monkeypatch.setattr(load, "TEXT_BYTES_PER_CHUNK", 500)  # about ten chunks
     assert _loaded(conn, "typed") == _expected(conn, "typed")
     native = "text" if user_type.startswith("varchar") else user_type
     assert rows(conn, "SELECT pg_typeof(native)::text FROM recsys_user_map LIMIT 1") == [
