@@ -1,9 +1,9 @@
 """Read a model's interactions out of its source relation as a sparse user x item matrix.
 
-Either way the keys end up mapped to dense integer indices in temporary tables
-(``recsys_user_map``, ``recsys_item_map``). Integer keys are read in one pass, as packed binary
-records, and mapped by numpy; other keys never leave the database: they are mapped in SQL and
-only (user_idx, item_idx, weight) triples are copied out, in binary, straight into numpy.
+The source is read in one pass that returns counts and the usable rows packed into a few
+binary values: integer keys as fixed-width records, other keys as their text joined by zero
+bytes (``textkeys``). numpy maps the keys to dense indices in the byte order of their text and
+the key maps are copied into temporary tables (``recsys_user_map``, ``recsys_item_map``).
 
 Every statement that reads the source runs as the model's declarer (``access.as_declarer``).
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +21,7 @@ import psycopg
 import scipy.sparse as sp
 from psycopg import sql
 
-from recsys_db import copybin, queries
+from recsys_db import copybin, queries, textkeys
 from recsys_db.access import as_declarer
 from recsys_db.errors import ConfigError, DataError
 from recsys_db.model import ModelConfig
@@ -28,10 +29,12 @@ from recsys_db.model import ModelConfig
 log = logging.getLogger(__name__)
 
 NUMERIC_TYPES = {"smallint", "integer", "bigint", "real", "double precision", "boolean"}
-ROWS_PER_COPY = 40_000_000  # about 500 MB of binary arrays in one value
 # Rows per packed-record query of integer keys: at most 24 bytes a row, under half of
 # PostgreSQL's 1 GB value limit, so that a row estimate twice too low still fits.
 ROWS_PER_CHUNK = 20_000_000
+# Bytes of keys and weights per query of other keys: the row of one chunk, the three values
+# together, stays under half of PostgreSQL's 1 GB limit when the estimate is right.
+TEXT_BYTES_PER_CHUNK = 400_000_000
 # work_mem of the load transaction. With the 4 MB default, the parallel DISTINCT of 10M rows
 # into 500k keys spilled in every worker and took minutes instead of 3 s (measured).
 LOAD_WORK_MEM = "256MB"
@@ -71,6 +74,10 @@ class Interactions:
 def refresh(conn: psycopg.Connection, model: ModelConfig) -> bool:
     """Refresh the source when it is a materialized view; returns whether it did.
 
+    A plain REFRESH, which blocks readers of the view while it runs, unless the model's
+    ``refresh_concurrently`` param is true: then REFRESH CONCURRENTLY, which lets them read
+    but costs several times more and needs a unique index on columns of the view (ConfigError
+    without one; a view not yet populated is refreshed plainly, as PostgreSQL requires).
     The refresh runs as the declarer, which must own the view (or, on PostgreSQL 17 and later,
     hold MAINTAIN on it); ConfigError otherwise.
     """
@@ -85,14 +92,21 @@ def refresh(conn: psycopg.Connection, model: ModelConfig) -> bool:
     relkind, populated, has_unique, may_refresh = row
     if relkind != "m":
         return False
-    name = ("load_refresh_matview_concurrently" if populated and has_unique
-            else "load_refresh_matview")
+    concurrently = bool(model.params.get("refresh_concurrently", False))
     with conn.transaction(), as_declarer(conn, model):
         if not may_refresh:
             raise ConfigError(
                 f'role "{model.declarer}", which declared model "{model.name}", may not refresh '
                 f'its source, materialized view "{model.source_label}": it must own it (or, on '
                 "PostgreSQL 17 and later, hold MAINTAIN on it)")
+        if concurrently and not has_unique:
+            raise ConfigError(
+                f'model "{model.name}" has refresh_concurrently on, but its source, '
+                f'materialized view "{model.source_label}", has no unique index on columns '
+                "alone (no expression, no WHERE), which REFRESH CONCURRENTLY needs; create one "
+                "or set refresh_concurrently to false")
+        name = ("load_refresh_matview_concurrently" if concurrently and populated
+                else "load_refresh_matview")
         conn.execute(queries.compose(name, source=model.source))
     return True
 
@@ -231,10 +245,9 @@ def read(conn: psycopg.Connection, model: ModelConfig) -> Interactions:
     all come from the same snapshot; the statements that read the source run as the model's
     declarer (``as_declarer``). The temp maps stay on ``conn`` for ``store``.
 
-    Indices follow the order of the keys' text (for integer keys, of their decimal text byte
-    by byte, the same for non-negative keys; see ``text_order``). When both key columns are
-    integers (smallint, integer, bigint) the source is read in one pass and the keys mapped
-    by numpy; other keys are mapped in SQL.
+    Indices follow the order of the keys' text byte by byte, as COLLATE "C" sorts it (for
+    integer keys, of their decimal text; see ``text_order``). When both key columns are
+    integers (smallint, integer, bigint) they are read as binary integers, otherwise as text.
     """
     conn.execute(queries.text("load_drop_maps"))
     with conn.transaction():
@@ -247,7 +260,7 @@ def read(conn: psycopg.Connection, model: ModelConfig) -> Interactions:
             loaded = _load_integer_keys(conn, model, parts, types[model.user_column],
                                         types[model.item_column])
         else:
-            loaded = _load_mapped_in_sql(conn, model, parts, types)
+            loaded = _load_text_keys(conn, model, parts, types)
     if loaded.rows_read == 0:
         raise DataError(f'source "{model.source_label}" of model "{model.name}" is empty')
     if loaded.users == 0:
@@ -291,51 +304,130 @@ def _native_type(types: dict[str, str], column: str) -> sql.Composable:
     return sql.SQL(types[column] if types[column] in NATIVE_KEY_TYPES else "text")
 
 
-def _load_mapped_in_sql(conn: psycopg.Connection, model: ModelConfig,
-                        parts: dict[str, sql.Composable], types: dict[str, str]) -> _Loaded:
-    """Keys of any type: counted, mapped in SQL (text order) and joined, in four passes.
-
-    The worker creates the maps; the declarer fills them from the source and reads the
-    interactions through them."""
-    maps = (("recsys_user_map", parts["user_native"], model.user_column),
-            ("recsys_item_map", parts["item_native"], model.item_column))
-    for name, _, column in maps:
-        conn.execute(queries.compose("load_create_key_map", map=sql.Identifier(name),
-                                     native_type=_native_type(types, column)))
-    grants = {"recsys_user_map": "SELECT, INSERT", "recsys_item_map": "SELECT, INSERT"}
-    with as_declarer(conn, model, grants=grants) as check_role:
-        row = conn.execute(queries.compose("load_count_rows", **parts)).fetchone()
-        assert row is not None
-        rows_read, skipped_null, skipped_event = (int(x) for x in row)
-        for name, native, _ in maps:
-            check_role()
-            conn.execute(queries.compose("load_fill_key_map", map=sql.Identifier(name),
-                                         native=native, **parts))
-    conn.execute(queries.text("load_analyze_maps"))
-    sizes = conn.execute(queries.text("load_map_sizes")).fetchone()
-    assert sizes is not None
-    users, items = int(sizes[0]), int(sizes[1])
-    # Users in ranges, so that no array nears PostgreSQL's 1 GB value limit.
-    parts_of_users = max(1, -(-rows_read // ROWS_PER_COPY))
-    step = -(-max(users, 1) // parts_of_users)
-    pieces = []
-    copy_query = queries.compose("load_copy_interactions", **parts)
-    with as_declarer(conn, model) as check_role:  # the maps were granted above
-        for first in range(0, max(users, 1), step):
-            if first:
+def _load_text_keys(conn: psycopg.Connection, model: ModelConfig,
+                    parts: dict[str, sql.Composable], types: dict[str, str]) -> _Loaded:
+    """Keys of any type, read as their text: one pass reads the counts, the keys and the
+    weights; numpy maps the keys to indices (``textkeys``), and the maps are copied into the
+    temp tables."""
+    # Keys come as the server stores them, so that their bytes sort as COLLATE "C" does.
+    conn.execute(queries.text("load_server_encoding"))
+    uuids = {side: types[getattr(model, f"{side}_column")] == "uuid" for side in ("user", "item")}
+    # uuid keys as their 16 bytes, which sort as their text does, with no text to print
+    parts = dict(parts, **{
+        f"{side}_text": sql.SQL("uuid_send({})" if uuids[side] else "textsend(({})::text)").format(
+            parts[f"{side}_native"]) for side in ("user", "item")}, **{
+        f"{side}_delimiter": sql.Literal(b"" if uuids[side] else b"\0")
+        for side in ("user", "item")},
+                 usable=sql.SQL("{} IS NOT NULL AND {} IS NOT NULL AND {} IS NOT NULL").format(
+                     parts["user"], parts["item"], parts["weight"]))
+    with as_declarer(conn, model) as check_role:
+        plan = conn.execute(queries.compose("load_estimate_key_text", **parts)).fetchone()
+        assert plan is not None
+        estimate = plan[0][0]["Plan"]
+        check_role()  # planning may have run a source's immutable functions
+        # the two keys, two zero bytes and a float8 a row
+        chunks = _text_chunks(float(estimate["Plan Rows"]) * (estimate["Plan Width"] + 10))
+        while True:
+            try:
+                with conn.transaction():  # a savepoint: a chunk past the value limit fails alone
+                    read = _read_text_keys(conn, parts, chunks, check_role,
+                                           (uuids["user"], uuids["item"]))
+                break
+            except (psycopg.errors.ProgramLimitExceeded, psycopg.errors.OutOfMemory):
                 check_role()
-            buffer = bytearray()
-            with conn.cursor() as cur, cur.copy(
-                    copy_query, {"first": first, "last": first + step - 1}) as copy:
-                for block in copy:
-                    buffer += block
-            pieces.append(copybin.parse_array_row(buffer, (">i4", ">i4", ">f8")))
-            del buffer
-    user_idx, item_idx, weights = (np.concatenate(column) for column in zip(*pieces,
-                                                                              strict=True))
-    return _Loaded(rows_read, skipped_null, skipped_event, users, items,
-                   user_idx.astype(np.int32), item_idx.astype(np.int32),
-                   weights.astype(np.float64))
+                log.info("%d chunks of keys were too large; reading again in %d", chunks,
+                         4 * chunks)
+                chunks *= 4
+    rows_read, skipped_null, user_keys, item_keys, weights = read
+    # numpy lets go of the GIL: the two sides map on two cores
+    with ThreadPoolExecutor(2) as pool:
+        user_map, item_map = pool.map(
+            lambda side: _map_text_keys(side[0], len(weights), side[1]),
+            ((user_keys, uuids["user"]), (item_keys, uuids["item"])))
+    del read, user_keys, item_keys
+    for name, column, key_map in (("recsys_user_map", model.user_column, user_map),
+                                  ("recsys_item_map", model.item_column, item_map)):
+        native_type = _native_type(types, column)
+        conn.execute(queries.compose(
+            "load_create_uuid_map" if types[column] == "uuid" else "load_create_text_map",
+            map=sql.Identifier(name), native_type=native_type))
+        copied = sql.Identifier("native" if types[column] == "uuid" else "key")
+        with conn.cursor() as cur, cur.copy(queries.compose(
+                "load_copy_key_map", map=sql.Identifier(name), column=copied)) as copy:
+            copy.write(key_map[0])
+    conn.execute(queries.text("load_analyze_maps"))
+    (_, users, user_idx), (_, items, item_idx) = user_map, item_map
+    skipped_event = rows_read - skipped_null - len(weights)
+    return _Loaded(rows_read, skipped_null, skipped_event, users, items, user_idx, item_idx,
+                   weights)
+
+
+def _map_text_keys(keys: npt.NDArray[np.uint8], count: int,
+                   uuid: bool) -> tuple[bytes, int, npt.NDArray[np.int32]]:
+    """The binary COPY of a key map, its size and each row's index, for ``count`` keys
+    joined by zero bytes, or (``uuid``) for ``count`` uuids of 16 bytes each."""
+    if uuid:
+        starts = np.arange(count, dtype=np.int64) * 16
+        lengths = np.full(count, 16, dtype=np.int64)
+    else:
+        starts, lengths = textkeys.split(keys, count)
+    first, index = textkeys.dense_indices(keys, starts, lengths)
+    return (textkeys.encode_index_texts(keys, starts[first], lengths[first]), len(first),
+            index)
+
+
+def _text_chunks(bytes_: float) -> int:
+    return max(1, int(-(-bytes_ // TEXT_BYTES_PER_CHUNK)))
+
+
+def _read_text_keys(conn: psycopg.Connection, parts: dict[str, sql.Composable], chunks: int,
+                    check_role: Callable[[], None], uuids: tuple[bool, bool]) -> tuple[
+        int, int, npt.NDArray[np.uint8], npt.NDArray[np.uint8], npt.NDArray[np.float64]]:
+    """Rows read, rows with a NULL key or weight, and the user keys, item keys (each joined by
+    zero bytes) and weights of the usable rows, in ``chunks`` queries (of one snapshot) that
+    split the rows by a hash of the user key; ``check_role`` runs between them."""
+    rows_read = skipped_null = 0
+    users: list[npt.NDArray[np.uint8]] = []
+    items: list[npt.NDArray[np.uint8]] = []
+    weights: list[npt.NDArray[np.float64]] = []
+    for chunk in range(chunks):
+        if chunk:
+            check_role()
+        if chunks == 1:
+            where: sql.Composable = sql.SQL("true")
+        else:  # NULL users fall in chunk 0, so that every chunk's counts add up
+            where = sql.SQL("coalesce(mod(mod(hashtext(({user})::text), {n}) + {n}, {n}), 0)"
+                            " = {k}").format(user=parts["user_native"], n=sql.Literal(chunks),
+                                             k=sql.Literal(chunk))
+        buffer = bytearray()
+        with conn.cursor() as cur, cur.copy(
+                queries.compose("load_copy_key_text", **parts, chunk=where)) as copy:
+            for block in copy:
+                buffer += block
+        (row,) = copybin.parse_rows(buffer)
+        read, null, user_keys, item_keys, packed = row
+        assert read is not None and null is not None
+        rows_read += int.from_bytes(read, "big", signed=True)
+        skipped_null += int.from_bytes(null, "big", signed=True)
+        if packed is not None:
+            assert user_keys is not None and item_keys is not None
+            users.append(np.frombuffer(user_keys, dtype=np.uint8))
+            items.append(np.frombuffer(item_keys, dtype=np.uint8))
+            weights.append(np.frombuffer(packed, dtype=">f8").astype(np.float64))
+        del row, read, null, user_keys, item_keys, packed  # the keys still hold the buffer
+    return (rows_read, skipped_null, _joined(users, uuids[0]), _joined(items, uuids[1]),
+            np.concatenate(weights) if weights else np.empty(0, dtype=np.float64))
+
+
+def _joined(pieces: list[npt.NDArray[np.uint8]], uuid: bool) -> npt.NDArray[np.uint8]:
+    """Keys joined by zero bytes (uuids: one after the other), from pieces of such keys."""
+    if len(pieces) <= 1:
+        return pieces[0] if pieces else np.empty(0, dtype=np.uint8)
+    if uuid:
+        return np.concatenate(pieces)
+    separator = np.zeros(1, dtype=np.uint8)
+    return np.concatenate([pieces[0], *(part for piece in pieces[1:]
+                                        for part in (separator, piece))])
 
 
 def _load_integer_keys(conn: psycopg.Connection, model: ModelConfig,

@@ -6,16 +6,6 @@
 -- work_mem of the load transaction.
 SELECT set_config('work_mem', %(memory)s, true);
 
--- name: load_copy_interactions
--- One row of three arrays, not one row per interaction: reading a COPY row costs the client far
--- more than the server's join (4 s against 0.3 s per million rows, measured).
-COPY (SELECT array_agg(u.idx), array_agg(i.idx), array_agg(({weight})::double precision)
-        FROM {source} s
-        JOIN recsys_user_map u ON u.native = {user_native}
-        JOIN recsys_item_map i ON i.native = {item_native}
-       WHERE {raw_weight} IS NOT NULL AND {event_ok} AND u.idx BETWEEN %(first)s AND %(last)s)
-  TO STDOUT (FORMAT BINARY);
-
 -- name: load_estimate_rows
 -- The planner's row estimate of the source (how many chunks to read).
 EXPLAIN (FORMAT JSON) SELECT FROM {source} s;
@@ -76,18 +66,6 @@ SELECT c.relkind,
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE n.nspname = %(schema)s AND c.relname = %(table)s;
 
--- name: load_create_key_map
--- {map} is recsys_user_map or recsys_item_map, {native_type} the type of that side's key.
-CREATE TEMP TABLE {map} (idx integer, key text, native {native_type});
-
--- name: load_fill_key_map
--- {native} is that side's key expression.
-INSERT INTO {map} (idx, key, native)
-SELECT (row_number() OVER (ORDER BY native::text COLLATE "C") - 1)::integer, native::text, native
-  FROM (SELECT DISTINCT {native} AS native FROM {source} s
-         WHERE {user} IS NOT NULL AND {item} IS NOT NULL AND {raw_weight} IS NOT NULL
-           AND {event_ok}) keys;
-
 -- name: load_source_columns
 -- The source's columns and their types.
 SELECT a.attname, format_type(a.atttypid, a.atttypmod)
@@ -116,7 +94,7 @@ SELECT DISTINCT ON (k.attname) k.attname, format_type(k.atttypid, k.atttypmod),
  ORDER BY k.attname, b.depth DESC;
 
 -- name: load_refresh_matview
--- Refresh a materialized-view source.
+-- Refresh a materialized-view source; its readers wait until it is done.
 REFRESH MATERIALIZED VIEW {source};
 
 -- name: load_refresh_matview_concurrently
@@ -148,6 +126,45 @@ DROP TABLE IF EXISTS recsys_user_map, recsys_item_map;
 -- The load's transaction sees one snapshot: counts, key maps and rows agree.
 SET TRANSACTION ISOLATION LEVEL REPEATABLE READ;
 
--- name: load_map_sizes
--- Users and items in the temp key maps.
-SELECT (SELECT count(*) FROM recsys_user_map), (SELECT count(*) FROM recsys_item_map);
+-- name: load_server_encoding
+-- Text crosses the connection in the server's encoding for the rest of the load transaction:
+-- keys are mapped by their bytes, which must sort as the server's COLLATE "C" does.
+SELECT set_config('client_encoding', current_setting('server_encoding'), true);
+
+-- name: load_estimate_key_text
+-- The planner's row estimate of the source and the width of its keys (how many chunks to read).
+EXPLAIN (FORMAT JSON) SELECT {user_native}, {item_native} FROM {source} s;
+
+-- name: load_copy_key_text
+-- One row per call: rows read, rows with a NULL key or weight, then for the usable rows the
+-- user keys and the item keys as text, each joined by zero bytes (text never holds one), or
+-- as the 16 bytes of a uuid, one after the other, and
+-- the weights as packed float8 (big-endian). A row with a NULL key or weight, or an unmapped
+-- event (NULL weight), is left out of all three; the three aggregates of one query see the
+-- rows in the same order.
+COPY (SELECT count(*),
+             count(*) FILTER (WHERE {user} IS NULL OR {item} IS NULL OR {raw_weight} IS NULL),
+             string_agg({user_text}, {user_delimiter}::bytea) FILTER (WHERE {usable}),
+             string_agg({item_text}, {item_delimiter}::bytea) FILTER (WHERE {usable}),
+             string_agg(float8send({weight}), ''::bytea) FILTER (WHERE {usable})
+        FROM {source} s
+       WHERE {chunk})
+  TO STDOUT (FORMAT BINARY);
+
+-- name: load_create_text_map
+-- {map} is recsys_user_map or recsys_item_map; `native` is derived from `key` by the server,
+-- so only the keys' text is copied in.
+CREATE TEMP TABLE {map} (
+    idx integer NOT NULL, key text NOT NULL,
+    native {native_type} GENERATED ALWAYS AS (key::{native_type}) STORED);
+
+-- name: load_create_uuid_map
+-- {map} is recsys_user_map or recsys_item_map, of uuid keys copied in as they are; {native_type}
+-- is uuid.
+CREATE TEMP TABLE {map} (
+    idx integer NOT NULL, key text GENERATED ALWAYS AS (native::text) STORED,
+    native {native_type} NOT NULL);
+
+-- name: load_copy_key_map
+-- Keys and their indices into {map}: as text ({column} key) or as uuids ({column} native).
+COPY {map} (idx, {column}) FROM STDIN (FORMAT BINARY);

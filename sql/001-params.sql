@@ -22,7 +22,8 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
         'gate_min', NULL,
         'gate_baseline', true,
         'recommendations_k', 10,
-        'similar_items_k', 0)
+        'similar_items_k', 0,
+        'refresh_concurrently', false)
 $$;
 
 -- Holdout metrics stored per run (recsys.metric); the promotion gate may name any of them.
@@ -171,6 +172,11 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'use one of: none, confidence, bm25, tfidf, log';
     END IF;
+    IF jsonb_typeof(merged -> 'refresh_concurrently') <> 'boolean' THEN
+        RAISE EXCEPTION 'refresh_concurrently must be a boolean, not %',
+            merged -> 'refresh_concurrently'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     PERFORM recsys._check_quality_params(merged);
     RETURN merged;
 END
@@ -214,6 +220,12 @@ BEGIN
 END
 $$;
 
+-- the signature before refresh_concurrently: a second recsys.als would make calls ambiguous
+DROP FUNCTION IF EXISTS recsys.als(integer, double precision, double precision, integer, text,
+                                   double precision, double precision, integer, integer, text,
+                                   text, integer, double precision, integer, integer, text,
+                                   double precision, boolean, integer, integer);
+
 CREATE OR REPLACE FUNCTION recsys.als(
     factors        integer DEFAULT NULL,
     regularization double precision DEFAULT NULL,
@@ -234,7 +246,8 @@ CREATE OR REPLACE FUNCTION recsys.als(
     gate_min       double precision DEFAULT NULL,
     gate_baseline  boolean DEFAULT NULL,
     recommendations_k integer DEFAULT NULL,
-    similar_items_k integer DEFAULT NULL
+    similar_items_k integer DEFAULT NULL,
+    refresh_concurrently boolean DEFAULT NULL
 ) RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE
@@ -258,7 +271,8 @@ BEGIN
         'eval_split', eval_split, 'eval_k', eval_k, 'eval_test_fraction', eval_test_fraction,
         'eval_leave_last', eval_leave_last, 'eval_max_users', eval_max_users,
         'gate_metric', gate_metric, 'gate_min', gate_min, 'gate_baseline', gate_baseline,
-        'recommendations_k', recommendations_k, 'similar_items_k', similar_items_k)));
+        'recommendations_k', recommendations_k, 'similar_items_k', similar_items_k,
+        'refresh_concurrently', refresh_concurrently)));
 END
 $$;
 COMMENT ON FUNCTION recsys.als IS
