@@ -18,52 +18,57 @@ GIB = 1024**3
 READING = """\
 ## Reading the results
 
-- **Load.** When both key columns are integers (smallint, integer, bigint), one aggregate query
-  returns the counts and every usable row packed as fixed-width binary records (`string_agg` of
-  the types' send functions), which numpy reads without a loop; the keys are mapped to dense
-  indices on the client and the two key maps copied back in binary. At 1M rows the server's
-  aggregate is about 0.27 s of the ~0.5 s (≈ 200 ns a row), which is why 8x over a pandas peer
-  reading the same three integer columns is not reached. Text, uuid and other keys are still
-  mapped in SQL in four passes (not in these figures).
-- **Refresh vs fit.** After the fit a refresh writes the factor tables (binary COPY), then ranks
-  every user's top-10 in numpy (`precompute`) while the server builds the hnsw index on a second
-  connection (`index` runs alongside `precompute`, so the stages add up to more than the wall
-  time). Exact top-10 over 50k items is 50k x 50k x 64 multiply-adds: the matrix product alone
-  runs at about 8k users/s on these 2 cores, so `precompute` cannot drop much below ~6 s at
-  `1m`; with `recommendations_k => 0` a refresh is load + fit + write + index. On MovieLens the
-  fixed costs of creating, filling, indexing and attaching tables dominate.
-- **Index.** `auto` builds hnsw from 5,000 items up: first a sparse graph (m 8,
-  ef_construction 32, about 3x faster to build than pgvector's default 16/64), measuring
-  recall@10 against exact on 200 users at ef_search 10, 20, 40, ... and keeping the first that
-  reaches 0.98; if the sparse graph misses by ef_search 160 (or the catalog has over 200k items)
-  the default graph is built. Then exact and hnsw are timed and the faster kept. The index is
-  over inner product on the factors column; lifting items to one norm with an extra dimension
-  (so that l2 order equals inner-product order) recalls less on these power-law catalogs (table
-  in each section): most items sit near one point and the graph strands the few far, popular
-  ones. Exclude-seen goes through hnsw iterative scan, so k rows come back.
+- **Settings.** Every scale trains with the defaults a new user gets (64 factors, 15
+  iterations, regularization 0.01, confidence weighting with alpha 1, holdout evaluation on,
+  index `auto`, top-10 precomputed per user, plain refresh of the source view), except the
+  promotion gate's baseline comparison (`gate_baseline => false`: on synthetic logs without
+  structure ALS may score below popularity, and a rejected run leaves no version to measure) and
+  precompute, which is off above 100k items to keep the run short. The source is a materialized
+  view with a unique index on (user, item), summing the raw rows; the text-key model reads a
+  copy of it with uuid-formatted users and `item-<id>` items.
+- **Refresh vs fit.** A refresh refreshes the view, loads, fits a holdout model on the split
+  and evaluates it against popularity, then fits the production model *from the holdout
+  model's factors* for a third of the iterations (its training loss against a fresh fit's is in
+  the goals table), writes the factor tables, ranks every user's top-10 (`precompute`) while the
+  server builds the index (`index` runs alongside it, so the stages add up to more than the
+  wall time), stores the per-version basis of `recommend_for_items`/`explain` and activates.
+  The holdout fit is a full fit on 80% of the evaluated users' rows, so evaluation alone costs
+  about one fit; the rest must fit in the remaining fit's worth of time for the 2x goal.
+- **Load.** Integer keys: one aggregate query returns every usable row packed as fixed-width
+  binary records, which numpy reads without a loop. Text and other keys: one query returns the
+  keys and weights packed, and numpy numbers the keys in byte order (two bytes at a time through
+  tables of the values present, or a hash table for wide keys); uuid keys travel as 16 raw
+  bytes. Most of the load is the server's aggregate (about 200-500 ns a row, run by a parallel
+  plan on both cores), which is why 8x over the pandas peer is not reached.
+- **Precompute.** Items are scored in blocks of decreasing norm; a user is done once the k-th
+  best unseen score strictly exceeds |u| times the largest norm not yet scored (Cauchy-Schwarz,
+  widened for float rounding). On these catalogs item norms fall off slowly after the first
+  thousand items (norm 1.08 at the top, 0.10 at rank 1,000, 0.06 at 25,000 on the 4M log), so
+  about 40% of users still score every item and about half of the products are computed: an
+  oracle that knew each user's k-th score in advance would still compute 38%, so norm bounds
+  alone cannot reach 20k users/s here. Rows are identical in (user, rank, item) to the dense
+  ranking.
+- **Index.** `auto` first times an exact scan on 40 users and builds nothing while its median
+  is within 5 ms (25 ms when rows are precomputed, since the live path then serves only
+  k > `recommendations_k`, `exclude_seen => false` and folded-in users). Otherwise it builds
+  hnsw (inner product over the factors; a sparse graph first up to 200k items) and tunes, per k
+  of 10, 20, 50 and 100, the smallest ef_search and *head* reaching recall@k 0.98 against exact
+  on a sample of users, exclude-seen included. The head is the H largest-norm unseen items
+  (btree on the vector norm), scored exactly: where the graph misses, it is on the few far,
+  popular items. When the head's k-th score beats |u| times the smallest norm read, the answer
+  is certified exact and the graph is skipped; otherwise items that could still beat it are
+  read on in norm order (up to H more) and the graph's top k joins them.
+- **Fold-in math.** `recommend_for_items` and `explain` solve implicit's fold-in system by
+  conjugate gradients with pgvector operators over a basis W (W Wᵀ = (YᵀY + λI)⁻¹) stored with
+  each version at training; a call costs a few SQL statements per step (6-9 steps on
+  MovieLens), no f x f factorization, and writes nothing.
 - **Latency and throughput.** `recsys.recommend` serves a known user's first k ≤
   `recommendations_k` rows from the version's precomputed partition: one index lookup, and an
   exact ranking. It searches live when k is larger, with `exclude_seen => false`, after a
-  fold-in added items, or when precompute is off (here: catalogs over 100k items). Both paths
-  are measured above (`precomputed rows` / `hnsw search` or `exact search`); the live figures
-  were taken with the version's `precomputed_k` set to 0. A live call is mostly the vector
-  search itself: a server-side loop measured ~0.5 ms of search against ~0.1 ms of PL/pgSQL
-  around it at 50k items, and a prototype with static, plan-cached SQL per version gained only
-  10-20%, so it was not adopted.
+  fold-in added items, or when precompute is off (here: catalogs over 100k items). The live
+  figures were taken with the version's `precomputed_k` set to 0.
 - **interested_users** is one exact scan over the user factors; seed 000 calls recommend for
   every user, so its cost grows with users times items.
-- **Big catalogs (`10m`: 200k items, `25m`: 1M items).** hnsw did not reach recall@10 0.98
-  against exact on these synthetic catalogs within ef_search 640 (sparse graph, then the
-  default one), so `auto` kept exact scans, and the live search costs a full scan per call
-  (hundreds of milliseconds at 1M items). The factors explain it: item norms grow with
-  popularity (at `10m` the 13 most popular items average norm 1.17, the 165k items with 7 to 53
-  users 0.08), so every user's top-10 comes from the same few hundred popular items, separated by
-  tiny score differences that the graph search does not resolve. Precompute is off here only to
-  keep the benchmark short (exact scoring of 500k x 200k x 64 is about 4 minutes, 1M x 1M x 64
-  about 45); with it on, as by default, recommend reads precomputed rows at any catalog size.
-  The 25M refresh (load 22 s, fit 211 s, write 19 s, index build and recall checks 358 s) peaked
-  at 8.9 GiB RSS in the worker; since then the recall check's ground truth is scored 16 users
-  at a time (it held 200 x 1M float64 scores, 1.6 GB), not re-measured at 25M.
 """
 
 
@@ -328,13 +333,13 @@ def render(results_dir: Path) -> str:
         f"pandas {m['pandas']}, Python {m['python']}. The machine was shared with other work "
         "while measuring, so absolute times are noisy; ratios come from the same run.",
         "",
-        "**Data:** `ml100k` is real (MovieLens 100K ratings, weight = rating). `1m`, `10m` and "
-        "`25m` are **synthetic**: seeded power-law users and items (p ∝ rank^-0.9, every "
+        "**Data:** `ml100k` is real (MovieLens 100K ratings, weight = rating). `1m`, `4m`, `10m` "
+        "and `25m` are **synthetic**: seeded power-law users and items (p ∝ rank^-0.9, every "
         "user and item at least once), weights 1-5 (`benchmarks/synthetic.py`).",
         "",
-        "**Model:** ALS, 64 factors, 15 iterations, confidence weighting, index `auto`, "
-        "precompute of top-10 per user on up to 100k items, holdout evaluation off (it fits the "
-        "model a second time on a split, which alone doubles a refresh).",
+        "**Model:** the defaults (ALS, 64 factors, 15 iterations, confidence weighting, "
+        "holdout evaluation on, index `auto`, top-10 precomputed per user) with the gate's "
+        "baseline comparison off; precompute off above 100k items. See *Settings* below.",
         "",
         "## Goals",
         "",

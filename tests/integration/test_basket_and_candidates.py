@@ -84,6 +84,22 @@ def test_movielens_basket_with_repeated_item(
     assert np.allclose([r[1] for r in ours], scores, atol=TOLERANCE)
 
 
+@pytest.mark.slow
+def test_movielens_basket_of_many_items(ml: tuple[psycopg.Connection, Reference]) -> None:
+    # over 16 items the basket is not whitened up front: each step multiplies by the basis
+    conn, ref = ml
+    items = ref.item_keys[:40]
+    alpha = float(ref.params["alpha"])
+    user_items = np.zeros((1, len(ref.item_keys)), dtype=np.float32)
+    user_items[0, [ref.item_index[i] for i in items]] = 1 + alpha
+    ids, scores = ref.als.recommend(0, sp.csr_matrix(user_items), N=10, recalculate_user=True,
+                                    filter_already_liked_items=True)
+    with conn.transaction(force_rollback=True):
+        ours = basket(conn, "ml", items, 10)
+    assert [r[0] for r in ours] == [ref.item_keys[i] for i in ids]
+    assert np.allclose([r[1] for r in ours], scores, atol=TOLERANCE)
+
+
 def test_basket_excludes_its_items_and_fills_k(db_url: str, conn: psycopg.Connection) -> None:
     create_events(conn)
     train_model(db_url, conn, "pairs", "public.pairs", weighted=False,
