@@ -49,7 +49,7 @@ READING = """\
   alone cannot reach 20k users/s here. Rows are identical in (user, rank, item) to the dense
   ranking.
 - **Index.** `auto` first times an exact scan on 40 users and builds nothing while its median
-  is within 5 ms (25 ms when rows are precomputed, since the live path then serves only
+  is within 5 ms (50 ms when rows are precomputed, since the live path then serves only
   k > `recommendations_k`, `exclude_seen => false` and folded-in users). Otherwise it builds
   hnsw (inner product over the factors; a sparse graph first up to 200k items) and tunes, per k
   of 10, 20, 50 and 100, the smallest ef_search and *head* reaching recall@k 0.98 against exact

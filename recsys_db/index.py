@@ -47,9 +47,11 @@ AUTO_EXACT_BELOW = 5_000
 # median is within the budget: a version that precomputes rows (recommendations_k > 0) serves
 # recommend at the default k from them, so the live path only meets larger k, exclude_seen =>
 # false and users folded in later; without precomputed rows every call is live. A build costs
-# seconds per refresh (14-19 s at 36k items, where an exact scan takes LIVE_BUDGET_MS-ish).
+# seconds per refresh (14-19 s at 36k items; 15 s at 50k items, where an exact scan took
+# 25-28 ms, and slowing the precompute it runs beside: BENCHMARKS.md, 1m). The timing runs
+# beside precompute too, which inflates it: the precomputed budget leaves room for that.
 LIVE_BUDGET_MS = 5.0
-LIVE_BUDGET_PRECOMPUTED_MS = 25.0
+LIVE_BUDGET_PRECOMPUTED_MS = 50.0
 BUILD_MEMORY = "1GB"  # maintenance_work_mem for the hnsw build; beyond it the build crawls
 
 @dataclass(frozen=True)
