@@ -72,8 +72,9 @@ def _seen(conn: psycopg.Connection, table: str, users: np.ndarray, items: int) -
 
 
 @contextmanager
-def _served_with(url: str, version: dict[str, Any], **columns: Any) -> Iterator[None]:
-    """The version's serving columns set to ``columns`` (committed) and put back afterwards."""
+def served_with(url: str, version: dict[str, Any], **columns: Any) -> Iterator[None]:
+    """The version's serving columns set to ``columns`` (committed, so that other sessions such
+    as pgbench see them) and put back afterwards."""
     def update(values: dict[str, Any]) -> None:
         with db.connect(url) as conn:
             conn.execute(sql.SQL("UPDATE recsys.model_version SET {}"
@@ -145,7 +146,7 @@ def measure(url: str, model: str, queries: int = QUERIES,
         "recall_by_k_stored": version["index_recall_by_k"],
         "seen_median": float(np.median(np.diff(seen[sample].indptr)))}
     heads = version.get("index_head_by_k")
-    with _served_with(url, version, precomputed_k=0):
+    with served_with(url, version, precomputed_k=0):
         for slot, k in zip((0, 3), KS, strict=True):
             seconds, lists = _serve(url, model, keys, k)
             hits = sum(len({item_keys[i] for i in want[:k]} & set(got))
@@ -155,7 +156,7 @@ def measure(url: str, model: str, queries: int = QUERIES,
             if heads and heads[slot]:
                 result[f"live_k{k}"]["certified"] = _certified(
                     user_factors, item_factors, seen, sample, k, heads[slot])
-    with _served_with(url, version, precomputed_k=0, index_kind="exact"):
+    with served_with(url, version, precomputed_k=0, index_kind="exact"):
         seconds, _ = _serve(url, model, keys[:exact_queries], 10)
         result["exact_k10"] = timing.latency(seconds)
     return result

@@ -10,8 +10,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -274,27 +272,6 @@ def _serve(conn: psycopg.Connection, keys: list[str]) -> tuple[list[float], list
     return seconds, results
 
 
-@contextmanager
-def _configured(url: str, version: dict[str, Any], **columns: Any) -> Iterator[None]:
-    """The version's serving columns set to ``columns`` (committed, so that other sessions such
-    as pgbench see them) and put back afterwards."""
-    def update(values: dict[str, Any]) -> None:
-        with db.connect(url) as conn:
-            conn.execute(sql.SQL("UPDATE recsys.model_version SET {}"
-                                 " WHERE model_id = %(model_id)s AND version = %(version)s")
-                         .format(sql.SQL(", ").join(
-                             sql.SQL("{} = {}").format(sql.Identifier(c), sql.Placeholder(c))
-                             for c in values)),
-                         {**values, "model_id": version["model_id"],
-                          "version": version["version"]})
-
-    update(columns)
-    try:
-        yield
-    finally:
-        update({column: version[column] for column in columns})
-
-
 def _recall(found: list[set[str]], expected: list[set[str]]) -> float:
     hits = sum(len(a & b) for a, b in zip(found, expected, strict=False))
     return hits / sum(len(b) for b in expected)
@@ -314,9 +291,9 @@ def bench_recommend(url: str, version: dict[str, Any], user_keys: list[str],
         served, served_lists = _serve(conn, keys)
     live, live_lists = served, served_lists  # the same path without precomputed rows
     if version["precomputed_k"]:
-        with _configured(url, version, precomputed_k=0), db.connect(url) as conn:
+        with live_search.served_with(url, version, precomputed_k=0), db.connect(url) as conn:
             live, live_lists = _serve(conn, keys)
-    with _configured(url, version, precomputed_k=0, index_kind="exact"), \
+    with live_search.served_with(url, version, precomputed_k=0, index_kind="exact"), \
             db.connect(url) as conn:
         exact, exact_lists = _serve(conn, keys[:exact_count])
     model = peers.implicit_model(user_factors, item_factors)
@@ -362,7 +339,7 @@ def bench_precompute(url: str, version: dict[str, Any], stages: dict[str, float]
     """All users' top-10 written by the refresh (stage 'precompute') vs the same rows from a SQL
     loop of recsys.recommend (searching, not reading precomputed rows) into a table."""
     count = min(LOOP_USERS, len(user_keys), LOOP_USERS * 10_000 // max(items, 1) + 100)
-    with _configured(url, version, precomputed_k=0), db.connect(url) as conn:
+    with live_search.served_with(url, version, precomputed_k=0), db.connect(url) as conn:
         conn.execute("CREATE TEMP TABLE loop_top (user_key text, item_key text, rank integer)")
         seconds, _ = measure.timed(lambda: conn.execute(
             "INSERT INTO loop_top SELECT u.key, r.item_key, r.rank"
@@ -502,7 +479,7 @@ def run(url: str, name: str, repeats: int) -> dict[str, Any]:
     log.info("%s: pgbench", name)
     results["pgbench"] = bench_pgbench(url, len(user_keys))
     if version["precomputed_k"]:
-        with _configured(url, version, precomputed_k=0):
+        with live_search.served_with(url, version, precomputed_k=0):
             results["pgbench_live"] = bench_pgbench(url, len(user_keys))
     if int(version["params"].get("recommendations_k", 0)) > 0:
         log.info("%s: precompute", name)

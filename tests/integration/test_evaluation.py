@@ -15,7 +15,7 @@ from implicit.evaluation import ranking_metrics_at_k
 
 from recsys_db import als, datasets, db, evaluation, load, training, weighting
 from recsys_db.errors import ConfigError
-from recsys_db.model import effective_params, get_model
+from recsys_db.model import ModelConfig, effective_params, get_model
 
 from ..helpers import rows
 
@@ -118,16 +118,25 @@ def implicit_ranker(user_factors: np.ndarray, item_factors: np.ndarray
     return model
 
 
+def _movielens_split(conn: psycopg.Connection) -> tuple[ModelConfig, load.Interactions,
+                                                       evaluation.Split]:
+    """Model "ml" with its effective params, its data and its holdout split, as training made
+    them."""
+    model = get_model(conn, "ml")
+    model = replace(model, params=effective_params(conn, model.params))
+    data = load.read(conn, model)
+    split = evaluation.make_split(conn, model, data)
+    conn.execute("DROP TABLE recsys_user_map, recsys_item_map")
+    assert split is not None
+    return model, data, split
+
+
 @pytest.mark.slow
 def test_stored_metrics_equal_implicit_evaluation(movielens_url: str) -> None:
     """Same split, same factors (refit deterministically): implicit agrees with what we stored."""
     with db.connect(movielens_url) as conn:
-        model = get_model(conn, "ml")
-        model = replace(model, params=effective_params(conn, model.params))
-        data = load.read(conn, model)
-        split = evaluation.make_split(conn, model, data)
-        conn.execute("DROP TABLE recsys_user_map, recsys_item_map")
-        assert split is not None and split.kind == "random"
+        model, data, split = _movielens_split(conn)
+        assert split.kind == "random"
         user_factors, item_factors = als.fit(weighting.apply(split.train, model.params),
                                                   model.params)
         counts = evaluation.popularity(split.train)
@@ -154,12 +163,7 @@ def test_version_continues_from_the_holdout_model(movielens_url: str) -> None:
     for als.refit_iterations rounds: the stored factors are that fit's, and its training loss is
     that of a fresh fit with all the iterations, within 0.1%."""
     with db.connect(movielens_url) as conn:
-        model = get_model(conn, "ml")
-        model = replace(model, params=effective_params(conn, model.params))
-        data = load.read(conn, model)
-        split = evaluation.make_split(conn, model, data)
-        conn.execute("DROP TABLE recsys_user_map, recsys_item_map")
-        assert split is not None
+        model, data, split = _movielens_split(conn)
         holdout = als.fit(weighting.apply(split.train, model.params), model.params)
         weighted = weighting.apply(data.matrix, model.params)
         rounds = []
