@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -399,22 +400,16 @@ def _read_text_keys(conn: psycopg.Connection, parts: dict[str, sql.Composable], 
             where = sql.SQL("coalesce(mod(mod(hashtext(({user})::text), {n}) + {n}, {n}), 0)"
                             " = {k}").format(user=parts["user_native"], n=sql.Literal(chunks),
                                              k=sql.Literal(chunk))
-        buffer = bytearray()
-        with conn.cursor() as cur, cur.copy(
-                queries.compose("load_copy_key_text", **parts, chunk=where)) as copy:
-            for block in copy:
-                buffer += block
-        (row,) = copybin.parse_rows(buffer)
-        read, null, user_keys, item_keys, packed = row
-        assert read is not None and null is not None
-        rows_read += int.from_bytes(read, "big", signed=True)
-        skipped_null += int.from_bytes(null, "big", signed=True)
+        read, null, user_keys, item_keys, packed = _copy_chunk(conn, "load_copy_key_text",
+                                                               parts, where)
+        rows_read += read
+        skipped_null += null
         if packed is not None:
             assert user_keys is not None and item_keys is not None
             users.append(np.frombuffer(user_keys, dtype=np.uint8))
             items.append(np.frombuffer(item_keys, dtype=np.uint8))
             weights.append(np.frombuffer(packed, dtype=">f8").astype(np.float64))
-        del row, read, null, user_keys, item_keys, packed  # the keys still hold the buffer
+        del user_keys, item_keys, packed  # the keys still hold the buffer
     return (rows_read, skipped_null, _joined(users, uuids[0]), _joined(items, uuids[1]),
             np.concatenate(weights) if weights else np.empty(0, dtype=np.float64))
 
@@ -476,6 +471,21 @@ def _load_integer_keys(conn: psycopg.Connection, model: ModelConfig,
                    user_idx, item_idx, weights)
 
 
+def _copy_chunk(conn: psycopg.Connection, query: str, parts: dict[str, sql.Composable],
+                where: sql.Composable) -> tuple[Any, ...]:
+    """The one row a load query returns for the source rows ``where`` selects: rows read and
+    rows with a NULL key or weight as integers, then its other fields as bytes (or None)."""
+    buffer = bytearray()
+    with conn.cursor() as cur, cur.copy(queries.compose(query, **parts, chunk=where)) as copy:
+        for block in copy:
+            buffer += block
+    (row,) = copybin.parse_rows(buffer)
+    read, null, *rest = row
+    assert read is not None and null is not None
+    return (int.from_bytes(read, "big", signed=True), int.from_bytes(null, "big", signed=True),
+            *rest)
+
+
 def _chunks_for(rows: float) -> int:
     return max(1, int(-(-rows // ROWS_PER_CHUNK)))
 
@@ -501,16 +511,9 @@ def _read_key_records(conn: psycopg.Connection, parts: dict[str, sql.Composable]
             where = sql.SQL("coalesce(mod(mod(hashint8({user}::bigint), {n}) + {n}, {n}), 0)"
                             " = {k}").format(
                 user=parts["user"], n=sql.Literal(chunks), k=sql.Literal(chunk))
-        buffer = bytearray()
-        with conn.cursor() as cur, cur.copy(
-                queries.compose("load_copy_key_records", **parts, chunk=where)) as copy:
-            for block in copy:
-                buffer += block
-        (row,) = copybin.parse_rows(buffer)
-        read, null, packed = row
-        assert read is not None and null is not None
-        rows_read += int.from_bytes(read, "big", signed=True)
-        skipped_null += int.from_bytes(null, "big", signed=True)
+        read, null, packed = _copy_chunk(conn, "load_copy_key_records", parts, where)
+        rows_read += read
+        skipped_null += null
         if packed is not None:
             if len(packed) % record.itemsize:
                 raise ValueError("packed key records are not a whole number of records")
@@ -518,7 +521,7 @@ def _read_key_records(conn: psycopg.Connection, parts: dict[str, sql.Composable]
             pieces.append((records["user"].astype(np.int64), records["item"].astype(np.int64),
                            records["weight"].astype(np.float64)))
             del records
-        del row, read, null, packed, buffer
+        del packed
     if not pieces:
         empty = np.empty(0, dtype=np.int64)
         return rows_read, skipped_null, empty, empty, np.empty(0, dtype=np.float64)
