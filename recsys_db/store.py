@@ -108,8 +108,8 @@ def item_weight_copy(model_id: int, version: int, weights: np.ndarray) -> bytes:
 def write_item_weights(conn: psycopg.Connection, tables: VersionTables,
                        data: Interactions) -> None:
     """Keep the version's summed raw weight per item index (before weighting) in
-    ``recsys.version_item_weight``: the statistics of SQL fold-in (``recsys._version_stats``,
-    bm25) come from there instead of from a read of the source."""
+    ``recsys.version_item_weight``: the bm25 statistics of SQL fold-in
+    (``recsys._confidences``) come from there instead of from a read of the source."""
     weights = np.asarray(data.matrix.sum(axis=0), dtype=np.float64).ravel()
     with conn.cursor() as cur, cur.copy(queries.text("store_copy_item_weight")) as copy:
         copy.write(item_weight_copy(tables.model_id, tables.version, weights))

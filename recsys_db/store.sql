@@ -94,5 +94,6 @@ UPDATE recsys.model_version SET status = 'dropped'
  WHERE model_id = %(model_id)s AND version = %(version)s;
 
 -- name: store_copy_item_weight
--- One row: the version's summed raw weight per item index (recsys._version_stats, bm25).
+-- One row: the version's summed raw weight per item index (bm25 weights of SQL fold-in,
+-- recsys._confidences).
 COPY recsys.version_item_weight (model_id, version, item_weight) FROM STDIN (FORMAT BINARY);
