@@ -48,9 +48,12 @@ def test_stopped_training_records_a_failed_run_and_drops_its_tables(
     assert training.train(db_url, "m").version == 1
     before = served(conn)
     conn.execute("UPDATE public.delay SET seconds = 60")
+    # as started from a terminal: a job started in the background by a shell without job
+    # control (as CI may run the suite) inherits SIGINT ignored, and so would the trainer
     proc = subprocess.Popen([sys.executable, "-m", "recsys_db.cli", "--database-url", db_url,
                              "-q", "train", "m"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     wait_for(lambda: sleeping_backend(conn))
     os.kill(proc.pid, sig)
     _, stderr = proc.communicate(timeout=30)
