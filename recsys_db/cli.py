@@ -181,10 +181,12 @@ def _cmd_install(args: argparse.Namespace) -> int:
     url = _url(args)
     result = install.install(url)
     if args.json:
-        _emit({"revision": result.revision, "sql_applied": result.sql_applied})
+        _emit({"revision": result.revision, "sql_applied": result.sql_applied,
+               "postgres": result.postgres, "pgvector": result.pgvector})
     else:
         state = "functions updated" if result.sql_applied else "already up to date"
-        write_line(f"recsys schema at revision {result.revision}; {state}")
+        write_line(f"recsys schema at revision {result.revision} on PostgreSQL "
+                   f"{result.postgres} with pgvector {result.pgvector}; {state}")
     return EXIT_OK
 
 
@@ -452,7 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
                 "when they changed). Creates the vector extension and the roles recsys_owner\n"
                 "(owns schema recsys), recsys_reader, recsys_modeler and recsys_worker when\n"
                 "allowed (see the README's Security section). Safe to run on every deploy:\n"
-                "running it again changes nothing.",
+                "running it again changes nothing; run it again after upgrading pgvector.\n"
+                "Needs PostgreSQL 16 or newer and pgvector 0.6.0 or newer; refuses others.",
                 "examples:\n"
                 "  recsys-db install\n"
                 "  recsys-db install --database-url postgresql://admin@db/shop")

@@ -45,43 +45,6 @@ def parse_int_int_float(data: bytes | bytearray | memoryview) -> tuple[
     )
 
 
-def parse_array_row(data: bytes | bytearray | memoryview,
-                    dtypes: tuple[str, ...]) -> list[npt.NDArray[np.generic]]:
-    """Parse binary COPY output of one row of one-dimensional arrays without NULL elements,
-    ``dtypes`` giving each array's big-endian element type (e.g. ``">i4"``, ``">f8"``); a NULL
-    array (``array_agg`` over no rows) parses as empty."""
-    view = memoryview(data)
-    if bytes(view[:11]) != SIGNATURE:
-        raise ValueError("not a binary copy stream")
-    offset = 19 + int.from_bytes(view[15:19], "big")
-    if bytes(view[offset:offset + 2]) == TRAILER:
-        return [np.empty(0, dtype=np.dtype(d).newbyteorder("=")) for d in dtypes]
-    if int.from_bytes(view[offset:offset + 2], "big") != len(dtypes):
-        raise ValueError(f"expected a row of {len(dtypes)} arrays")
-    offset += 2
-    arrays = []
-    for dtype in dtypes:
-        length = int.from_bytes(view[offset:offset + 4], "big", signed=True)
-        offset += 4
-        if length < 0:
-            arrays.append(np.empty(0, dtype=np.dtype(dtype).newbyteorder("=")))
-            continue
-        ndim = int.from_bytes(view[offset:offset + 4], "big")
-        if ndim == 0:
-            arrays.append(np.empty(0, dtype=np.dtype(dtype).newbyteorder("=")))
-        else:
-            if ndim != 1:
-                raise ValueError(f"expected one-dimensional arrays, not {ndim}")
-            count = int.from_bytes(view[offset + 12:offset + 16], "big")
-            element = np.dtype([("l", ">i4"), ("v", dtype)])
-            elements = np.frombuffer(view[offset + 20:offset + length], dtype=element)
-            if len(elements) != count or (elements["l"] != np.dtype(dtype).itemsize).any():
-                raise ValueError("unexpected element layout in binary array (a NULL element?)")
-            arrays.append(elements["v"].astype(np.dtype(dtype).newbyteorder("=")))
-        offset += length
-    return arrays
-
-
 def parse_rows(data: bytes | bytearray | memoryview) -> list[list[memoryview | None]]:
     """Split binary COPY output into rows of raw field values (None for NULL); meant for a
     few rows of large values, as it walks rows and fields in Python."""

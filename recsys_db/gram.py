@@ -19,7 +19,7 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from recsys_db import queries
+from recsys_db import db, queries
 from recsys_db.store import VersionTables
 
 
@@ -84,18 +84,12 @@ def add_items(conn: psycopg.Connection, model_id: int, version: int,
           regularization)
 
 
-def vector_schema(conn: psycopg.Connection) -> str:
-    """The schema of extension vector."""
-    (schema,), = conn.execute(queries.text("gram_vector_schema")).fetchall()
-    return str(schema)
-
-
 def backfill(conn: psycopg.Connection) -> int:
     """Store the basis of every ready version that has none (versions trained before revision
     0012); YᵀY is summed by pgvector from the item table. Returns how many were written."""
     missing = conn.execute(queries.text("gram_missing")).fetchall()
     if missing:
-        vector = sql.Identifier(vector_schema(conn))
+        vector = sql.Identifier(db.vector_schema(conn))
     for model_id, version, item_table, dims, regularization in missing:
         (flat, items), = conn.execute(queries.compose(
             "gram_sum", table=sql.Identifier("recsys", item_table), dims=sql.Literal(dims),

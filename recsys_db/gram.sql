@@ -36,12 +36,6 @@ SELECT v.model_id, v.version, v.item_table, v.factors,
                     WHERE b.model_id = v.model_id AND b.version = v.version)
  ORDER BY v.model_id, v.version;
 
--- name: gram_vector_schema
--- The schema of extension vector.
-SELECT n.nspname FROM pg_catalog.pg_extension e
-  JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
- WHERE e.extname = 'vector';
-
 -- name: gram_sum
 -- YᵀY of an item table (row-major; column d sums the vectors times their element d) and its rows.
 SELECT (SELECT array_agg(e.x::double precision ORDER BY col.d, e.n)

@@ -13,7 +13,7 @@ from alembic import command
 from alembic.config import Config
 from psycopg import sql
 
-from recsys_db import db, queries, resources
+from recsys_db import db, queries, resources, versions
 from recsys_db.errors import RecsysError
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,8 @@ class InstallResult:
 
     revision: str
     sql_applied: bool
+    postgres: str
+    pgvector: str
 
 
 def _sql_files() -> list[tuple[str, str]]:
@@ -45,16 +47,18 @@ def render(text: str, vector_schema: sql.Identifier, conn: psycopg.Connection) -
     return text.replace(VECTOR_TOKEN, vector_schema.as_string(conn))
 
 
-def sql_hash(vector_schema: str) -> str:
+def sql_hash(vector_schema: str, pgvector: str) -> str:
     """Fingerprint of what install applies: the shipped SQL files, the newest alembic revision
-    (new tables get their owner and grants) and the vector extension's schema (written into the
-    files). Install re-applies the files only when it changes."""
+    (new tables get their owner and grants), the vector extension's schema (written into the
+    files) and version (features of newer ones are switched on). Install re-applies the files
+    only when it changes."""
     digest = hashlib.sha256()
     for name, text in _sql_files():
         digest.update(name.encode())
         digest.update(text.encode())
     digest.update(f"revision {head_revision()}".encode())
     digest.update(f"vector schema {vector_schema}".encode())
+    digest.update(f"pgvector {pgvector}".encode())
     return digest.hexdigest()
 
 
@@ -155,9 +159,12 @@ def install(url: str) -> InstallResult:
         conn.execute(queries.text("install_lock"), {"key": INSTALL_LOCK})
         try:
             with conn.transaction():
-                had_vector = _scalar(conn, queries.text("install_vector_exists"))
-                # created in the session's default schema, as any extension
-                conn.execute(queries.text("install_create_vector"))
+                server = _server(conn)
+                versions.check(server)
+                had_vector = server.pgvector_installed is not None
+                if not had_vector:
+                    _create_vector(conn)
+                    server = _server(conn)
                 _pin(conn)
                 _, vector_schema = _check_vector_schema(conn)
                 conn.execute(queries.text("install_roles"))
@@ -167,7 +174,8 @@ def install(url: str) -> InstallResult:
                 _pin(conn)
                 if not had_vector:
                     conn.execute(queries.text("install_remember_extension"))
-                wanted = sql_hash(vector_schema)
+                assert server.pgvector is not None
+                wanted = sql_hash(vector_schema, server.pgvector)
                 current = conn.execute(queries.text("install_sql_hash")).fetchone()
                 applied = current is None or current[0] != wanted
                 if applied:
@@ -179,10 +187,34 @@ def install(url: str) -> InstallResult:
                     for name, text in _sql_files():
                         log.info("applying %s", name)
                         conn.execute(render(text, schema, conn).encode())
+                    if server.iterative_scan:
+                        conn.execute(queries.compose("install_iterative_scan", vector=schema))
                     conn.execute(queries.text("install_set_sql_hash"), {"hash": wanted})
         finally:
             conn.execute(queries.text("install_unlock"), {"key": INSTALL_LOCK})
-    return InstallResult(revision=revision, sql_applied=applied)
+    return InstallResult(revision=revision, sql_applied=applied, postgres=server.postgres,
+                         pgvector=server.pgvector)
+
+
+def _server(conn: psycopg.Connection) -> versions.Server:
+    row = conn.execute(queries.text("install_server_versions")).fetchone()
+    assert row is not None
+    return versions.Server(postgres_num=int(row[0]), postgres=str(row[1]),
+                           pgvector_installed=row[2], pgvector_available=row[3])
+
+
+def _create_vector(conn: psycopg.Connection) -> None:
+    """CREATE EXTENSION vector, in the session's default schema as any extension; pgvector is
+    not a trusted extension, so only a superuser may (hosted services let their admin role)."""
+    try:
+        with conn.transaction():
+            conn.execute(queries.text("install_create_vector"))
+    except psycopg.errors.InsufficientPrivilege as exc:
+        database, user = conn.info.dbname, conn.info.user
+        raise RecsysError(
+            f"extension vector is not installed in database {database} and role {user} may not"
+            f" create it: have an administrator run CREATE EXTENSION vector in database "
+            f"{database}") from exc
 
 
 @dataclass(frozen=True)

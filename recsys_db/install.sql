@@ -2,9 +2,11 @@
 -- and a line saying what it does. Placeholders in braces are identifiers composed with
 -- psycopg.sql, never user text.
 
--- name: install_vector_exists
--- Whether the vector extension is installed.
-SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'vector');
+-- name: install_server_versions
+-- The server's version (number and name) and pgvector's: installed here, and on the server.
+SELECT current_setting('server_version_num')::integer, current_setting('server_version'),
+       (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'vector'),
+       (SELECT default_version FROM pg_catalog.pg_available_extensions WHERE name = 'vector');
 
 -- name: install_remember_extension
 -- Remember that install created the vector extension (uninstall drops it).
@@ -177,8 +179,13 @@ SELECT pg_advisory_lock(%(key)s);
 SELECT pg_advisory_unlock(%(key)s);
 
 -- name: install_create_vector
--- The pgvector extension, where it is not there yet.
-CREATE EXTENSION IF NOT EXISTS vector;
+-- The pgvector extension (install checked it is not there yet).
+CREATE EXTENSION vector;
+
+-- name: install_iterative_scan
+-- pgvector 0.8+: the live search reads on in the hnsw graph past the items it skips.
+ALTER FUNCTION recsys._top_items(recsys.model_version, {vector}.vector, integer[], integer)
+    SET hnsw.iterative_scan = 'relaxed_order';
 
 -- name: install_sql_hash
 -- The fingerprint of the SQL files last applied (install re-applies them when it changes).

@@ -26,11 +26,6 @@ def batch_size(items: int, itemsize: int = 4) -> int:
     return max(1, min(BATCH_USERS, BATCH_SCORES * 4 // itemsize // max(1, items)))
 
 
-def mask_seen(scores: np.ndarray, seen: sp.csr_matrix) -> None:
-    """Set each row's seen columns (its row of ``seen``) to -inf."""
-    scores[np.repeat(np.arange(seen.shape[0]), np.diff(seen.indptr)), seen.indices] = -np.inf
-
-
 def normalized(factors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (zero rows stay zero), in float32: cosine by inner product."""
     norms = np.linalg.norm(factors, axis=1, keepdims=True)

@@ -42,12 +42,17 @@ COMMENT ON FUNCTION recsys.popular IS 'the k items with the most distinct users 
 -- else the graph's top k join them and the best k of all are returned, within the recall
 -- measured at build time. (Reading on where the bound fails reached the recall of a head
 -- twice as large, at half its reads for the certified users.)
+--
+-- Iterative index scans (pgvector 0.8): install adds SET hnsw.iterative_scan = relaxed_order to
+-- this function where the server has them (recsys_db/install.py), so that skipped items do not
+-- leave the graph with fewer than k rows. Without them a graph search stops at ef_search rows,
+-- skipped ones included: it asks for k + (items skipped) of them, and searches exactly when
+-- that is above pgvector's limit of 1000 or the graph still came back short.
 CREATE OR REPLACE FUNCTION recsys._top_items(
     v recsys.model_version, query @vector@.vector, skip integer[], k integer
 ) RETURNS TABLE (idx integer, key text, score double precision)
 LANGUAGE plpgsql STABLE
-SET hnsw.iterative_scan = 'relaxed_order' SET hnsw.ef_search = 40
-SET enable_seqscan = on SET enable_indexscan = on AS $$
+SET hnsw.ef_search = 40 SET enable_seqscan = on SET enable_indexscan = on AS $$
 DECLARE
     -- the slot of RECALL_KS (recsys_db/index.py) this k is served with
     slot integer := CASE WHEN k <= 10 THEN 1 WHEN k <= 20 THEN 2 WHEN k <= 50 THEN 3 ELSE 4 END;
@@ -60,7 +65,7 @@ DECLARE
         WHEN v.index_ef_by_k IS NULL THEN CASE WHEN k <= 10 THEN v.index_ef_search END
         ELSE v.index_ef_by_k[slot]
     END;
-    head integer := CASE WHEN ef IS NOT NULL THEN v.index_head_by_k[slot] END;
+    head integer;
     keys text[];
     scores double precision[];
     idxs integer[];
@@ -69,6 +74,12 @@ DECLARE
     floor_idx integer;
     reach double precision;
 BEGIN
+    IF ef IS NOT NULL
+       AND coalesce(current_setting('hnsw.iterative_scan', true), 'off') = 'off' THEN
+        ef := CASE WHEN k + cardinality(skip) <= 1000 THEN greatest(ef, k + cardinality(skip))
+              END;
+    END IF;
+    head := CASE WHEN ef IS NOT NULL THEN v.index_head_by_k[slot] END;
     -- set_config(..., true) here is local to this call: the SET clauses above restore on exit.
     IF head IS NOT NULL THEN
         PERFORM set_config('hnsw.ef_search', ef::text, true);
@@ -141,32 +152,42 @@ BEGIN
                               LIMIT $3) g) c
               ORDER BY c.score DESC, c.key COLLATE "C" LIMIT $3', v.item_table)
             USING query, skip, k, idxs, keys, scores;
+        RETURN;
     ELSIF ef IS NOT NULL THEN
         -- The version was measured with its index: the planner's guess of hnsw cost must not
         -- swap in a scan.
         PERFORM set_config('hnsw.ef_search', ef::text, true);
         PERFORM set_config('enable_seqscan', 'off', true);
         -- relaxed_order may return rows slightly out of order; callers sort by score
-        RETURN QUERY EXECUTE format(
-            'SELECT i.idx, i.key, -(i.factors OPERATOR(@vector@.<#>) $1)::double precision
-               FROM recsys.%I i
-              WHERE i.idx <> ALL ($2)
-              ORDER BY i.factors OPERATOR(@vector@.<#>) $1
-              LIMIT $3', v.item_table)
-            USING query, skip, k;
-    ELSE
-        -- An index on the table (an auto build that lost, kept by no one; or a version switched
-        -- to exact; or a k the index was not tuned for) would otherwise serve the first sort
-        -- key, approximately.
-        PERFORM set_config('enable_indexscan', 'off', true);
-        RETURN QUERY EXECUTE format(
-            'SELECT i.idx, i.key, -(i.factors OPERATOR(@vector@.<#>) $1)::double precision
-               FROM recsys.%I i
-              WHERE NOT EXISTS (SELECT 1 FROM unnest($2) s (idx) WHERE s.idx = i.idx)
-              ORDER BY i.factors OPERATOR(@vector@.<#>) $1, i.key COLLATE "C"
-              LIMIT $3', v.item_table)
-            USING query, skip, k;
+        EXECUTE format(
+            'SELECT array_agg(g.idx), array_agg(g.key), array_agg(g.score)
+               FROM (SELECT i.idx, i.key,
+                            -(i.factors OPERATOR(@vector@.<#>) $1)::double precision score
+                       FROM recsys.%I i
+                      WHERE i.idx <> ALL ($2)
+                      ORDER BY i.factors OPERATOR(@vector@.<#>) $1
+                      LIMIT $3) g', v.item_table)
+            INTO idxs, keys, scores USING query, skip, k;
+        -- short only when the graph gave out (rows a fold-in replaced are skipped after the
+        -- search): the exact scan below then answers
+        IF cardinality(idxs) >= k THEN
+            RETURN QUERY SELECT b.idx, b.key, b.score
+                           FROM unnest(idxs, keys, scores) b (idx, key, score);
+            RETURN;
+        END IF;
+        PERFORM set_config('enable_seqscan', 'on', true);
     END IF;
+    -- An index on the table (an auto build that lost, kept by no one; or a version switched
+    -- to exact; or a k the index was not tuned for) would otherwise serve the first sort key,
+    -- approximately.
+    PERFORM set_config('enable_indexscan', 'off', true);
+    RETURN QUERY EXECUTE format(
+        'SELECT i.idx, i.key, -(i.factors OPERATOR(@vector@.<#>) $1)::double precision
+           FROM recsys.%I i
+          WHERE NOT EXISTS (SELECT 1 FROM unnest($2) s (idx) WHERE s.idx = i.idx)
+          ORDER BY i.factors OPERATOR(@vector@.<#>) $1, i.key COLLATE "C"
+          LIMIT $3', v.item_table)
+        USING query, skip, k;
 END
 $$;
 

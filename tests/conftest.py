@@ -1,10 +1,11 @@
-"""Test databases: one real PostgreSQL (embedded unless RECSYS_TEST_DATABASE_URL is set),
+"""Test databases: one real PostgreSQL (embedded, or as tests/servers.py describes),
 a template database with recsys installed, and a fresh copy of it per test."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -13,39 +14,50 @@ from psycopg import sql
 
 from recsys_db import datasets, db, embedded, install, training
 
+from . import servers
 from .helpers import TEMPLATE, admin, database_url, drop_database, new_database
 
 
+@dataclass(frozen=True)
+class ServerUnderTest:
+    """The server the tests run against: its maintenance database's URL, and how to restart it
+    (None for a server given by URL)."""
+
+    url: str
+    restart: Callable[[], object] | None
+
+
 @pytest.fixture(scope="session")
-def server_data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path | None]:
-    """Data directory of the embedded test server; None with RECSYS_TEST_DATABASE_URL."""
+def test_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerUnderTest]:
+    """RECSYS_TEST_DATABASE_URL's server; else a cluster of RECSYS_TEST_SERVER's build; else
+    the embedded server."""
     if os.environ.get("RECSYS_TEST_DATABASE_URL"):
-        yield None
-        return
-    data = Path(os.environ.get("RECSYS_TEST_DATA_DIR") or tmp_path_factory.mktemp("pg")) / "data"
-    embedded.start(data)
-    yield data
-    embedded.stop(data)
+        yield ServerUnderTest(os.environ["RECSYS_TEST_DATABASE_URL"], None)
+    elif os.environ.get(servers.SERVER_ENV):
+        cluster = servers.Cluster(servers.bin_dir(), passwords=False)
+        url = cluster.start()
+        yield ServerUnderTest(url, cluster.restart)
+        cluster.stop()
+    else:
+        data = Path(os.environ.get("RECSYS_TEST_DATA_DIR")
+                    or tmp_path_factory.mktemp("pg")) / "data"
+        url = embedded.start(data)
+        yield ServerUnderTest(url, lambda: embedded.restart(data))
+        embedded.stop(data)
 
 
 @pytest.fixture(scope="session")
-def server_url(server_data: Path | None) -> str:
+def server_url(test_server: ServerUnderTest) -> str:
     """URL of the server the tests run against (its maintenance database)."""
-    if server_data is None:
-        return os.environ["RECSYS_TEST_DATABASE_URL"]
-    return embedded.start(server_data)
+    return test_server.url
 
 
 @pytest.fixture
-def restart_server(server_data: Path | None) -> Callable[[], None]:
-    """Restarts the embedded test server (skips the test against an external server)."""
-    if server_data is None:
-        pytest.skip("restarting needs the embedded server")
-
-    def restart() -> None:
-        embedded.restart(server_data)
-
-    return restart
+def restart_server(test_server: ServerUnderTest) -> Callable[[], object]:
+    """Restarts the test server (skips the test against a server given by URL)."""
+    if test_server.restart is None:
+        pytest.skip("restarting needs a server the tests started")
+    return test_server.restart
 
 
 @pytest.fixture(scope="session")

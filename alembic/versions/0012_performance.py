@@ -13,7 +13,7 @@ Revises: 0011
 from alembic import op
 from psycopg import sql
 
-from recsys_db import gram
+from recsys_db import db, gram
 
 revision = "0012"
 down_revision = "0011"
@@ -37,7 +37,7 @@ def upgrade() -> None:
         """
     )
     conn = op.get_bind().connection.driver_connection
-    vector = sql.Identifier(gram.vector_schema(conn), "vector")
+    vector = db.vector_type(conn)
     conn.execute(sql.SQL("""
         CREATE TABLE recsys.version_basis (
             model_id  integer NOT NULL,

@@ -125,7 +125,7 @@ def test_kill_9_mid_training(db_url: str, conn: psycopg.Connection) -> None:
 
 
 def test_server_restart_mid_training(db_url: str, conn: psycopg.Connection,
-                                     restart_server: Callable[[], None]) -> None:
+                                     restart_server: Callable[[], object]) -> None:
     before = first_version(db_url, conn)
     thread, errors = train_in_thread(db_url)
     wait_for(lambda: trainer_pid(conn) is not None)

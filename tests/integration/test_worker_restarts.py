@@ -34,7 +34,7 @@ def reconnected(db_url: str) -> psycopg.Connection:
 
 def test_idle_and_busy_workers_ride_out_a_restart(
         db_url: str, conn: psycopg.Connection, procs: list[Proc], tmp_path: Path,
-        restart_server: Callable[[], None]) -> None:
+        restart_server: Callable[[], object]) -> None:
     make_source(conn, "quick")
     conn.execute("CREATE TABLE public.delay (seconds double precision)")
     conn.execute("INSERT INTO public.delay VALUES (30)")

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from recsys_db import db, install, training
+from recsys_db import db, install, training, versions
 
 from ..helpers import database_url, drop_database
 
@@ -57,10 +57,15 @@ HISTORY = {
 
 def restore(server_url: str, name: str, revision: str) -> str:
     """A new database holding the fixture of ``revision``; returns its URL."""
+    dump = gzip.decompress(Path(__file__).with_name(f"rev{revision}.sql.gz").read_bytes())
     with psycopg.connect(server_url, autocommit=True) as conn:
+        (pgvector,), = fetch(conn, "SELECT default_version FROM pg_available_extensions"
+                                   " WHERE name = 'vector'")
+        if b"hnsw.iterative_scan" in dump and versions.parse(pgvector) < versions.ITERATIVE_SCAN:
+            pytest.skip(f"release {revision} installs only on pgvector 0.8 or newer (its search"
+                        " sets hnsw.iterative_scan): no database of it exists on this server")
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     url = database_url(server_url, name)
-    dump = gzip.decompress(Path(__file__).with_name(f"rev{revision}.sql.gz").read_bytes())
     with psycopg.connect(url, autocommit=True) as conn:
         # no parameters: one simple-protocol call runs the whole script
         conn.execute(dump)

@@ -13,6 +13,8 @@ import yaml
 
 from recsys_db import cli, config
 
+from .. import servers
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
 ROLES_SCRIPT = DOCKER / "initdb" / "10-roles.sh"
@@ -22,6 +24,16 @@ ROLES_SCRIPT = DOCKER / "initdb" / "10-roles.sh"
 def compose() -> dict[str, Any]:
     return yaml.safe_load((DOCKER / "compose.yaml").read_text(encoding="utf-8"))
 
+
+def test_compose_pins_a_supported_server(compose: dict[str, Any]) -> None:
+    """The image's tag names pgvector's version and PostgreSQL's major: a row of the README's
+    supported-versions table, which CI runs the suite on (tests/servers.py)."""
+    tag = compose["services"]["db"]["image"].removeprefix("pgvector/pgvector:")
+    match = re.fullmatch(r"(\d+\.\d+)\.\d+-pg(\d+)", tag)
+    assert match, f"unpinned image tag {tag}"
+    rows = {(b.postgres.split(".")[0], ".".join(b.pgvector.split(".")[:2]))
+            for b in servers.BUILDS.values()}
+    assert (match[2], match[1]) in rows
 
 
 def test_compose_runs_pgvector_then_install_then_worker(compose: dict[str, Any]) -> None:
