@@ -105,3 +105,20 @@ def test_graph_search_without_iterative_scan_answers_when_the_graph_runs_short(
     for user in range(5):
         exact = np.argsort(-(items @ users[user]), kind="stable")[:10].tolist()
         assert [r[0] for r in _top(conn, version, user, [], 10)] == exact
+
+
+def test_callers_settings_do_not_change_a_live_search(conn: psycopg.Connection,
+                                                      db_url: str) -> None:
+    """The search pins what it depends on (hnsw.iterative_scan where pgvector has it,
+    ef_search, the scan switches): a caller's session settings change no row it returns."""
+    _train(conn, db_url, "hnsw")
+    user_keys, _ = _factors(conn, _version(conn, "m")["user_table"])
+    query = "SELECT * FROM recsys.recommend('m', %s, 10)"
+    before = [rows(conn, query, (key,)) for key in user_keys[:10]]
+    settings = ["SET hnsw.ef_search = 1", "SET enable_seqscan = off", "SET enable_indexscan = off",
+                "SET enable_bitmapscan = off"]
+    if versions.parse(_server(conn).pgvector or "") >= versions.ITERATIVE_SCAN:
+        settings += ["SET hnsw.iterative_scan = off", "SET hnsw.max_scan_tuples = 1"]
+    for setting in settings:
+        conn.execute(setting)
+    assert [rows(conn, query, (key,)) for key in user_keys[:10]] == before
