@@ -27,14 +27,16 @@ def _serve_with(conn: psycopg.Connection, version: dict, head: int | None, ef: i
                   version["version"]))
 
 
-def _top(conn: psycopg.Connection, version: dict, user: int, k: int) -> list[tuple]:
+def _top(conn: psycopg.Connection, version: dict, user: int, k: int,
+         skip: list[int] | None = None) -> list[tuple]:
+    """(idx, key, score) of a user's live search, skipping its seen items (or ``skip``)."""
     return rows(conn, sql.SQL(
         "SELECT t.idx, t.key, t.score FROM recsys.model_version v, {} u,"
-        " LATERAL recsys._top_items(v, u.factors, u.seen, %s) t"
+        " LATERAL recsys._top_items(v, u.factors, coalesce(%s::integer[], u.seen), %s) t"
         " WHERE v.model_id = %s AND v.version = %s AND u.idx = %s"
         " ORDER BY t.score DESC, t.key COLLATE \"C\"").format(
             sql.Identifier("recsys", version["user_table"])),
-        (k, version["model_id"], version["version"], user))
+        (skip, k, version["model_id"], version["version"], user))
 
 
 def _exact(conn: psycopg.Connection, version: dict, users: list[int], k: int) -> dict:

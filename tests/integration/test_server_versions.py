@@ -12,6 +12,7 @@ from recsys_db import install, versions
 
 from ..helpers import rows
 from .test_ann_index import _factors, _train, _version
+from .test_head_search import _top
 
 TOP_ITEMS = "recsys._top_items(recsys.model_version, vector, integer[], integer)"
 
@@ -50,17 +51,6 @@ def _without_iterative_scan(conn: psycopg.Connection) -> None:
             sql.SQL(TOP_ITEMS)))
 
 
-def _top(conn: psycopg.Connection, version: dict, user: int, skip: list[int],
-         k: int) -> list[tuple]:
-    return rows(conn, sql.SQL(
-        "SELECT t.idx FROM recsys.model_version v, {} u,"
-        " LATERAL recsys._top_items(v, u.factors, %s, %s) t"
-        " WHERE v.model_id = %s AND v.version = %s AND u.idx = %s"
-        " ORDER BY t.score DESC, t.key COLLATE \"C\"").format(
-            sql.Identifier("recsys", version["user_table"])),
-        (skip, k, version["model_id"], version["version"], user))
-
-
 @pytest.mark.parametrize(("skipped", "least_recall"), [(0, 0.9), (300, 0.45), (995, 0.98)])
 def test_graph_search_without_iterative_scan_returns_k_unskipped_items(
         conn: psycopg.Connection, db_url: str, skipped: int, least_recall: float) -> None:
@@ -80,7 +70,7 @@ def test_graph_search_without_iterative_scan_returns_k_unskipped_items(
     for user in range(12):
         order = np.argsort(-(items @ users[user]), kind="stable")
         skip = order[:skipped].tolist()
-        found = [r[0] for r in _top(conn, version, user, skip, k)]
+        found = [r[0] for r in _top(conn, version, user, k, skip)]
         assert len(found) == len(set(found)) == k
         assert not set(found) & set(skip)
         hits += len(set(found) & set(order[skipped:skipped + k].tolist()))
@@ -104,7 +94,7 @@ def test_graph_search_without_iterative_scan_answers_when_the_graph_runs_short(
     _, items = _factors(conn, version["item_table"])
     for user in range(5):
         exact = np.argsort(-(items @ users[user]), kind="stable")[:10].tolist()
-        assert [r[0] for r in _top(conn, version, user, [], 10)] == exact
+        assert [r[0] for r in _top(conn, version, user, 10, [])] == exact
 
 
 def test_callers_settings_do_not_change_a_live_search(conn: psycopg.Connection,
