@@ -17,32 +17,35 @@ TRAILER = b"\xff\xff"
 INT4_OID = 23
 
 
-def parse_int_int_float(data: bytes | bytearray | memoryview) -> tuple[
-    npt.NDArray[np.int32], npt.NDArray[np.int32], npt.NDArray[np.float64]
-]:
-    """Parse binary COPY output of rows (int4 NOT NULL, int4 NOT NULL, float8 NOT NULL)."""
+def parse_fixed(data: bytes | bytearray | memoryview,
+                types: tuple[str, ...]) -> list[npt.NDArray[np.generic]]:
+    """Parse binary COPY output of NOT NULL columns of fixed width, given as numpy type codes
+    ('i4' for int4, 'f8' for float8, ...): one array per column, in native byte order."""
     view = memoryview(data)
     if bytes(view[:11]) != SIGNATURE:
         raise ValueError("not a binary copy stream")
     extension = int.from_bytes(view[15:19], "big")
     body = view[19 + extension : len(view) - 2]
-    row = np.dtype(
-        [("n", ">i2"), ("l1", ">i4"), ("a", ">i4"), ("l2", ">i4"), ("b", ">i4"),
-         ("l3", ">i4"), ("c", ">f8")]
-    )
+    fields: list[tuple[str, str]] = [("n", ">i2")]
+    for number, code in enumerate(types):
+        fields += [(f"l{number}", ">i4"), (f"c{number}", ">" + code)]
+    row = np.dtype(fields)
     if len(body) % row.itemsize:
         raise ValueError("binary copy rows are not fixed-width (a NULL slipped through?)")
     rows = np.frombuffer(body, dtype=row)
-    if rows.size and not (
-        (rows["n"] == 3).all() and (rows["l1"] == 4).all() and (rows["l2"] == 4).all()
-        and (rows["l3"] == 8).all()
-    ):
+    if rows.size and not ((rows["n"] == len(types)).all() and all(
+            (rows[f"l{number}"] == np.dtype(code).itemsize).all()
+            for number, code in enumerate(types))):
         raise ValueError("unexpected field layout in binary copy stream")
-    return (
-        rows["a"].astype(np.int32),
-        rows["b"].astype(np.int32),
-        rows["c"].astype(np.float64),
-    )
+    return [rows[f"c{number}"].astype(code) for number, code in enumerate(types)]
+
+
+def parse_int_int_float(data: bytes | bytearray | memoryview) -> tuple[
+    npt.NDArray[np.int32], npt.NDArray[np.int32], npt.NDArray[np.float64]
+]:
+    """Parse binary COPY output of rows (int4 NOT NULL, int4 NOT NULL, float8 NOT NULL)."""
+    first, second, third = parse_fixed(data, ("i4", "i4", "f8"))
+    return first.astype(np.int32), second.astype(np.int32), third.astype(np.float64)
 
 
 def parse_rows(data: bytes | bytearray | memoryview) -> list[list[memoryview | None]]:

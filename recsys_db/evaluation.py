@@ -149,7 +149,9 @@ def split_by_time(matrix: sp.csr_matrix, times: npt.NDArray[np.float64], leave_l
     return _divide(matrix, position < n_test[rows], "time")
 
 
-def _time_expression(conn: psycopg.Connection, model: ModelConfig) -> sql.Composable:
+def time_seconds(conn: psycopg.Connection, model: ModelConfig) -> sql.Composable:
+    """The model's time column over source alias ``s`` as seconds (double precision):
+    timestamps and dates as Unix time, numbers as they are."""
     assert model.time_column is not None
     rows = conn.execute(queries.text("load_source_columns"),
                         {"schema": model.source_schema, "table": model.source_table}).fetchall()
@@ -172,7 +174,7 @@ def load_times(conn: psycopg.Connection, model: ModelConfig,
     """
     user, item = native_keys(conn, model)
     query = queries.compose(
-        "evaluation_copy_times", source=model.source, time=_time_expression(conn, model),
+        "evaluation_copy_times", source=model.source, time=time_seconds(conn, model),
         user=user, item=item)
     buffer = bytearray()
     grants = {"recsys_user_map": "SELECT", "recsys_item_map": "SELECT"}

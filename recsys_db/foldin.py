@@ -279,5 +279,6 @@ def _write(conn: psycopg.Connection, active: run.ActiveVersion, changes: _Change
         conn.execute(queries.compose("foldin_update_users", **tables))
         conn.execute(queries.compose("foldin_insert_users", **tables))
         precompute.refresh_users(conn, model.name, model.id, version, tables["users"])
+        precompute.forget_ranked(conn, model.id, version, tables["users"])
         marks.record(conn, model.id, version, changes.watermark)
         conn.execute(queries.text("store_drop_stage_tables"))

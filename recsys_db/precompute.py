@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +23,8 @@ from psycopg import sql
 from recsys_db import copybin, queries, ranking
 
 log = logging.getLogger(__name__)
+
+FLOAT4_OID = 700
 
 @dataclass(frozen=True)
 class Kind:
@@ -34,7 +37,8 @@ class Kind:
 
 RECOMMENDATIONS = Kind("recommendation", "recs", "user_key")
 SIMILAR_ITEMS = Kind("similar_item", "similar", "item_key")
-KINDS = (RECOMMENDATIONS, SIMILAR_ITEMS)
+RANKED = Kind("ranked_recommendation", "ranked", "user_key")  # written by ``ranker``
+KINDS = (RECOMMENDATIONS, SIMILAR_ITEMS, RANKED)
 
 
 class Keys:
@@ -53,9 +57,11 @@ def partition_name(model_id: int, version: int, kind: Kind) -> str:
 
 def encode_rows(model_id: int, version: int, left: Keys, left_idx: npt.NDArray[np.integer],
                 ranks: npt.NDArray[np.integer], right: Keys,
-                right_idx: npt.NDArray[np.integer], scores: npt.NDArray[np.floating]) -> bytes:
+                right_idx: npt.NDArray[np.integer], scores: npt.NDArray[np.floating],
+                features: npt.NDArray[np.float32] | None = None) -> bytes:
     """Binary COPY rows (model_id int4, version int4, left text, rank int4, right text,
-    score float4), without header or trailer.
+    score float4), without header or trailer; with ``features`` (rows x n), a last column
+    float4[] of each row's n values.
 
     Text fields vary in length, so rows are grouped by their two key lengths; within a group
     every row has the same layout and is built as one numpy record array.
@@ -71,15 +77,22 @@ def encode_rows(model_id: int, version: int, left: Keys, left_idx: npt.NDArray[n
     for begin, end in zip(starts, np.r_[starts[1:], len(order)], strict=True):
         rows = order[begin:end]
         a, b = int(left_len[rows[0]]), int(right_len[rows[0]])
-        fields: list[tuple[str, str]] = [
+        fields: list[tuple[Any, ...]] = [
             ("n", ">i2"), ("l_model", ">i4"), ("model", ">i4"), ("l_version", ">i4"),
             ("version", ">i4"), ("l_left", ">i4")]
         fields += [("left", f"S{a}")] if a else []
         fields += [("l_rank", ">i4"), ("rank", ">i4"), ("l_right", ">i4")]
         fields += [("right", f"S{b}")] if b else []
         fields += [("l_score", ">i4"), ("score", ">f4")]
+        width = 0 if features is None else features.shape[1]
+        if features is not None:
+            # one-dimensional float4 array: ndim, has-null, element type, length, lower
+            # bound, then (length, value) per element
+            fields += [("l_array", ">i4"), ("ndim", ">i4"), ("nulls", ">i4"), ("oid", ">i4"),
+                       ("dim", ">i4"), ("lbound", ">i4"), ("values", [("l", ">i4"), ("v", ">f4")],
+                                                             (width,))]
         out = np.empty(len(rows), dtype=np.dtype(fields))
-        out["n"] = 6
+        out["n"] = 6 if features is None else 7
         out["l_model"] = out["l_version"] = out["l_rank"] = out["l_score"] = 4
         out["model"] = model_id
         out["version"] = version
@@ -91,6 +104,12 @@ def encode_rows(model_id: int, version: int, left: Keys, left_idx: npt.NDArray[n
             out["right"] = right.bytes[right_idx[rows]]
         out["rank"] = ranks[rows]
         out["score"] = scores[rows]
+        if features is not None:
+            out["l_array"] = 20 + 8 * width
+            out["ndim"], out["nulls"], out["oid"] = 1, 0, FLOAT4_OID
+            out["dim"], out["lbound"] = width, 1
+            out["values"]["l"] = 4
+            out["values"]["v"] = features[rows]
         parts.append(out.tobytes())
     return b"".join(parts)
 
@@ -136,7 +155,7 @@ def similar_item_blocks(item_factors: np.ndarray, k: int, model_id: int, version
         yield encode_rows(model_id, version, items, rows, ranks, items, similar_idx, values)
 
 
-def _write_partition(conn: psycopg.Connection, model_id: int, version: int, kind: Kind,
+def write_partition(conn: psycopg.Connection, model_id: int, version: int, kind: Kind,
                      blocks: Iterator[bytes]) -> int:
     """Create the version's partition (recsys does, as its owner), copy the rows in, and have
     recsys index and attach it."""
@@ -172,12 +191,12 @@ def write(conn: psycopg.Connection, model_id: int, version: int, params: dict[st
         blocks = recommendation_blocks(user_factors, item_factors, seen.tocsr(),
                                        int(params["recommendations_k"]), model_id, version,
                                        Keys(user_keys), items)
-        written[RECOMMENDATIONS.parent] = _write_partition(conn, model_id, version,
+        written[RECOMMENDATIONS.parent] = write_partition(conn, model_id, version,
                                                            RECOMMENDATIONS, blocks)
     if int(params["similar_items_k"]) > 0:
         blocks = similar_item_blocks(item_factors, int(params["similar_items_k"]),
                                      model_id, version, items)
-        written[SIMILAR_ITEMS.parent] = _write_partition(conn, model_id, version,
+        written[SIMILAR_ITEMS.parent] = write_partition(conn, model_id, version,
                                                          SIMILAR_ITEMS, blocks)
     return written
 
@@ -208,6 +227,22 @@ def refresh_users(conn: psycopg.Connection, model: str, model_id: int, version: 
         queries.compose("precompute_refresh_users", users=users,
                         partition=sql.Identifier("recsys", name)),
         {"model_id": model_id, "version": version, "model": model})
+    return int(cur.rowcount)
+
+
+def forget_ranked(conn: psycopg.Connection, model_id: int, version: int,
+                  users: sql.Identifier) -> int:
+    """Delete the ranked rows of the users staged by a fold-in (``recsys_stage_users``): they
+    were ranked on a history that has changed since, so ``recsys.recommend`` serves these users
+    from their refreshed ALS rows until the next training ranks them again. Returns the rows
+    deleted (0 when the version has no ranked rows)."""
+    name = partition_name(model_id, version, RANKED)
+    row = conn.execute(queries.text("precompute_partition_exists"),
+                       {"name": f"recsys.{name}"}).fetchone()
+    if row is None or row[0] is None:
+        return 0
+    cur = conn.execute(queries.compose("precompute_forget_ranked", users=users,
+                                       partition=sql.Identifier("recsys", name)))
     return int(cur.rowcount)
 
 

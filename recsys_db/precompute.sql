@@ -33,7 +33,8 @@ SELECT c.relname
   LEFT JOIN recsys.model_version v
          ON v.model_id = substring(c.relname FROM '^m([0-9]+)_')::integer
         AND v.version = substring(c.relname FROM '^m[0-9]+_v([0-9]+)_')::integer
- WHERE i.inhparent IN ('recsys.recommendation'::regclass, 'recsys.similar_item'::regclass)
+ WHERE i.inhparent IN ('recsys.recommendation'::regclass, 'recsys.similar_item'::regclass,
+                       'recsys.ranked_recommendation'::regclass)
    AND (v.status IS NULL OR v.status IN ('dropped', 'failed'))
  ORDER BY c.relname;
 
@@ -52,6 +53,13 @@ SELECT %(model_id)s, %(version)s, c.key, r.rank, r.item_key, r.score
        recsys._recommend_live(v, %(model)s, c.key, (v.params ->> 'recommendations_k')::integer,
                               true) r
  WHERE v.model_id = %(model_id)s AND v.version = %(version)s;
+
+-- name: precompute_forget_ranked
+-- After a fold-in: the ranked rows of the users in recsys_stage_users go (their history
+-- changed); recsys.recommend serves them from their refreshed ALS rows.
+DELETE FROM {partition} p
+ USING recsys_stage_users s JOIN {users} u ON u.idx = s.idx
+ WHERE p.user_key = u.key;
 
 -- name: precompute_partition_exists
 -- The partition's regclass, NULL when the version has none.

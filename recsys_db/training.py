@@ -2,7 +2,8 @@
 
 Stages: refresh, load, holdout (fit on the training part of a split) and evaluate (model and
 popularity baseline, stored in recsys.metric), the promotion gate, then weight and fit on all
-data, write, precompute (while the server builds the index), features, activate. The version
+data, write, precompute (while the server builds the index), features, ranker (when the model
+declares one: ``ranker``), activate. The version
 put into production is always fitted on all interactions; the holdout fit measures the
 configuration, and the production fit continues from its factors, in fewer rounds than a fresh
 fit (``als.refit_iterations``). The run's record, lock, timing and failure handling are ``run``'s.
@@ -27,6 +28,7 @@ from recsys_db import (
     load,
     precompute,
     queries,
+    ranker,
     run,
     store,
     weighting,
@@ -47,6 +49,8 @@ class RunResult(run.RunRecord):
     cold: dict[str, int] = field(default_factory=dict)  # feature-mapped items / users added
     # the promotion gate's verdict (GateVerdict.as_dict); None when no gate was evaluated
     gate: dict[str, Any] | None = None
+    # the ranker stage's outcome (ranker.Outcome.as_dict); None when the model has no ranker
+    ranker: dict[str, Any] | None = None
 
 
 def train(url: str, model_name: str, *, progress: run.Progress | None = None,
@@ -106,6 +110,12 @@ def _stages(conn: psycopg.Connection, model: ModelConfig, current: run.Run[RunRe
     if result.precomputed and not result.cold.get("items"):
         # cold items are in no precomputed row: with them, searches must run live
         precompute.serve(conn, model.id, tables.version, model.params, result.precomputed)
+    spec = ranker.declared(conn, model.id)
+    if spec is not None:
+        with stage("ranker"):
+            result.ranker = ranker.train(conn, model, spec, result.run_id, tables,
+                                         data.matrix.shape, user_factors,
+                                         item_factors).as_dict()
     gram.write_version(conn, tables, item_factors, model.params)
     with stage("activate"):
         store.write_item_weights(conn, tables, data)

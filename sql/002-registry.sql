@@ -361,7 +361,7 @@ BEGIN
     SELECT coalesce(array_agg(t ORDER BY t), '{}') INTO doomed
       FROM unnest(recsys._owned_tables(ARRAY(
                SELECT DISTINCT t FROM unnest(tables) t
-                WHERE t ~ '^m[0-9]+_v[0-9]+_(recs|similar)$'))) t
+                WHERE t ~ '^m[0-9]+_v[0-9]+_(recs|similar|ranked)$'))) t
      WHERE NOT EXISTS (SELECT 1 FROM recsys.model m
                         WHERE m.id::text = substring(t FROM '^m([0-9]+)_')
                           AND m.active_version::text = substring(t FROM '^m[0-9]+_v([0-9]+)_'));
@@ -399,7 +399,7 @@ BEGIN
     doomed := recsys._owned_tables(ARRAY(
         SELECT c.relname::text FROM pg_catalog.pg_class c
          WHERE c.relnamespace = 'recsys'::regnamespace AND c.relkind IN ('r', 'p')
-           AND c.relname ~ ('^m' || m.id || '_v[0-9]+_(users|items|recs|similar)$')
+           AND c.relname ~ ('^m' || m.id || '_v[0-9]+_(users|items|recs|similar|ranked)$')
            AND NOT c.relispartition));
     IF cardinality(doomed) > 0 THEN
         EXECUTE 'DROP TABLE IF EXISTS '

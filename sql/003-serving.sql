@@ -219,7 +219,10 @@ BEGIN
 END
 $$;
 
--- Served from the version's precomputed partition when it holds the answer: the training ranked
+-- Served from the version's ranked rows when it has an active ranker (recsys.create_ranker)
+-- and k <= ranked_k: the ranker's order (reason 'ranked'). Otherwise, or for a user without
+-- ranked rows, served from the version's precomputed partition when it holds the answer: the
+-- training ranked
 -- every user's top precomputed_k unseen items exactly, so the first k rows (k <= precomputed_k)
 -- are what a search returns (exactly, where an hnsw search is approximate). A user with no rows
 -- there (unknown, folded in later, or nothing left unseen) is searched live.
@@ -241,6 +244,17 @@ BEGIN
      WHERE m.name = model;
     IF NOT FOUND THEN
         v := recsys._active_version(model);  -- raises the error that fits
+    END IF;
+    IF k <= v.ranked_k AND exclude_seen IS NOT DISTINCT FROM true THEN
+        RETURN QUERY
+            SELECT r.item_key, r.score::double precision, r.rank, 'ranked'::text
+              FROM recsys.ranked_recommendation r
+             WHERE r.model_id = v.model_id AND r.version = v.version
+               AND r.user_key = recommend.user_key AND r.rank <= k
+             ORDER BY r.rank;
+        IF FOUND THEN
+            RETURN;
+        END IF;
     END IF;
     IF k <= v.precomputed_k AND exclude_seen IS NOT DISTINCT FROM true THEN
         RETURN QUERY

@@ -203,8 +203,9 @@ BEGIN
     CASE parent
         WHEN 'recommendation' THEN suffix := 'recs'; key_column := 'user_key';
         WHEN 'similar_item' THEN suffix := 'similar'; key_column := 'item_key';
+        WHEN 'ranked_recommendation' THEN suffix := 'ranked'; key_column := 'user_key';
         ELSE
-            RAISE EXCEPTION 'parent must be recommendation or similar_item, not %',
+            RAISE EXCEPTION 'parent must be recommendation, similar_item or ranked_recommendation, not %',
                 coalesce(quote_literal(parent), 'null')
                 USING ERRCODE = 'invalid_parameter_value';
     END CASE;

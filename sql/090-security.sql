@@ -28,7 +28,8 @@ DECLARE
                                         'recommend_for_items', 'recommend_filtered',
                                         '_history_sql', '_explain_scores'];
     for_modeler constant text[] := ARRAY['drop_model', 'rollback', 'request_refresh',
-                                         'set_features', 'drop_features', 'alter_model'];
+                                         'set_features', 'drop_features', 'alter_model',
+                                         'create_ranker', 'drop_ranker'];
     for_worker constant text[] := ARRAY['_create_version_tables', '_seal_version_tables',
                                         '_create_hnsw', '_drop_hnsw', '_drop_version_tables',
                                         '_create_partition', '_attach_partition',
@@ -144,24 +145,25 @@ BEGIN
                     recsys.watermark, recsys.evaluation, recsys.metric, recsys.tuning,
                     recsys.version_basis, recsys.version_item_weight, recsys.model_feature,
                     recsys.meta, recsys.alembic_version, recsys.recommendation,
-                    recsys.similar_item
+                    recsys.similar_item, recsys.ranker, recsys.ranker_version,
+                    recsys.ranked_recommendation
         TO recsys_worker;
     GRANT UPDATE (active_version, updated_at, params) ON recsys.model TO recsys_worker;
     GRANT INSERT (model_id, version, run_id, factors, user_table, item_table, params)
         ON recsys.model_version TO recsys_worker;
     GRANT UPDATE (status, users, items, nnz, index_kind, index_ef_search, index_recall,
                   precomputed_k, index_ef_by_k, index_recall_by_k, index_head_by_k,
-                  similar_k)
+                  similar_k, ranked_k)
         ON recsys.model_version TO recsys_worker;
     GRANT INSERT, UPDATE ON recsys.run, recsys.job, recsys.tuning, recsys.watermark
         TO recsys_worker;
     GRANT INSERT, UPDATE, DELETE ON recsys.worker, recsys.version_item_weight, recsys.version_basis
         TO recsys_worker;
-    GRANT INSERT ON recsys.evaluation, recsys.metric TO recsys_worker;
+    GRANT INSERT ON recsys.evaluation, recsys.metric, recsys.ranker_version TO recsys_worker;
     -- the tables of each version, as the storage functions grant them
     FOR obj IN SELECT c.oid::regclass AS name, c.relname FROM pg_catalog.pg_class c
                 WHERE c.relnamespace = 'recsys'::regnamespace AND c.relkind = 'r'
-                  AND c.relname ~ '^m[0-9]+_v[0-9]+_(users|items|recs|similar)$'
+                  AND c.relname ~ '^m[0-9]+_v[0-9]+_(users|items|recs|similar|ranked)$'
     LOOP
         EXECUTE format('GRANT %s ON %s TO recsys_worker',
                        CASE WHEN obj.relname ~ '_(users|items)$' THEN 'SELECT, INSERT, UPDATE'
