@@ -286,6 +286,19 @@ def _print_rejection(result: training.RunResult) -> None:
         write_line(f"  {result.error}")
 
 
+def _print_ranker(ranker: dict[str, Any]) -> None:
+    """One line on the ranker stage: served, rejected by its gate, or failed."""
+    if ranker["status"] == "failed":
+        return  # a warning says why
+    compared = (f"{ranker['metric']} {_number(ranker['ranked'])} ranked vs "
+                f"{_number(ranker['als'])} ALS alone on the holdout window")
+    if ranker["status"] == "active":
+        write_line(f"ranker: active, top {ranker['ranked_k']} per user ranked ({compared}; "
+                   f"{ranker['seconds']:.2f}s)")
+    else:
+        write_line(f"ranker: rejected, the version serves ALS ({compared})")
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     url = _url(args)
     if not (args.json or args.quiet):
@@ -303,8 +316,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
                    f"in {result.seconds:.2f}s")
     if result.metrics and not (args.json or args.quiet):
         _print_metrics(result, k)
+    if result.ranker is not None and not (args.json or args.quiet):
+        _print_ranker(result.ranker)
     for warning in _baseline_warnings(result, k):
         write_line(f"warning: {warning}", err=True)
+    if result.ranker is not None and result.ranker["status"] == "failed":
+        write_line(f"warning: ranker not trained, the version serves ALS: "
+                   f"{result.ranker['reason']}", err=True)
     return EXIT_REJECTED if result.status == "rejected" else EXIT_OK
 
 

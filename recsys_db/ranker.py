@@ -130,6 +130,10 @@ def load_side(conn: psycopg.Connection, model: ModelConfig, side: SideRelation,
     kinds: dict[str, str] = dict(conn.execute(queries.text("ranker_column_kinds"), {
         "schema": side.schema, "table": side.table,
         "columns": list(side.columns)}).fetchall())
+    if not kinds and conn.execute(queries.text("ranker_relation_exists"), {
+            "schema": side.schema, "table": side.table}).fetchone() == (False,):
+        raise ConfigError(f'relation "{side.schema}.{side.table}" (the ranker\'s {side.kind} '
+                          f'features of model "{model.name}") does not exist')
     columns = []
     for column in side.columns:
         kind = kinds.get(column)
@@ -223,9 +227,13 @@ def fit(features: np.ndarray, target: np.ndarray, groups: np.ndarray, names: lis
     params = dict(LIGHTGBM_PARAMS, seed=seed, num_threads=os.cpu_count() or 1,
                   min_data_in_leaf=min(int(LIGHTGBM_PARAMS["min_data_in_leaf"]),
                                        max(5, len(target) // 50)))
-    data = lightgbm.Dataset(features, label=target, group=groups, feature_name=names,
-                            categorical_feature=categorical or "auto", free_raw_data=True,
-                            params={"verbosity": -1})
+    # LightGBM refuses some characters in feature names (a column may be named anything):
+    # it sees positions, recsys.ranker_version keeps the names
+    position = {name: f"f{number}" for number, name in enumerate(names)}
+    data = lightgbm.Dataset(features, label=target, group=groups,
+                            feature_name=[position[name] for name in names],
+                            categorical_feature=[position[name] for name in categorical]
+                            or "auto", free_raw_data=True, params={"verbosity": -1})
     return lightgbm.train(params, data, num_boost_round=ROUNDS)
 
 
@@ -319,12 +327,23 @@ class _Stage:
                 f'of model "{self.model.name}" has no interactions of users known before it; '
                 "a ranker learns from what they did after the cut-off: lengthen label_window "
                 "or lower training_windows")
-        user_factors, item_factors = als.fit(weighting.apply(hist.matrix, self.params),
-                                             self.params)
+        user_factors, item_factors = self.fit_before(hist)
         frame = candidates.frame(hist, user_factors, item_factors, users,
                                  self.spec.generators, self.user_side.values,
                                  self.item_side.values, baseline_k)
         return hist, frame, found
+
+    def fit_before(self, hist: candidates.History) -> tuple[np.ndarray, np.ndarray]:
+        """ALS on the rows before the cut-off, over the users and items they hold only: a user
+        or item first seen later, even as an empty row, would move the factors (through the
+        random start and YᵀY). Others get zero factors."""
+        warm, alive = hist.warm_users, np.flatnonzero(hist.alive)
+        known = hist.matrix[warm][:, alive]
+        fitted_users, fitted_items = als.fit(weighting.apply(known, self.params), self.params)
+        user_factors = np.zeros((hist.matrix.shape[0], fitted_users.shape[1]), np.float32)
+        item_factors = np.zeros((hist.matrix.shape[1], fitted_items.shape[1]), np.float32)
+        user_factors[warm], item_factors[alive] = fitted_users, fitted_items
+        return user_factors, item_factors
 
     def train(self) -> _Trained:
         spec, line = self.spec, self.line

@@ -19,6 +19,10 @@ SELECT a.attname, t.typcategory
  WHERE n.nspname = %(schema)s AND c.relname = %(table)s AND a.attnum > 0
    AND NOT a.attisdropped AND a.attname = ANY (%(columns)s::text[]);
 
+-- name: ranker_relation_exists
+-- Whether a declared feature relation still exists.
+SELECT recsys._relation(%(schema)s, %(table)s) IS NOT NULL;
+
 -- name: ranker_side_rows
 -- One row per key of a feature relation (the first by its values when a key has several).
 SELECT DISTINCT ON (1) {key}::text, {columns}

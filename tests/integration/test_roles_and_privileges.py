@@ -120,7 +120,7 @@ def test_every_function_is_owned_by_the_owner_with_a_pinned_path(conn: psycopg.C
         "recommend", "similar_items", "similar_users", "interested_users", "popular", "score",
         "recommend_for_items", "recommend_filtered", "_history_sql", "_explain_scores",
         "drop_model", "rollback", "request_refresh", "set_features", "drop_features",
-        "alter_model",
+        "alter_model", "create_ranker", "drop_ranker",
         "_create_version_tables", "_seal_version_tables", "_create_hnsw", "_drop_hnsw",
         "_drop_version_tables", "_create_partition", "_attach_partition", "_drop_partitions",
         "_prune_history", "_track_active_version", "_record_model_change"}
@@ -142,7 +142,7 @@ def test_every_function_is_owned_by_the_owner_with_a_pinned_path(conn: psycopg.C
                         "popular", "score", "recommend_for_items", "recommend_filtered",
                         "_history_sql", "_explain_scores"]),
             ("modeler", ["drop_model", "rollback", "request_refresh", "set_features",
-                         "drop_features", "alter_model"]),
+                         "drop_features", "alter_model", "create_ranker", "drop_ranker"]),
             ("worker", ["_create_version_tables", "_seal_version_tables", "_create_hnsw",
                         "_drop_hnsw", "_drop_version_tables", "_create_partition",
                         "_attach_partition", "_drop_partitions", "_prune_history"])):
