@@ -37,7 +37,16 @@ import scipy.sparse as sp
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from recsys_db import als, candidates, evaluation, precompute, queries, timeline, weighting
+from recsys_db import (
+    als,
+    candidates,
+    evaluation,
+    load,
+    precompute,
+    queries,
+    timeline,
+    weighting,
+)
 from recsys_db.access import as_declarer
 from recsys_db.errors import ConfigError, RecsysError
 from recsys_db.model import ModelConfig, SourceRelation
@@ -290,13 +299,14 @@ class _Stage:
     """One run of the stage: the timeline, side features and the windows' fits."""
 
     def __init__(self, conn: psycopg.Connection, model: ModelConfig, spec: Spec,
-                 shape: tuple[int, int]):
+                 data: load.Interactions):
         self.model, self.spec = model, spec
         self.params = model.params
         if model.time_column is None:
             raise RankerError(f'model "{model.name}" has no time_column: a ranker is trained on '
                               "a time split (features before a cut-off, labels after it)")
-        self.line = timeline.read(conn, model, shape)
+        shape = data.matrix.shape
+        self.line = timeline.read(conn, model, shape, data.rows_read)
         if not len(self.line.times):
             raise RankerError(f'no usable row of the source of model "{model.name}" has a '
                               f'time in column "{model.time_column}"; a ranker learns from a '
@@ -345,7 +355,8 @@ class _Stage:
         user_factors[warm], item_factors[alive] = fitted_users, fitted_items
         return user_factors, item_factors
 
-    def train(self) -> _Trained:
+    def cutoffs(self) -> tuple[list[float], float]:
+        """The training windows' cut-offs (oldest first) and the holdout's."""
         spec, line = self.spec, self.line
         windows = spec.training_windows + 1
         span = line.end - line.start
@@ -355,18 +366,23 @@ class _Stage:
                 f"less than the {windows} label windows of {spec.label_window} its ranker "
                 f"needs ({spec.training_windows} to train on and one holdout): shorten "
                 "label_window or lower training_windows")
-        holdout_cut = line.end - spec.window
-        cutoffs = [holdout_cut - step * spec.window
-                   for step in range(spec.training_windows, 0, -1)]
+        holdout = line.end - spec.window
+        return [holdout - step * spec.window
+                for step in range(spec.training_windows, 0, -1)], holdout
+
+    def training_set(self, cutoffs: list[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Features, labels (1.0 positive) and query group sizes of the training windows."""
+        spec = self.spec
         rng = np.random.default_rng(int(self.params["random_state"]))
-        parts, groups, positives = [], [], 0
+        parts, groups = [], []
         for cutoff in cutoffs:
             _, frame, found = self.window_frame(cutoff)
             positive = is_positive(frame, found)
             rows, sizes = sample(frame, positive, spec.negatives_per_positive, rng)
-            positives += int(positive[rows].sum())
             parts.append((frame.features[rows], positive[rows]))
             groups.append(sizes)
+        target = np.concatenate([p[1] for p in parts]).astype(np.float64)
+        positives = int(target.sum())
         if positives < spec.min_positives:
             raise RankerError(
                 f'the ranker of model "{self.model.name}" found {positives} positive '
@@ -374,10 +390,13 @@ class _Stage:
                 f"training window{'s' if spec.training_windows > 1 else ''}, fewer than "
                 f"min_positives {spec.min_positives}: lengthen label_window, add "
                 "training_windows or propose more candidates")
-        features = np.concatenate([p[0] for p in parts])
-        target = np.concatenate([p[1] for p in parts]).astype(np.float64)
-        booster = fit(features, target, np.concatenate(groups), self.names,
-                      self.categorical, int(self.params["random_state"]))
+        return np.concatenate([p[0] for p in parts]), target, np.concatenate(groups)
+
+    def train(self) -> _Trained:
+        cutoffs, holdout_cut = self.cutoffs()
+        features, target, groups = self.training_set(cutoffs)
+        booster = fit(features, target, groups, self.names, self.categorical,
+                      int(self.params["random_state"]))
         metrics = self.holdout(booster, holdout_cut)
         metric = str(self.params.get("gate_metric") or "ndcg")
         k = int(self.params["eval_k"])
@@ -387,7 +406,7 @@ class _Stage:
             f"not activated: ranked {name} {ranked:.6g} is not above ALS alone {alone:.6g} on "
             f"the holdout window from {_when(holdout_cut)}")
         outcome = Outcome("active" if reason is None else "rejected", reason, 0, name, ranked,
-                          alone, len(target), positives)
+                          alone, len(target), int(target.sum()))
         return _Trained(booster, self.names,
                         {**self.user_side.categories, **self.item_side.categories},
                         metrics, outcome, [*cutoffs, holdout_cut])
@@ -426,7 +445,7 @@ def _when(seconds: float) -> str:
 
 
 def train(conn: psycopg.Connection, model: ModelConfig, spec: Spec, run_id: int,
-          tables: VersionTables, shape: tuple[int, int], user_factors: np.ndarray,
+          tables: VersionTables, data: load.Interactions, user_factors: np.ndarray,
           item_factors: np.ndarray) -> Outcome:
     """Train, gate and (when it passes) serve the model's ranker ``spec`` with version
     ``tables``. Never raises for a failure of its own: the version then serves ALS, and the
@@ -434,7 +453,7 @@ def train(conn: psycopg.Connection, model: ModelConfig, spec: Spec, run_id: int,
     started = time.perf_counter()
     trained: _Trained | None = None
     try:
-        stage = _Stage(conn, model, spec, shape)
+        stage = _Stage(conn, model, spec, data)
         trained = stage.train()
         outcome = trained.outcome
         if outcome.status == "active":

@@ -113,9 +113,8 @@ def _stages(conn: psycopg.Connection, model: ModelConfig, current: run.Run[RunRe
     spec = ranker.declared(conn, model.id)
     if spec is not None:
         with stage("ranker"):
-            result.ranker = ranker.train(conn, model, spec, result.run_id, tables,
-                                         data.matrix.shape, user_factors,
-                                         item_factors).as_dict()
+            result.ranker = ranker.train(conn, model, spec, result.run_id, tables, data,
+                                         user_factors, item_factors).as_dict()
     gram.write_version(conn, tables, item_factors, model.params)
     with stage("activate"):
         store.write_item_weights(conn, tables, data)

@@ -17,10 +17,11 @@ import scipy.sparse as sp
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from recsys_db import cli, datasets, db, foldin, load, ranker, training
+from recsys_db import cli, datasets, db, demo, foldin, load, ranker, timeline, training
 from recsys_db.model import get_model
 
 from ..helpers import drop_database, new_database, rows
+from .test_deployment import sql_blocks
 
 pytestmark = pytest.mark.slow
 
@@ -154,7 +155,7 @@ def _window(url: str, cutoff: float | None = None, users: np.ndarray | None = No
         data = load.read(conn, model)
         spec = ranker.declared(conn, model.id)
         assert spec is not None
-        stage = ranker._Stage(conn, model, spec, data.matrix.shape)
+        stage = ranker._Stage(conn, model, spec, data)
         if cutoff is None:
             cutoff = stage.line.end - 2 * spec.window
         hist, frame, found = stage.window_frame(cutoff)
@@ -370,6 +371,23 @@ def test_a_failed_ranker_stage_leaves_the_als_version_serving(log_db: str) -> No
                                '"at"; a ranker learns from a time split')
 
 
+def test_timeline_reads_in_chunks_the_same_rows(log_db: str,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    def read() -> timeline.Timeline:
+        with db.connect(log_db, pinned=True) as conn:
+            model = get_model(conn, "m")
+            data = load.read(conn, model)
+            return timeline.read(conn, model, data.matrix.shape, data.rows_read)
+
+    whole = read()
+    monkeypatch.setattr(timeline, "CHUNK_ROWS", 1000)  # 29 queries
+    chunked = read()
+    assert len(whole.times) == 28800 and whole.shape == (60, 200)
+    for name in ("users", "items", "times", "weights"):
+        np.testing.assert_array_equal(getattr(chunked, name), getattr(whole, name))
+    assert np.all(np.diff(whole.times) >= 0)
+
+
 def test_feature_columns_of_every_kind_and_hostile_names(log_db: str) -> None:
     hostile = 'pr"ice); DROP TABLE public.events; --'
     with db.connect(log_db) as conn:
@@ -461,3 +479,32 @@ def test_drop_ranker(ranked: tuple[str, training.RunResult]) -> None:
                 } == {"ranked"}
         raise psycopg.Rollback()
 
+
+
+def test_doc_example_runs_in_order(server_url: str, template_url: str,
+                                   movielens_data: datasets.MovieLens) -> None:
+    """docs/ranker.md on the demo's model: its declarations, a training, then its queries,
+    each returning rows."""
+    blocks = sql_blocks("ranker.md")
+    name, url = new_database(server_url)
+    try:
+        with db.connect(url) as conn:
+            datasets.write_movielens(conn, movielens_data)
+            conn.execute(demo.CREATE_MODEL)
+            for block in blocks[:2]:
+                conn.execute(block.encode())
+        result = training.train(url, "movielens")
+        assert result.ranker is not None and result.ranker["status"] == "active", result.ranker
+        with db.connect(url) as conn:
+            for block in blocks[2:]:
+                with conn.cursor() as cur:
+                    cur.execute(block.encode())
+                    while True:
+                        if cur.description is not None:
+                            assert cur.fetchall(), f"no rows from:\n{block}"
+                        if not cur.nextset():
+                            break
+            assert {r[0] for r in rows(conn, "SELECT reason FROM recsys.recommend('movielens',"
+                                             " '196', 10)")} == {"ranked"}
+    finally:
+        drop_database(server_url, name)

@@ -62,8 +62,9 @@ def restore(server_url: str, name: str, revision: str) -> str:
         (pgvector,), = fetch(conn, "SELECT default_version FROM pg_available_extensions"
                                    " WHERE name = 'vector'")
         if b"hnsw.iterative_scan" in dump and versions.parse(pgvector) < versions.ITERATIVE_SCAN:
-            pytest.skip(f"release {revision} installs only on pgvector 0.8 or newer (its search"
-                        " sets hnsw.iterative_scan): no database of it exists on this server")
+            pytest.skip(f"the database of release {revision} was made on pgvector 0.8, and its"
+                        " search sets hnsw.iterative_scan, which this server's pgvector"
+                        f" {pgvector} refuses")
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     url = database_url(server_url, name)
     with psycopg.connect(url, autocommit=True) as conn:
