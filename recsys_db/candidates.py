@@ -7,7 +7,10 @@ Generators (each proposes unseen items that had at least one interaction before 
 - ``popular``: the items with the most distinct users in the last label window before the
   cut-off (then by all distinct users, then by item index);
 - ``neighbour``: the items most similar (cosine of item factors) to one of the user's most
-  recent items.
+  recent items;
+- ``content``: items without any interaction before the cut-off that the model knows from
+  their features (``recsys.set_features``): their factors are mapped from the features, as
+  cold start maps them, and the user's highest ALS scores among them are proposed.
 
 Features of a pair are ``FEATURES`` (defined in the README, "Ranker features") followed by the
 declared user and item feature columns. Nothing after the cut-off enters them: ``History`` is
@@ -28,7 +31,7 @@ from recsys_db.timeline import Timeline
 DAY = 86400.0
 
 FEATURES = (
-    "als_score", "als_rank", "popular_rank", "neighbour_rank",
+    "als_score", "als_rank", "popular_rank", "neighbour_rank", "content_rank",
     "neighbour_max_similarity", "neighbour_mean_similarity",
     "item_users", "item_recent_users", "item_age_days", "item_idle_days",
     "user_items", "user_recent_events", "user_age_days", "user_idle_days",
@@ -44,6 +47,7 @@ class Generators:
     popular: int
     neighbours: int
     recent_items: int
+    content: int = 0
 
 
 @dataclass
@@ -170,12 +174,15 @@ def _similarities(unit: np.ndarray, recent: npt.NDArray[np.int64]
 
 def frame(hist: History, user_factors: np.ndarray, item_factors: np.ndarray,
           users: npt.NDArray[np.int64], generators: Generators,
-          user_side: np.ndarray, item_side: np.ndarray, baseline_k: int = 0) -> Frame:
+          user_side: np.ndarray, item_side: np.ndarray, baseline_k: int = 0,
+          cold: npt.NDArray[np.bool_] | None = None) -> Frame:
     """Candidates of ``users`` (warm at the cut-off) and their features.
 
     ``user_side`` / ``item_side`` hold the declared feature columns per user / item (zero
-    columns when none). With ``baseline_k``, each user's top ``baseline_k`` unseen items by ALS
-    alone and by popularity are kept too (``Frame.baselines``).
+    columns when none). ``cold`` marks the items without interactions before the cut-off whose
+    ``item_factors`` were mapped from features: only the content generator proposes them. With
+    ``baseline_k``, each user's top ``baseline_k`` unseen items by ALS alone and by popularity
+    are kept too (``Frame.baselines``).
     """
     items = item_factors.shape[0]
     user_factors = np.ascontiguousarray(user_factors, dtype=np.float32)
@@ -196,7 +203,7 @@ def frame(hist: History, user_factors: np.ndarray, item_factors: np.ndarray,
         blocked |= dead
         scores = user_factors[chunk] @ item_factors.T
         als_scores = np.where(blocked, -np.inf, scores)
-        ranks = np.full((3, rows, items), np.nan, dtype=np.float32)
+        ranks = np.full((4, rows, items), np.nan, dtype=np.float32)
         if generators.als:
             ids, values = ranking.top_k(als_scores, min(generators.als, items))
             real = np.isfinite(values)
@@ -212,9 +219,15 @@ def frame(hist: History, user_factors: np.ndarray, item_factors: np.ndarray,
             real = np.isfinite(values)
             r, c = np.nonzero(real)
             ranks[2, r, ids[r, c]] = c + 1
+        if generators.content and cold is not None and cold.any():
+            ids, values = ranking.top_k(np.where(cold, scores, -np.inf),
+                                        min(generators.content, items))
+            real = np.isfinite(values)
+            r, c = np.nonzero(real)
+            ranks[3, r, ids[r, c]] = c + 1
         r, c = np.nonzero(~np.isnan(ranks).all(axis=0))
         pair_users = chunk[r]
-        columns = [scores[r, c], ranks[0, r, c], ranks[1, r, c], ranks[2, r, c],
+        columns = [scores[r, c], ranks[0, r, c], ranks[1, r, c], ranks[2, r, c], ranks[3, r, c],
                    best[r, c], mean[r, c],
                    hist.item_users[c], hist.item_recent_users[c],
                    (hist.cutoff - hist.item_first[c]) / DAY,

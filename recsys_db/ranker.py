@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -41,6 +41,7 @@ from recsys_db import (
     als,
     candidates,
     evaluation,
+    features,
     load,
     precompute,
     queries,
@@ -116,7 +117,8 @@ def declared(conn: psycopg.Connection, model_id: int) -> Spec | None:
         generators=candidates.Generators(int(row["als_candidates"]),
                                          int(row["popular_candidates"]),
                                          int(row["neighbour_candidates"]),
-                                         int(row["recent_items"])),
+                                         int(row["recent_items"]),
+                                         int(row["content_candidates"])),
         negatives_per_positive=int(row["negatives_per_positive"]),
         min_positives=int(row["min_positives"]), top_k=int(row["top_k"]), sides=sides)
 
@@ -320,6 +322,16 @@ class _Stage:
         self.item_side = loaded.get("item") or _no_side(shape[1])
         self.names = [*candidates.FEATURES, *self.user_side.names, *self.item_side.names]
         self.categorical = [*self.user_side.categories, *self.item_side.categories]
+        # the content generator: the model's item features (recsys.set_features), if any
+        self.content: features.Features | None = None
+        self.content_regularization = 1.0
+        declared_items = [f for f in features.declared(conn, model.id) if f.kind == "item"]
+        if spec.generators.content and declared_items:
+            self.content = features.load(conn, model, declared_items[0])
+            self.content_regularization = declared_items[0].regularization
+            row_of = {key: row for row, key in enumerate(self.content.keys)}
+            self.feature_row = np.array([row_of.get(key, -1) for key in item_keys],
+                                        dtype=np.int64)
 
     def window_frame(self, cutoff: float, baseline_k: int = 0
                      ) -> tuple[candidates.History, candidates.Frame, sp.csr_matrix]:
@@ -338,10 +350,29 @@ class _Stage:
                 "a ranker learns from what they did after the cut-off: lengthen label_window "
                 "or lower training_windows")
         user_factors, item_factors = self.fit_before(hist)
+        cold = self.map_cold(hist, item_factors)
         frame = candidates.frame(hist, user_factors, item_factors, users,
                                  self.spec.generators, self.user_side.values,
-                                 self.item_side.values, baseline_k)
+                                 self.item_side.values, baseline_k, cold)
         return hist, frame, found
+
+    def map_cold(self, hist: candidates.History,
+                 item_factors: np.ndarray) -> npt.NDArray[np.bool_] | None:
+        """Give the items with features but no interaction before the cut-off factors mapped
+        from their features (in place), as cold start does with the items of a version; returns
+        which items those are (None without item features)."""
+        if self.content is None:
+            return None
+        has_features = self.feature_row >= 0
+        known, cold = hist.alive & has_features, ~hist.alive & has_features
+        if not known.any() or not cold.any():
+            return cold
+        weights = features.fit_map(self.content.matrix[self.feature_row[known]],
+                                   item_factors[known], self.content_regularization)
+        item_factors[cold] = features.map_cold(
+            self.content.matrix[self.feature_row[cold]], weights,
+            float(np.linalg.norm(item_factors[known], axis=1).max()))
+        return cold
 
     def fit_before(self, hist: candidates.History) -> tuple[np.ndarray, np.ndarray]:
         """ALS on the rows before the cut-off, over the users and items they hold only: a user
@@ -425,18 +456,46 @@ class _Stage:
                                        len(hist.warm_users))
                 for name, ids in lists.items()}
 
-    def serve(self, booster: Any, user_factors: np.ndarray, item_factors: np.ndarray
-              ) -> tuple[candidates.Frame, np.ndarray, np.ndarray]:
+    def serve(self, conn: psycopg.Connection, tables: VersionTables, booster: Any,
+              user_factors: np.ndarray, item_factors: np.ndarray) -> Served:
         """Every known user's top ``top_k`` candidates at the end of the timeline, from the
-        version's factors: (frame, rows of it, their scores)."""
-        hist = candidates.history(self.line, np.nextafter(self.line.end, np.inf),
-                                  self.spec.window, self.spec.generators.recent_items)
+        version's factors; with the content generator, the version's items mapped from
+        features (cold start) are candidates too."""
+        line, item_side = self.line, self.item_side.values
+        keys = self.keys["item"]
+        cold = None
+        if self.content is not None:
+            extra = conn.execute(queries.compose(
+                "ranker_cold_items", table=sql.Identifier("recsys", tables.item_table)),
+                {"items": len(keys)}).fetchall()
+            if extra:
+                keys = [*keys, *(key for _, key, _ in extra)]
+                item_factors = np.vstack([item_factors, np.array(
+                    [vector.to_numpy() for _, _, vector in extra], np.float32)])
+                line = replace(line, shape=(line.shape[0], len(keys)))
+                for side in self.spec.sides:
+                    if side.kind == "item":
+                        more = load_side(conn, self.model, side, keys[len(self.keys["item"]):])
+                        item_side = np.vstack([item_side, more.values])
+                cold = np.arange(len(keys)) >= len(self.keys["item"])
+        hist = candidates.history(line, np.nextafter(line.end, np.inf), self.spec.window,
+                                  self.spec.generators.recent_items)
         frame = candidates.frame(hist, user_factors, item_factors, hist.warm_users,
-                                 self.spec.generators, self.user_side.values,
-                                 self.item_side.values)
+                                 self.spec.generators, self.user_side.values, item_side,
+                                 cold=cold)
         scores = booster.predict(frame.features)
         rows = top_per_user(frame, scores, self.spec.top_k)
-        return frame, rows, scores[rows]
+        return Served(frame, rows, scores[rows], keys)
+
+
+@dataclass
+class Served:
+    """A version's ranked rows: rows of ``frame`` with their scores, items by ``item_keys``."""
+
+    frame: candidates.Frame
+    rows: npt.NDArray[np.int64]
+    scores: npt.NDArray[np.float64]
+    item_keys: list[str]
 
 
 def _when(seconds: float) -> str:
@@ -457,9 +516,9 @@ def train(conn: psycopg.Connection, model: ModelConfig, spec: Spec, run_id: int,
         trained = stage.train()
         outcome = trained.outcome
         if outcome.status == "active":
-            frame, rows, scores = stage.serve(trained.booster, user_factors, item_factors)
+            served = stage.serve(conn, tables, trained.booster, user_factors, item_factors)
             outcome.ranked_k = spec.top_k
-            _write(conn, model, tables, stage, frame, rows, scores)
+            _write(conn, model, tables, stage.keys["user"], served)
         else:
             log.info("%s: ranker %s", model.name, outcome.reason)
     except Exception as exc:  # the ALS version goes on without a ranker
@@ -473,16 +532,15 @@ def train(conn: psycopg.Connection, model: ModelConfig, spec: Spec, run_id: int,
     return outcome
 
 
-def _write(conn: psycopg.Connection, model: ModelConfig, tables: VersionTables, stage: _Stage,
-           frame: candidates.Frame, rows: np.ndarray, scores: np.ndarray) -> None:
-    users = precompute.Keys(stage.keys["user"])
-    items = precompute.Keys(stage.keys["item"])
+def _write(conn: psycopg.Connection, model: ModelConfig, tables: VersionTables,
+           user_keys: list[str], served: Served) -> None:
+    frame, rows = served.frame, served.rows
     user_of = frame.users[rows]
     first = np.searchsorted(user_of, user_of, side="left")
     ranks = np.arange(len(rows)) - first + 1
-    block = precompute.encode_rows(model.id, tables.version, users, user_of, ranks, items,
-                                   frame.items[rows], scores.astype(np.float32),
-                                   frame.features[rows])
+    block = precompute.encode_rows(model.id, tables.version, precompute.Keys(user_keys), user_of,
+                                   ranks, precompute.Keys(served.item_keys), frame.items[rows],
+                                   served.scores.astype(np.float32), frame.features[rows])
     precompute.write_partition(conn, model.id, tables.version, precompute.RANKED, iter([block]))
 
 

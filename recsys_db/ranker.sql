@@ -43,3 +43,8 @@ VALUES (%(model_id)s, %(version)s, %(run_id)s, %(status)s, %(reason)s, %(booster
 -- How many ranked rows per user recsys.recommend serves from the version (0: none).
 UPDATE recsys.model_version SET ranked_k = %(ranked_k)s
  WHERE model_id = %(model_id)s AND version = %(version)s;
+
+-- name: ranker_cold_items
+-- The version's items mapped from features at training (cold start: indices after the
+-- loaded items), with their factors.
+SELECT idx, key, factors FROM {table} WHERE idx >= %(items)s ORDER BY idx;

@@ -343,9 +343,14 @@ class Worker:
             jobs.succeed(conn, job.id, result.run_id)
             # a run the promotion gate rejected is done (not retried), but activated nothing
             event = "rejected" if result.status == "rejected" else "succeeded"
+            ranked = getattr(result, "ranker", None)  # the ranker stage's outcome, if any
+            extra = {"error": result.error} if result.error else {}
+            if ranked is not None:
+                extra.update(ranker=ranked["status"], **(
+                    {"ranker_reason": ranked["reason"]} if ranked["reason"] else {}))
             self.events(event, worker=self.name, job=job.id, model=job.model,
                         run=result.run_id, version=result.version, seconds=outcome.seconds,
-                        stages=result.stages, **({"error": result.error} if result.error else {}))
+                        stages=result.stages, **extra)
         else:
             run = jobs.run_of(conn, job.id)
             if run is not None:

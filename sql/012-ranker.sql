@@ -1,5 +1,5 @@
 -- The ranker: a second stage over each model's candidates (ALS top-N, item-to-item neighbours
--- of the user's recent items, popular items), trained with LightGBM LambdaRank on a time split
+-- of the user's recent items, popular items, items known only from their features), trained with LightGBM LambdaRank on a time split
 -- by every full training of the model, gated on its holdout window and served by
 -- recsys.recommend (reason 'ranked') from the version's precomputed ranked rows.
 
@@ -71,6 +71,7 @@ CREATE OR REPLACE FUNCTION recsys.create_ranker(
     als_candidates         integer DEFAULT 100,
     popular_candidates     integer DEFAULT 50,
     neighbour_candidates   integer DEFAULT 50,
+    content_candidates     integer DEFAULT 20,
     recent_items           integer DEFAULT 5,
     negatives_per_positive integer DEFAULT 20,
     min_positives          integer DEFAULT 50,
@@ -107,6 +108,8 @@ BEGIN
                                  false);
     PERFORM recsys._check_number('neighbour_candidates', neighbour_candidates, true, 0, false,
                                  1000, false);
+    PERFORM recsys._check_number('content_candidates', content_candidates, true, 0, false,
+                                 1000, false);
     PERFORM recsys._check_number('recent_items', recent_items, true, 1, false, 100, false);
     PERFORM recsys._check_number('negatives_per_positive', negatives_per_positive, true, 0,
                                  false, 1000, false);
@@ -118,11 +121,13 @@ BEGIN
                                            item_feature_columns);
     INSERT INTO recsys.ranker AS r (
         model_id, label_window, training_windows, als_candidates, popular_candidates,
-        neighbour_candidates, recent_items, negatives_per_positive, min_positives, top_k,
+        neighbour_candidates, content_candidates, recent_items, negatives_per_positive,
+        min_positives, top_k,
         user_features_schema, user_features_table, user_key_column, user_feature_columns,
         item_features_schema, item_features_table, item_key_column, item_feature_columns)
     VALUES (m.id, label_window, training_windows, als_candidates, popular_candidates,
-            neighbour_candidates, recent_items, negatives_per_positive, min_positives, top_k,
+            neighbour_candidates, content_candidates, recent_items, negatives_per_positive,
+            min_positives, top_k,
             users.schema_name, users.table_name, user_key_column, user_feature_columns,
             items.schema_name, items.table_name, item_key_column, item_feature_columns)
     ON CONFLICT (model_id) DO UPDATE
@@ -130,6 +135,7 @@ BEGIN
            als_candidates = excluded.als_candidates,
            popular_candidates = excluded.popular_candidates,
            neighbour_candidates = excluded.neighbour_candidates,
+           content_candidates = excluded.content_candidates,
            recent_items = excluded.recent_items,
            negatives_per_positive = excluded.negatives_per_positive,
            min_positives = excluded.min_positives, top_k = excluded.top_k,
@@ -164,7 +170,8 @@ COMMENT ON FUNCTION recsys.drop_ranker IS
 
 CREATE OR REPLACE VIEW recsys.rankers AS
 SELECT m.name AS model, r.label_window, r.training_windows, r.als_candidates,
-       r.popular_candidates, r.neighbour_candidates, r.recent_items, r.negatives_per_positive,
+       r.popular_candidates, r.neighbour_candidates, r.content_candidates, r.recent_items,
+       r.negatives_per_positive,
        r.min_positives, r.top_k,
        CASE WHEN r.user_features_table IS NOT NULL
             THEN format('%I.%I', r.user_features_schema, r.user_features_table) END

@@ -33,6 +33,7 @@ def upgrade() -> None:
             popular_candidates     integer NOT NULL CHECK (popular_candidates BETWEEN 0 AND 1000),
             neighbour_candidates   integer NOT NULL
                                    CHECK (neighbour_candidates BETWEEN 0 AND 1000),
+            content_candidates     integer NOT NULL CHECK (content_candidates BETWEEN 0 AND 1000),
             recent_items           integer NOT NULL CHECK (recent_items BETWEEN 1 AND 100),
             negatives_per_positive integer NOT NULL
                                    CHECK (negatives_per_positive BETWEEN 0 AND 1000),

@@ -83,6 +83,7 @@ def test_ranked_rows_are_what_the_stored_ranker_predicts(
     with db.connect(url) as conn:
         [(names,)] = rows(conn, "SELECT features FROM recsys.ranker_version")
         assert names == [*ranker.candidates.FEATURES, "item.year"]
+        assert "content_rank" in names  # proposes nothing here: no item features declared
         stored = _ranked_rows(conn, result.version or 0)
         booster = _booster(conn, result.version or 0)
         seen = {(u, i) for u, i in rows(conn, "SELECT user_id::text, item_id::text"
@@ -131,8 +132,8 @@ def test_importances_and_holdout_metrics_are_data(ranked: tuple[str, training.Ru
                   " WHERE run_id = %s", (result.run_id,)))
         versions = rows(conn, "SELECT status, reason, ranked_k, active FROM"
                               " recsys.ranker_versions")
-    assert len(importances) == 15 and all(active for *_, active in importances)
-    assert [r[0] for r in importances] == list(range(1, 16))
+    assert len(importances) == 16 and all(active for *_, active in importances)
+    assert [r[0] for r in importances] == list(range(1, 17))
     assert sum(r[3] for r in importances) == pytest.approx(1.0)
     assert importances[0][2] == max(r[2] for r in importances)
     for recommender in ("ranked", "ranker_als", "ranker_popular"):
@@ -206,7 +207,7 @@ def test_rollback_restores_the_previous_ranker(movielens_db: str) -> None:
         assert rows(conn, "SELECT DISTINCT version FROM recsys.ranker_features"
                           " WHERE active") == [(1,)]
         assert len(rows(conn, "SELECT feature FROM recsys.ranker_features WHERE version = 2"
-                    )) == 14  # the second declaration has no item features
+                    )) == 15  # the second declaration has no item features
 
 
 def test_gate_rejects_a_ranker_trained_on_shuffled_labels(
@@ -232,6 +233,43 @@ def test_gate_rejects_a_ranker_trained_on_shuffled_labels(
         assert rows(conn, "SELECT count(*) FROM recsys.ranked_recommendation") == [(0,)]
 
 
+def test_content_candidates_are_items_known_only_from_features(
+        movielens_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With item features (recsys.set_features), items without interactions before a cut-off
+    get factors mapped from their features and are proposed by the content generator; at
+    serving, so are the version's cold-start items."""
+    with db.connect(movielens_db) as conn:
+        conn.execute("SELECT recsys.set_features('ml', 'item', 'movielens.movies', 'item_id',"
+                     " ARRAY['genres', 'year'])")
+        conn.execute("INSERT INTO movielens.movies VALUES (5001, 'New A', 1998,"
+                     " ARRAY['Action', 'Sci-Fi']), (5002, 'New B', 1998, ARRAY['Comedy'])")
+    frames: list[tuple[ranker.candidates.History, ranker.candidates.Frame]] = []
+    real = ranker.candidates.frame
+
+    def spy(hist: ranker.candidates.History, *args: object, **kwargs: object
+            ) -> ranker.candidates.Frame:
+        made = real(hist, *args, **kwargs)  # type: ignore[arg-type]
+        frames.append((hist, made))
+        return made
+
+    monkeypatch.setattr(ranker.candidates, "frame", spy)
+    result = training.train(movielens_db, "ml")
+    assert result.ranker is not None and result.ranker["status"] == "active", result.ranker
+    content = ranker.candidates.FEATURES.index("content_rank")
+    for hist, frame in frames[:-1]:  # the training windows and the holdout
+        proposed = ~np.isnan(frame.features[:, content])
+        assert proposed.any()
+        assert not hist.alive[frame.items[proposed]].any()  # nothing known before the cut-off
+        assert np.bincount(frame.users[proposed]).max() <= 20
+    hist, served = frames[-1]
+    assert hist.matrix.shape[1] == 1682 + 2  # the version's two cold items join the catalog
+    proposed = ~np.isnan(served.features[:, content])
+    assert set(served.items[proposed]) == {1682, 1683}
+    with db.connect(movielens_db) as conn:
+        [(names,)] = rows(conn, "SELECT features FROM recsys.ranker_version")
+        assert "content_rank" in names
+
+
 def test_fold_in_drops_the_ranked_rows_of_users_it_changes(movielens_db: str) -> None:
     training.train(movielens_db, "ml")
     with db.connect(movielens_db) as conn:
@@ -244,6 +282,13 @@ def test_fold_in_drops_the_ranked_rows_of_users_it_changes(movielens_db: str) ->
                 } == {"ranked"}
         assert rows(conn, "SELECT count(*) FROM recsys.ranked_recommendation"
                           " WHERE user_key = '7'") == [(0,)]
+        # dropping the model drops its ranked rows and ranker versions with it
+        conn.execute("SELECT recsys.drop_model('ml')")
+        assert rows(conn, "SELECT count(*) FROM pg_class WHERE relname LIKE '%ranked'"
+                          " AND relnamespace = 'recsys'::regnamespace AND relispartition"
+                    ) == [(0,)]
+        assert rows(conn, "SELECT count(*) FROM recsys.ranker_version") == [(0,)]
+        assert rows(conn, "SELECT count(*) FROM recsys.ranker") == [(0,)]
 
 
 # -- bad input on a small synthetic log ------------------------------------------------------
