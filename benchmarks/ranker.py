@@ -136,6 +136,9 @@ def run(url: str) -> dict[str, Any]:
             conn.execute(
                 "SELECT recsys.create_model(%s, 'movielens.ratings', 'user_id', 'item_id',"
                 f" time_column => 'rated_at', params => {ALS})", (f"ml_{seed}", seed))
+            # genres and year: cold start for items, and the ranker's content generator
+            conn.execute("SELECT recsys.set_features(%s, 'item', 'movielens.movies', 'item_id',"
+                         " ARRAY['genres', 'year'])", (f"ml_{seed}",))
             conn.execute("SELECT recsys.create_ranker(%s, %s::interval)",
                          (f"ml_{seed}", LABEL_WINDOW))
     per_seed: list[dict[str, Any]] = []

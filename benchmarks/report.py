@@ -114,7 +114,8 @@ def _ranker(r: dict[str, Any]) -> list[str]:
         "## ranker: ALS + learned ranker on MovieLens 100K (time split)",
         "",
         f"All {r['users']:,} users' ratings as interactions (span {r['span']}), model "
-        "`recsys.als(factors => 32, iterations => 10, regularization => 0.05)`, "
+        "`recsys.als(factors => 32, iterations => 10, regularization => 0.05)` with the movies' "
+        "genres and year as item features (`recsys.set_features`: the content generator), "
         f"`recsys.create_ranker(model, '{r['label']}')` with its defaults: the last "
         f"{r['label']} are the holdout, the two windows before it train ({r['train_pairs']:,} "
         f"candidate pairs, {r['train_positives']:,} positives, with seed {r['seeds'][0]}). "
