@@ -114,8 +114,7 @@ def _ranker(r: dict[str, Any]) -> list[str]:
         "## ranker: ALS + learned ranker on MovieLens 100K (time split)",
         "",
         f"All {r['users']:,} users' ratings as interactions (span {r['span']}), model "
-        "`recsys.als(factors => 32, iterations => 10, regularization => 0.05)` with the movies' "
-        "genres and year as item features (`recsys.set_features`: the content generator), "
+        "`recsys.als(factors => 32, iterations => 10, regularization => 0.05)`, "
         f"`recsys.create_ranker(model, '{r['label']}')` with its defaults: the last "
         f"{r['label']} are the holdout, the two windows before it train ({r['train_pairs']:,} "
         f"candidate pairs, {r['train_positives']:,} positives, with seed {r['seeds'][0]}). "
@@ -123,7 +122,9 @@ def _ranker(r: dict[str, Any]) -> list[str]:
         f"{', '.join(map(str, r['seeds']))}); each seed is one full training, whose stored "
         "holdout metrics (`recsys.metrics`, recommenders `ranker_popular`, `ranker_als`, "
         "`ranked`) are reported: the same users (those known before the holdout's cut-off who "
-        "met a new item in it), @10, seen items excluded.",
+        "met a new item in it), @10, seen items excluded. The last row is a second model per "
+        "seed that also declares the movies' genres and year as item features "
+        "(`recsys.set_features`), which turns the content generator on.",
         "",
         "| recommender | NDCG@10 | recall@10 | precision@10 | MAP@10 | coverage |",
         "|---|---|---|---|---|---|",

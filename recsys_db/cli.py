@@ -505,8 +505,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("train", "train a new version of a model and activate it",
                 "Refresh the model's source (if a materialized view), load interactions,\n"
                 "measure the configuration on a holdout split against popularity, fit ALS on\n"
-                "all data, write the factors and activate the version. Progress per stage\n"
-                "goes to stderr. A failed run leaves the active version untouched.",
+                "all data, write the factors and activate the version. A model with a ranker\n"
+                "(recsys.create_ranker) then trains it on a time split and serves it if it\n"
+                "beats ALS alone on its holdout; if it cannot train, the version serves ALS\n"
+                "and a warning says why. Progress per stage goes to stderr. A failed run\n"
+                "leaves the active version untouched.",
                 TRAIN_EPILOG)
     p.add_argument("model", help="model name, as given to recsys.create_model")
     p.set_defaults(func=_cmd_train)
