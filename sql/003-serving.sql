@@ -245,6 +245,8 @@ BEGIN
     IF NOT FOUND THEN
         v := recsys._active_version(model);  -- raises the error that fits
     END IF;
+    -- ranked rows, then precomputed ALS rows: one static query per table, since a dynamic one
+    -- (EXECUTE) would be planned on every call
     IF k <= v.ranked_k AND exclude_seen IS NOT DISTINCT FROM true THEN
         RETURN QUERY
             SELECT r.item_key, r.score::double precision, r.rank, 'ranked'::text

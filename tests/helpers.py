@@ -41,3 +41,15 @@ def drop_database(server_url: str, name: str) -> None:
 def rows(conn: psycopg.Connection, query: Any, params: Any = None) -> list[tuple[Any, ...]]:
     """Run a query and fetch all rows."""
     return conn.execute(query, params).fetchall()
+
+
+def run_returning_rows(conn: psycopg.Connection, block: str) -> None:
+    """Run a block of SQL statements (a docs example); every statement that returns rows must
+    return at least one."""
+    with conn.cursor() as cur:
+        cur.execute(block.encode())
+        while True:
+            if cur.description is not None:
+                assert cur.fetchall(), f"no rows from:\n{block}"
+            if not cur.nextset():
+                break

@@ -13,6 +13,8 @@ import pytest
 
 from recsys_db import db, embedded
 
+from ..helpers import run_returning_rows
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
 ROLES_SCRIPT = DOCKER / "initdb" / "10-roles.sh"
@@ -95,13 +97,7 @@ def test_doc_examples_run_and_return_rows(movielens_url: str, doc: str) -> None:
         # the docs use the demo's model name; the session database calls it 'ml'
         conn.execute("UPDATE recsys.model SET name = 'movielens' WHERE name = 'ml'")
         for block in blocks:
-            with conn.cursor() as cur:
-                cur.execute(block.encode())
-                while True:
-                    if cur.description is not None:
-                        assert cur.fetchall(), f"no rows from:\n{block}"
-                    if not cur.nextset():
-                        break
+            run_returning_rows(conn, block)
 
 
 @pytest.mark.slow

@@ -20,7 +20,7 @@ from psycopg.conninfo import make_conninfo
 from recsys_db import cli, datasets, db, demo, foldin, load, ranker, timeline, training
 from recsys_db.model import get_model
 
-from ..helpers import drop_database, new_database, rows
+from ..helpers import drop_database, new_database, rows, run_returning_rows
 from .test_deployment import sql_blocks
 
 pytestmark = pytest.mark.slow
@@ -542,13 +542,7 @@ def test_doc_example_runs_in_order(server_url: str, template_url: str,
         assert result.ranker is not None and result.ranker["status"] == "active", result.ranker
         with db.connect(url) as conn:
             for block in blocks[2:]:
-                with conn.cursor() as cur:
-                    cur.execute(block.encode())
-                    while True:
-                        if cur.description is not None:
-                            assert cur.fetchall(), f"no rows from:\n{block}"
-                        if not cur.nextset():
-                            break
+                run_returning_rows(conn, block)
             assert {r[0] for r in rows(conn, "SELECT reason FROM recsys.recommend('movielens',"
                                              " '196', 10)")} == {"ranked"}
     finally:

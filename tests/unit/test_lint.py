@@ -11,8 +11,6 @@ import tomllib
 from importlib import metadata
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 CHECKED = ("recsys_db", "tests", "benchmarks")
 # modules recsys_db may import only when present (the import is guarded), with their extra
@@ -68,10 +66,10 @@ def _imported(paths: list[Path]) -> dict[str, Path]:
 
 
 def _distribution(module: str) -> str:
+    """The distribution that installs ``module``; a module not installed here (an extra that
+    the test command leaves out, such as catboost of the bench extra) by its own name."""
     owners = metadata.packages_distributions().get(module)
-    if not owners:
-        pytest.fail(f"module {module} is imported but not installed")
-    return _normalize(owners[0])
+    return _normalize(owners[0] if owners else module)
 
 
 def test_imports_are_declared() -> None:
