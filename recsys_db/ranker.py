@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -64,6 +65,9 @@ LIGHTGBM_PARAMS: dict[str, Any] = {
     "force_row_wise": True, "verbosity": -1,
 }
 ROUNDS = 200
+# users whose candidates are built, scored and let go at once: about 190 candidates a user
+# with 16 or more float32 features each, some 120 MB a batch
+USER_BATCH = 10_000
 
 
 class RankerError(RecsysError):
@@ -333,10 +337,9 @@ class _Stage:
             self.feature_row = np.array([row_of.get(key, -1) for key in item_keys],
                                         dtype=np.int64)
 
-    def window_frame(self, cutoff: float, baseline_k: int = 0
-                     ) -> tuple[candidates.History, candidates.Frame, sp.csr_matrix]:
-        """ALS fitted on the rows before ``cutoff``, the candidates of the users with a
-        label in the window after it, and those labels."""
+    def window(self, cutoff: float) -> Window:
+        """ALS fitted on the rows before ``cutoff``, the users with a label in the window after
+        it, and those labels."""
         hist = candidates.history(self.line, cutoff, self.spec.window,
                                   self.spec.generators.recent_items)
         found = labels(self.line, hist)
@@ -351,10 +354,18 @@ class _Stage:
                 "or lower training_windows")
         user_factors, item_factors = self.fit_before(hist)
         cold = self.map_cold(hist, item_factors)
-        frame = candidates.frame(hist, user_factors, item_factors, users,
-                                 self.spec.generators, self.user_side.values,
-                                 self.item_side.values, baseline_k, cold)
-        return hist, frame, found
+        return Window(hist, found, users, user_factors, item_factors, cold)
+
+    def frames(self, window: Window, users: np.ndarray | None = None,
+               baseline_k: int = 0) -> Iterator[candidates.Frame]:
+        """The candidates of the window's users (or of ``users``), ``USER_BATCH`` users at a
+        time: memory stays bounded whatever the number of users."""
+        users = window.users if users is None else users
+        for start in range(0, len(users), USER_BATCH):
+            yield candidates.frame(window.hist, window.user_factors, window.item_factors,
+                                   users[start:start + USER_BATCH], self.spec.generators,
+                                   self.user_side.values, self.item_side.values, baseline_k,
+                                   window.cold)
 
     def map_cold(self, hist: candidates.History,
                  item_factors: np.ndarray) -> npt.NDArray[np.bool_] | None:
@@ -407,11 +418,12 @@ class _Stage:
         rng = np.random.default_rng(int(self.params["random_state"]))
         parts, groups = [], []
         for cutoff in cutoffs:
-            _, frame, found = self.window_frame(cutoff)
-            positive = is_positive(frame, found)
-            rows, sizes = sample(frame, positive, spec.negatives_per_positive, rng)
-            parts.append((frame.features[rows], positive[rows]))
-            groups.append(sizes)
+            window = self.window(cutoff)
+            for frame in self.frames(window):
+                positive = is_positive(frame, window.found)
+                rows, sizes = sample(frame, positive, spec.negatives_per_positive, rng)
+                parts.append((frame.features[rows], positive[rows]))
+                groups.append(sizes)
         target = np.concatenate([p[1] for p in parts]).astype(np.float64)
         positives = int(target.sum())
         if positives < spec.min_positives:
@@ -445,22 +457,30 @@ class _Stage:
     def holdout(self, booster: Any, cutoff: float) -> dict[str, dict[str, float]]:
         """Ranked, ALS alone and popular on the holdout window, for the same users."""
         k = int(self.params["eval_k"])
-        hist, frame, found = self.window_frame(cutoff, baseline_k=k)
-        users = np.unique(frame.users)
-        rows = top_per_user(frame, booster.predict(frame.features), k)
-        lists = {"ranked": _ranked_ids(frame, rows, users, k),
-                 "ranker_als": frame.baselines["als"], "ranker_popular":
-                 frame.baselines["popular"]}
+        window = self.window(cutoff)
+        users: list[np.ndarray] = []
+        lists: dict[str, list[np.ndarray]] = {"ranked": [], "ranker_als": [],
+                                              "ranker_popular": []}
+        for frame in self.frames(window, baseline_k=k):
+            batch = np.unique(frame.users)
+            rows = top_per_user(frame, booster.predict(frame.features), k)
+            users.append(batch)
+            lists["ranked"].append(_ranked_ids(frame, rows, batch, k))
+            lists["ranker_als"].append(frame.baselines["als"])
+            lists["ranker_popular"].append(frame.baselines["popular"])
+        hist, evaluated = window.hist, np.concatenate(users)
         popularity = hist.item_users.astype(np.int64)
-        return {name: evaluation.score(np.maximum(ids, 0), ids >= 0, found, users, popularity,
-                                       len(hist.warm_users))
-                for name, ids in lists.items()}
+        return {name: evaluation.score(np.maximum(ids, 0), ids >= 0, window.found, evaluated,
+                                       popularity, len(hist.warm_users))
+                for name, ids in ((name, np.concatenate(parts)) for name, parts in lists.items())}
 
     def serve(self, conn: psycopg.Connection, tables: VersionTables, booster: Any,
-              user_factors: np.ndarray, item_factors: np.ndarray) -> Served:
-        """Every known user's top ``top_k`` candidates at the end of the timeline, from the
-        version's factors; with the content generator, the version's items mapped from
-        features (cold start) are candidates too."""
+              user_factors: np.ndarray, item_factors: np.ndarray) -> Iterator[bytes]:
+        """Binary COPY blocks of every known user's top ``top_k`` candidates at the end of the
+        timeline, from the version's factors, ``USER_BATCH`` users at a time; with the content
+        generator, the version's items mapped from features (cold start) are candidates too.
+        What it reads from the database it reads now; the blocks are made as they are
+        consumed."""
         line, item_side = self.line, self.item_side.values
         keys = self.keys["item"]
         cold = None
@@ -480,22 +500,41 @@ class _Stage:
                 cold = np.arange(len(keys)) >= len(self.keys["item"])
         hist = candidates.history(line, np.nextafter(line.end, np.inf), self.spec.window,
                                   self.spec.generators.recent_items)
-        frame = candidates.frame(hist, user_factors, item_factors, hist.warm_users,
-                                 self.spec.generators, self.user_side.values, item_side,
-                                 cold=cold)
-        scores = booster.predict(frame.features)
-        rows = top_per_user(frame, scores, self.spec.top_k)
-        return Served(frame, rows, scores[rows], keys)
+        return self._blocks(tables, booster, hist, user_factors, item_factors, item_side,
+                            keys, cold)
+
+    def _blocks(self, tables: VersionTables, booster: Any, hist: candidates.History,
+                user_factors: np.ndarray, item_factors: np.ndarray, item_side: np.ndarray,
+                keys: list[str], cold: npt.NDArray[np.bool_] | None) -> Iterator[bytes]:
+        """``serve``'s blocks: made while they are copied, so they read nothing from the
+        database."""
+        user_keys, item_keys = precompute.Keys(self.keys["user"]), precompute.Keys(keys)
+        users = hist.warm_users
+        for start in range(0, len(users), USER_BATCH):
+            frame = candidates.frame(hist, user_factors, item_factors,
+                                     users[start:start + USER_BATCH], self.spec.generators,
+                                     self.user_side.values, item_side, cold=cold)
+            scores = booster.predict(frame.features)
+            rows = top_per_user(frame, scores, self.spec.top_k)
+            user_of = frame.users[rows]
+            ranks = np.arange(len(rows)) - np.searchsorted(user_of, user_of, side="left") + 1
+            yield precompute.encode_rows(self.model.id, tables.version, user_keys, user_of,
+                                         ranks, item_keys, frame.items[rows],
+                                         scores[rows].astype(np.float32),
+                                         frame.features[rows])
 
 
 @dataclass
-class Served:
-    """A version's ranked rows: rows of ``frame`` with their scores, items by ``item_keys``."""
+class Window:
+    """A cut-off of the time split: its history, labels, labelled users and window factors
+    (cold items' mapped from features where ``cold``)."""
 
-    frame: candidates.Frame
-    rows: npt.NDArray[np.int64]
-    scores: npt.NDArray[np.float64]
-    item_keys: list[str]
+    hist: candidates.History
+    found: sp.csr_matrix
+    users: npt.NDArray[np.int64]
+    user_factors: np.ndarray
+    item_factors: np.ndarray
+    cold: npt.NDArray[np.bool_] | None
 
 
 def _when(seconds: float) -> str:
@@ -516,9 +555,10 @@ def train(conn: psycopg.Connection, model: ModelConfig, spec: Spec, run_id: int,
         trained = stage.train()
         outcome = trained.outcome
         if outcome.status == "active":
-            served = stage.serve(conn, tables, trained.booster, user_factors, item_factors)
+            precompute.write_partition(
+                conn, model.id, tables.version, precompute.RANKED,
+                stage.serve(conn, tables, trained.booster, user_factors, item_factors))
             outcome.ranked_k = spec.top_k
-            _write(conn, model, tables, stage.keys["user"], served)
         else:
             log.info("%s: ranker %s", model.name, outcome.reason)
     except Exception as exc:  # the ALS version goes on without a ranker
@@ -530,18 +570,6 @@ def train(conn: psycopg.Connection, model: ModelConfig, spec: Spec, run_id: int,
     outcome.seconds = round(time.perf_counter() - started, 4)
     _record(conn, model, run_id, tables, spec, trained, outcome)
     return outcome
-
-
-def _write(conn: psycopg.Connection, model: ModelConfig, tables: VersionTables,
-           user_keys: list[str], served: Served) -> None:
-    frame, rows = served.frame, served.rows
-    user_of = frame.users[rows]
-    first = np.searchsorted(user_of, user_of, side="left")
-    ranks = np.arange(len(rows)) - first + 1
-    block = precompute.encode_rows(model.id, tables.version, precompute.Keys(user_keys), user_of,
-                                   ranks, precompute.Keys(served.item_keys), frame.items[rows],
-                                   served.scores.astype(np.float32), frame.features[rows])
-    precompute.write_partition(conn, model.id, tables.version, precompute.RANKED, iter([block]))
 
 
 def _record(conn: psycopg.Connection, model: ModelConfig, run_id: int, tables: VersionTables,

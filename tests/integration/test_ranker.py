@@ -159,13 +159,9 @@ def _window(url: str, cutoff: float | None = None, users: np.ndarray | None = No
         stage = ranker._Stage(conn, model, spec, data)
         if cutoff is None:
             cutoff = stage.line.end - 2 * spec.window
-        hist, frame, found = stage.window_frame(cutoff)
-        if users is not None:
-            user_factors, item_factors = stage.fit_before(hist)
-            frame = ranker.candidates.frame(hist, user_factors, item_factors, users,
-                                            spec.generators, stage.user_side.values,
-                                            stage.item_side.values)
-    return cutoff, frame, found
+        window = stage.window(cutoff)
+        [frame] = stage.frames(window, users)
+    return cutoff, frame, window.found
 
 
 def test_features_use_nothing_after_the_cutoff(movielens_db: str) -> None:
@@ -268,6 +264,23 @@ def test_content_candidates_are_items_known_only_from_features(
     with db.connect(movielens_db) as conn:
         [(names,)] = rows(conn, "SELECT features FROM recsys.ranker_version")
         assert "content_rank" in names
+
+
+def test_users_are_ranked_in_batches(movielens_db: str, monkeypatch: pytest.MonkeyPatch
+                                     ) -> None:
+    """Windows, holdout and serving in batches of 300 users (4 a pass): every user ranked,
+    every stored row what the stored booster predicts."""
+    monkeypatch.setattr(ranker, "USER_BATCH", 300)
+    result = training.train(movielens_db, "ml")
+    assert result.ranker is not None and result.ranker["status"] == "active", result.ranker
+    with db.connect(movielens_db) as conn:
+        stored = _ranked_rows(conn, 1)
+        booster = _booster(conn, 1)
+    assert len(stored) == 943 * 20
+    np.testing.assert_array_equal(
+        np.array([r[3] for r in stored], dtype=np.float32),
+        np.asarray(booster.predict(np.array([r[4] for r in stored], dtype=np.float32)),
+                   dtype=np.float32))
 
 
 def test_fold_in_drops_the_ranked_rows_of_users_it_changes(movielens_db: str) -> None:
