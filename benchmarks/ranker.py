@@ -135,12 +135,12 @@ def run(url: str) -> dict[str, Any]:
     with db.connect(url) as conn:
         datasets.write_movielens(conn, datasets.load_recbole())
         for seed in SEEDS:
-            for name in (f"ml_{seed}", f"ml_{seed}_content"):
+            for name, candidates in ((f"ml_{seed}", 0), (f"ml_{seed}_content", 20)):
                 conn.execute(
                     "SELECT recsys.create_model(%s, 'movielens.ratings', 'user_id', 'item_id',"
                     f" time_column => 'rated_at', params => {ALS})", (name, seed))
-                conn.execute("SELECT recsys.create_ranker(%s, %s::interval)",
-                             (name, LABEL_WINDOW))
+                conn.execute("SELECT recsys.create_ranker(%s, %s::interval,"
+                             " content_candidates => %s)", (name, LABEL_WINDOW, candidates))
             conn.execute("SELECT recsys.set_features(%s, 'item', 'movielens.movies', 'item_id',"
                          " ARRAY['genres', 'year'])", (f"ml_{seed}_content",))
     per_seed: list[dict[str, Any]] = []

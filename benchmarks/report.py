@@ -124,7 +124,7 @@ def _ranker(r: dict[str, Any]) -> list[str]:
         "`ranked`) are reported: the same users (those known before the holdout's cut-off who "
         "met a new item in it), @10, seen items excluded. The last row is a second model per "
         "seed that also declares the movies' genres and year as item features "
-        "(`recsys.set_features`), which turns the content generator on.",
+        "(`recsys.set_features`) and `content_candidates => 20`: the content generator on.",
         "",
         "| recommender | NDCG@10 | recall@10 | precision@10 | MAP@10 | coverage |",
         "|---|---|---|---|---|---|",

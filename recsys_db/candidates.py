@@ -175,14 +175,16 @@ def _similarities(unit: np.ndarray, recent: npt.NDArray[np.int64]
 def frame(hist: History, user_factors: np.ndarray, item_factors: np.ndarray,
           users: npt.NDArray[np.int64], generators: Generators,
           user_side: np.ndarray, item_side: np.ndarray, baseline_k: int = 0,
-          cold: npt.NDArray[np.bool_] | None = None) -> Frame:
+          cold: npt.NDArray[np.bool_] | None = None,
+          seen: sp.csr_matrix | None = None) -> Frame:
     """Candidates of ``users`` (warm at the cut-off) and their features.
 
     ``user_side`` / ``item_side`` hold the declared feature columns per user / item (zero
     columns when none). ``cold`` marks the items without interactions before the cut-off whose
     ``item_factors`` were mapped from features: only the content generator proposes them. With
     ``baseline_k``, each user's top ``baseline_k`` unseen items by ALS alone and by popularity
-    are kept too (``Frame.baselines``).
+    are kept too (``Frame.baselines``). ``seen`` (default: the history's rows) is what no
+    generator may propose to a user.
     """
     items = item_factors.shape[0]
     user_factors = np.ascontiguousarray(user_factors, dtype=np.float32)
@@ -192,7 +194,7 @@ def frame(hist: History, user_factors: np.ndarray, item_factors: np.ndarray,
     popular = hist.popular_order()
     by_users = np.lexsort((np.arange(items), -hist.item_users))
     by_users = by_users[hist.alive[by_users]]
-    seen = hist.matrix
+    seen = hist.matrix if seen is None else seen
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     als_top, popular_top = [], []
     batch = ranking.batch_size(items, itemsize=4 * (8 + generators.recent_items))
@@ -232,7 +234,7 @@ def frame(hist: History, user_factors: np.ndarray, item_factors: np.ndarray,
                    hist.item_users[c], hist.item_recent_users[c],
                    (hist.cutoff - hist.item_first[c]) / DAY,
                    (hist.cutoff - hist.item_last[c]) / DAY,
-                   np.diff(seen.indptr)[pair_users], hist.user_recent_events[pair_users],
+                   np.diff(hist.matrix.indptr)[pair_users], hist.user_recent_events[pair_users],
                    (hist.cutoff - hist.user_first[pair_users]) / DAY,
                    (hist.cutoff - hist.user_last[pair_users]) / DAY]
         values_ = np.column_stack([np.asarray(col, dtype=np.float32) for col in columns]

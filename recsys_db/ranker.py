@@ -138,9 +138,11 @@ class Side:
 
 
 def load_side(conn: psycopg.Connection, model: ModelConfig, side: SideRelation,
-              keys: list[str]) -> Side:
+              keys: list[str], categories: dict[str, list[str]] | None = None) -> Side:
     """Read a feature relation as the model's declarer, one row per key (the first by its
-    values when a key has several); ``keys`` are the model's keys in index order."""
+    values when a key has several); ``keys`` are the model's keys in index order. Text
+    columns are coded by their sorted values, or by ``categories`` when given (the codes a
+    ranker was trained with; other values are missing)."""
     relation = sql.Identifier(side.schema, side.table)
     kinds: dict[str, str] = dict(conn.execute(queries.text("ranker_column_kinds"), {
         "schema": side.schema, "table": side.table,
@@ -173,20 +175,20 @@ def load_side(conn: psycopg.Connection, model: ModelConfig, side: SideRelation,
         rows = conn.execute(query).fetchall()
     index = {key: position for position, key in enumerate(keys)}
     values = np.full((len(keys), len(side.columns)), np.nan, dtype=np.float32)
-    categories: dict[str, list[str]] = {}
+    coded: dict[str, list[str]] = {}
     for number, column in enumerate(side.columns):
         name = f"{side.kind}.{column}"
         found = [(index[row[0]], row[number + 1]) for row in rows
                  if row[0] in index and row[number + 1] is not None]
         if kinds[column] in ("S", "E"):
-            levels = sorted({value for _, value in found})
+            levels = (categories or {}).get(name) or sorted({value for _, value in found})
             code = {value: float(level) for level, value in enumerate(levels)}
-            categories[name] = levels
-            found = [(at, code[value]) for at, value in found]
+            coded[name] = levels
+            found = [(at, code.get(value, np.nan)) for at, value in found]
         for at, value in found:
             if np.isfinite(value):
                 values[at, number] = value
-    return Side([f"{side.kind}.{c}" for c in side.columns], values, categories)
+    return Side([f"{side.kind}.{c}" for c in side.columns], values, coded)
 
 
 def _no_side(count: int) -> Side:
@@ -313,6 +315,8 @@ class _Stage:
                               "a time split (features before a cut-off, labels after it)")
         shape = data.matrix.shape
         self.line = timeline.read(conn, model, shape, data.rows_read)
+        # what the version counts as seen: also rows without a time, which the timeline lacks
+        self.seen = data.matrix.tocsr()
         if not len(self.line.times):
             raise RankerError(f'no usable row of the source of model "{model.name}" has a '
                               f'time in column "{model.time_column}"; a ranker learns from a '
@@ -356,16 +360,18 @@ class _Stage:
         cold = self.map_cold(hist, item_factors)
         return Window(hist, found, users, user_factors, item_factors, cold)
 
-    def frames(self, window: Window, users: np.ndarray | None = None,
-               baseline_k: int = 0) -> Iterator[candidates.Frame]:
+    def frames(self, window: Window, users: np.ndarray | None = None, baseline_k: int = 0
+               ) -> Iterator[tuple[npt.NDArray[np.int64], candidates.Frame]]:
         """The candidates of the window's users (or of ``users``), ``USER_BATCH`` users at a
-        time: memory stays bounded whatever the number of users."""
+        time (memory stays bounded whatever the number of users): (the batch's users, their
+        frame, which lacks users without any candidate)."""
         users = window.users if users is None else users
         for start in range(0, len(users), USER_BATCH):
-            yield candidates.frame(window.hist, window.user_factors, window.item_factors,
-                                   users[start:start + USER_BATCH], self.spec.generators,
-                                   self.user_side.values, self.item_side.values, baseline_k,
-                                   window.cold)
+            batch = users[start:start + USER_BATCH]
+            yield batch, candidates.frame(window.hist, window.user_factors,
+                                          window.item_factors, batch, self.spec.generators,
+                                          self.user_side.values, self.item_side.values,
+                                          baseline_k, window.cold)
 
     def map_cold(self, hist: candidates.History,
                  item_factors: np.ndarray) -> npt.NDArray[np.bool_] | None:
@@ -408,7 +414,8 @@ class _Stage:
                 f"less than the {windows} label windows of {spec.label_window} its ranker "
                 f"needs ({spec.training_windows} to train on and one holdout): shorten "
                 "label_window or lower training_windows")
-        holdout = line.end - spec.window
+        # the holdout's labels run up to and including the last row
+        holdout = float(np.nextafter(line.end, np.inf)) - spec.window
         return [holdout - step * spec.window
                 for step in range(spec.training_windows, 0, -1)], holdout
 
@@ -419,7 +426,7 @@ class _Stage:
         parts, groups = [], []
         for cutoff in cutoffs:
             window = self.window(cutoff)
-            for frame in self.frames(window):
+            for _, frame in self.frames(window):
                 positive = is_positive(frame, window.found)
                 rows, sizes = sample(frame, positive, spec.negatives_per_positive, rng)
                 parts.append((frame.features[rows], positive[rows]))
@@ -461,8 +468,9 @@ class _Stage:
         users: list[np.ndarray] = []
         lists: dict[str, list[np.ndarray]] = {"ranked": [], "ranker_als": [],
                                               "ranker_popular": []}
-        for frame in self.frames(window, baseline_k=k):
-            batch = np.unique(frame.users)
+        for batch, frame in self.frames(window, baseline_k=k):
+            # every user of the batch, those without candidates too (an empty list), as the
+            # baselines have them
             rows = top_per_user(frame, booster.predict(frame.features), k)
             users.append(batch)
             lists["ranked"].append(_ranked_ids(frame, rows, batch, k))
@@ -493,19 +501,24 @@ class _Stage:
                 item_factors = np.vstack([item_factors, np.array(
                     [vector.to_numpy() for _, _, vector in extra], np.float32)])
                 line = replace(line, shape=(line.shape[0], len(keys)))
+                more = np.full((len(extra), item_side.shape[1]), np.nan, dtype=np.float32)
                 for side in self.spec.sides:
                     if side.kind == "item":
-                        more = load_side(conn, self.model, side, keys[len(self.keys["item"]):])
-                        item_side = np.vstack([item_side, more.values])
+                        more = load_side(conn, self.model, side, keys[len(self.keys["item"]):],
+                                         self.item_side.categories).values
+                item_side = np.vstack([item_side, more])
                 cold = np.arange(len(keys)) >= len(self.keys["item"])
         hist = candidates.history(line, np.nextafter(line.end, np.inf), self.spec.window,
                                   self.spec.generators.recent_items)
-        return self._blocks(tables, booster, hist, user_factors, item_factors, item_side,
-                            keys, cold)
+        seen = sp.csr_matrix((self.seen.data, self.seen.indices, self.seen.indptr),
+                             shape=(self.seen.shape[0], len(keys)))
+        return self._blocks(tables, booster, hist, seen, user_factors, item_factors,
+                            item_side, keys, cold)
 
     def _blocks(self, tables: VersionTables, booster: Any, hist: candidates.History,
-                user_factors: np.ndarray, item_factors: np.ndarray, item_side: np.ndarray,
-                keys: list[str], cold: npt.NDArray[np.bool_] | None) -> Iterator[bytes]:
+                seen: sp.csr_matrix, user_factors: np.ndarray, item_factors: np.ndarray,
+                item_side: np.ndarray, keys: list[str],
+                cold: npt.NDArray[np.bool_] | None) -> Iterator[bytes]:
         """``serve``'s blocks: made while they are copied, so they read nothing from the
         database."""
         user_keys, item_keys = precompute.Keys(self.keys["user"]), precompute.Keys(keys)
@@ -513,14 +526,16 @@ class _Stage:
         for start in range(0, len(users), USER_BATCH):
             frame = candidates.frame(hist, user_factors, item_factors,
                                      users[start:start + USER_BATCH], self.spec.generators,
-                                     self.user_side.values, item_side, cold=cold)
-            scores = booster.predict(frame.features)
+                                     self.user_side.values, item_side, cold=cold,
+                                     seen=seen)
+            # ranked by the scores as stored (float32), so equal stored scores follow the rule
+            scores = np.asarray(booster.predict(frame.features), dtype=np.float32)
             rows = top_per_user(frame, scores, self.spec.top_k)
             user_of = frame.users[rows]
             ranks = np.arange(len(rows)) - np.searchsorted(user_of, user_of, side="left") + 1
             yield precompute.encode_rows(self.model.id, tables.version, user_keys, user_of,
                                          ranks, item_keys, frame.items[rows],
-                                         scores[rows].astype(np.float32),
+                                         scores[rows],
                                          frame.features[rows])
 
 

@@ -71,7 +71,7 @@ CREATE OR REPLACE FUNCTION recsys.create_ranker(
     als_candidates         integer DEFAULT 100,
     popular_candidates     integer DEFAULT 50,
     neighbour_candidates   integer DEFAULT 50,
-    content_candidates     integer DEFAULT 20,
+    content_candidates     integer DEFAULT 0,
     recent_items           integer DEFAULT 5,
     negatives_per_positive integer DEFAULT 20,
     min_positives          integer DEFAULT 50,
@@ -115,6 +115,14 @@ BEGIN
                                  false, 1000, false);
     PERFORM recsys._check_number('min_positives', min_positives, true, 1, false, 1000000, false);
     PERFORM recsys._check_number('top_k', top_k, true, 1, false, 1000, false);
+    IF top_k > als_candidates THEN
+        -- every user with top_k unseen items then has top_k ranked rows, so recommend never
+        -- serves a short ranked list where ALS would have had more
+        RAISE EXCEPTION 'top_k % is more than als_candidates %: a user''s ranked rows come from '
+                        'the candidates', top_k, als_candidates
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'lower top_k or raise als_candidates';
+    END IF;
     users := recsys._check_ranker_features(m, 'user', user_features, user_key_column,
                                            user_feature_columns);
     items := recsys._check_ranker_features(m, 'item', item_features, item_key_column,
@@ -184,10 +192,12 @@ SELECT m.name AS model, r.label_window, r.training_windows, r.als_candidates,
   FROM recsys.ranker r JOIN recsys.model m ON m.id = r.model_id;
 COMMENT ON VIEW recsys.rankers IS 'ranker declarations (recsys.create_ranker)';
 
+-- Readers see no feature value: the declaration kept with each version (with the categories
+-- of text feature columns) and the features of ranked rows stay in the tables, which only
+-- recsys's owner and the worker read; feature relations may hold what readers may not read.
 CREATE OR REPLACE VIEW recsys.ranker_versions AS
 SELECT m.name AS model, rv.version, rv.version = m.active_version AS active, rv.status,
-       rv.reason, rv.ranked_k, rv.train_pairs, rv.train_positives, rv.seconds, rv.run_id,
-       rv.definition
+       rv.reason, rv.ranked_k, rv.train_pairs, rv.train_positives, rv.seconds, rv.run_id
   FROM recsys.ranker_version rv JOIN recsys.model m ON m.id = rv.model_id;
 COMMENT ON VIEW recsys.ranker_versions IS
     'the ranker of each version: active (serving), rejected by its gate or failed, and why';
@@ -209,10 +219,9 @@ SELECT m.name AS model, rv.version, rv.version = m.active_version AS active, rv.
 COMMENT ON VIEW recsys.ranker_features IS
     'feature importances of each version''s ranker (gain and splits), most important first';
 
--- The active version's ranked rows, with the features each was ranked on.
+-- The active version's ranked rows (their feature values stay in the table: see above).
 CREATE OR REPLACE VIEW recsys.ranked_recommendations AS
-SELECT m.name AS model, r.user_key, r.rank, r.item_key, r.score::double precision AS score,
-       r.features
+SELECT m.name AS model, r.user_key, r.rank, r.item_key, r.score::double precision AS score
   FROM recsys.ranked_recommendation r
   JOIN recsys.model m ON m.id = r.model_id AND r.version = m.active_version
   JOIN recsys.model_version v ON v.model_id = r.model_id AND v.version = r.version

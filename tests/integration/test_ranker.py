@@ -119,6 +119,15 @@ def test_ranked_rows_are_what_the_stored_ranker_predicts(
         view = rows(conn, "SELECT item_key FROM recsys.ranked_recommendations"
                           " WHERE model = 'ml' AND user_key = '1' ORDER BY rank LIMIT 5")
         assert [v[0] for v in view] == [r[0] for r in served]
+        # readers see no feature values: they may come from relations readers may not read
+        columns = {c for (c,) in rows(conn, "SELECT attname FROM pg_attribute WHERE attrelid"
+                                            " IN ('recsys.ranked_recommendations'::regclass,"
+                                            " 'recsys.ranker_versions'::regclass)")}
+        assert not columns & {"features", "definition"}
+        assert rows(conn, "SELECT has_table_privilege('recsys_reader',"
+                          " 'recsys.ranked_recommendation', 'SELECT'),"
+                          " has_table_privilege('recsys_reader', 'recsys.ranker_version',"
+                          " 'SELECT')") == [(False, False)]
 
 
 def test_importances_and_holdout_metrics_are_data(ranked: tuple[str, training.RunResult]
@@ -160,7 +169,7 @@ def _window(url: str, cutoff: float | None = None, users: np.ndarray | None = No
         if cutoff is None:
             cutoff = stage.line.end - 2 * spec.window
         window = stage.window(cutoff)
-        [frame] = stage.frames(window, users)
+        [(_, frame)] = stage.frames(window, users)
     return cutoff, frame, window.found
 
 
@@ -239,6 +248,11 @@ def test_content_candidates_are_items_known_only_from_features(
                      " ARRAY['genres', 'year'])")
         conn.execute("INSERT INTO movielens.movies VALUES (5001, 'New A', 1998,"
                      " ARRAY['Action', 'Sci-Fi']), (5002, 'New B', 1998, ARRAY['Comedy'])")
+        conn.execute("CREATE VIEW movielens.movie_genre AS SELECT item_id, genres[1] AS genre"
+                     " FROM movielens.movies")
+        conn.execute("SELECT recsys.create_ranker('ml', '30 days', content_candidates => 20,"
+                     " item_features => 'movielens.movie_genre', item_key_column => 'item_id',"
+                     " item_feature_columns => ARRAY['genre'])")
     frames: list[tuple[ranker.candidates.History, ranker.candidates.Frame]] = []
     real = ranker.candidates.frame
 
@@ -262,8 +276,14 @@ def test_content_candidates_are_items_known_only_from_features(
     proposed = ~np.isnan(served.features[:, content])
     assert set(served.items[proposed]) == {1682, 1683}
     with db.connect(movielens_db) as conn:
-        [(names,)] = rows(conn, "SELECT features FROM recsys.ranker_version")
+        [(names, definition)] = rows(conn, "SELECT features, definition FROM"
+                                           " recsys.ranker_version")
         assert "content_rank" in names
+    # the cold items' genres coded as the booster learned them
+    levels = definition["categories"]["item.genre"]
+    genre = served.features[:, names.index("item.genre")]
+    assert set(genre[served.items == 1682]) == {levels.index("Action")}
+    assert set(genre[served.items == 1683]) == {levels.index("Comedy")}
 
 
 def test_users_are_ranked_in_batches(movielens_db: str, monkeypatch: pytest.MonkeyPatch
@@ -343,6 +363,9 @@ def log_db(conn: psycopg.Connection, db_url: str) -> str:
      "training_windows must be an integer between 1 and 10, not 0"),
     ("recsys.create_ranker('m', '1 day', top_k => 0)", psycopg.errors.InvalidParameterValue,
      "top_k must be an integer between 1 and 1000, not 0"),
+    ("recsys.create_ranker('m', '1 day', top_k => 30, als_candidates => 20)",
+     psycopg.errors.InvalidParameterValue,
+     "top_k 30 is more than als_candidates 20: a user's ranked rows come from the candidates"),
     ("recsys.create_ranker('m', '1 day', negatives_per_positive => -1)",
      psycopg.errors.InvalidParameterValue,
      "negatives_per_positive must be an integer between 0 and 1000, not -1"),
