@@ -92,11 +92,12 @@ def test_ranked_rows_are_what_the_stored_ranker_predicts(
                                                  " FROM recsys.model_version")
     assert ranked_k == 20 and len({r[0] for r in stored}) == 943
     features = np.array([r[4] for r in stored], dtype=np.float32)
-    predicted = booster.predict(features)
+    predicted = np.asarray(booster.predict(features), dtype=np.float32)
     # each stored score is the booster's prediction for the stored features
     np.testing.assert_array_equal(np.array([r[3] for r in stored], dtype=np.float32),
-                                  np.asarray(predicted, dtype=np.float32))
+                                  predicted)
     by_user: dict[str, list[tuple[int, str, float]]] = {}
+    # ranked by the stored (float32) scores: equal ones by item key
     for (user, rank, item, _, _), score in zip(stored, predicted, strict=True):
         by_user.setdefault(user, []).append((rank, item, score))
         assert (user, item) not in seen
