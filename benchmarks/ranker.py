@@ -28,9 +28,10 @@ ALS = "recsys.als(factors => 32, iterations => 10, regularization => 0.05, rando
 METRICS = ("ndcg", "recall", "precision", "map", "coverage")
 # seed 004's classifier, and CatBoost's ranking loss with the same trees; then both with trees
 # as small and as regularised as recsys-db's LightGBM
-CATBOOST = {"iterations": 1000, "learning_rate": 0.1, "depth": 6, "verbose": False}
+CATBOOST = {"iterations": 1000, "learning_rate": 0.1, "depth": 6, "verbose": False,
+            "allow_writing_files": False}
 CATBOOST_SHALLOW = {"iterations": ranker.ROUNDS, "learning_rate": 0.05, "depth": 3,
-                    "l2_leaf_reg": 10.0, "verbose": False}
+                    "l2_leaf_reg": 10.0, "verbose": False, "allow_writing_files": False}
 
 
 class _Predictor:
