@@ -212,20 +212,26 @@ def serve(conn: psycopg.Connection, model_id: int, version: int, params: dict[st
         "model_id": model_id, "version": version})
 
 
+def _existing(conn: psycopg.Connection, model_id: int, version: int,
+              kind: Kind) -> sql.Identifier | None:
+    """The version's partition of ``kind``, or None when the version has none."""
+    name = partition_name(model_id, version, kind)
+    row = conn.execute(queries.text("precompute_partition_exists"),
+                       {"name": f"recsys.{name}"}).fetchone()
+    return None if row is None or row[0] is None else sql.Identifier("recsys", name)
+
+
 def refresh_users(conn: psycopg.Connection, model: str, model_id: int, version: int,
                   users: sql.Identifier) -> int:
     """Recompute the precomputed rows of the users staged by a fold-in (``recsys_stage_users``)
     from a live search (``recsys._recommend_live``: ``recsys.recommend`` would read the rows
     being replaced), as many per user as the version was trained with (the model's params may
     have changed since); returns the rows written (0 when the version has none)."""
-    name = partition_name(model_id, version, RECOMMENDATIONS)
-    row = conn.execute(queries.text("precompute_partition_exists"),
-                       {"name": f"recsys.{name}"}).fetchone()
-    if row is None or row[0] is None:
+    partition = _existing(conn, model_id, version, RECOMMENDATIONS)
+    if partition is None:
         return 0
     cur = conn.execute(
-        queries.compose("precompute_refresh_users", users=users,
-                        partition=sql.Identifier("recsys", name)),
+        queries.compose("precompute_refresh_users", users=users, partition=partition),
         {"model_id": model_id, "version": version, "model": model})
     return int(cur.rowcount)
 
@@ -236,13 +242,11 @@ def forget_ranked(conn: psycopg.Connection, model_id: int, version: int,
     were ranked on a history that has changed since, so ``recsys.recommend`` serves these users
     from their refreshed ALS rows until the next training ranks them again. Returns the rows
     deleted (0 when the version has no ranked rows)."""
-    name = partition_name(model_id, version, RANKED)
-    row = conn.execute(queries.text("precompute_partition_exists"),
-                       {"name": f"recsys.{name}"}).fetchone()
-    if row is None or row[0] is None:
+    partition = _existing(conn, model_id, version, RANKED)
+    if partition is None:
         return 0
     cur = conn.execute(queries.compose("precompute_forget_ranked", users=users,
-                                       partition=sql.Identifier("recsys", name)))
+                                       partition=partition))
     return int(cur.rowcount)
 
 
