@@ -14,6 +14,12 @@ whose set of items in the source differs from the ``seen`` items stored with the
 
 New users and items get indices after the current maximum; the write happens in one
 transaction, so readers see the version before or after the fold-in, never half of it.
+
+A model with content features (``recsys.set_features``) also gets the keys its feature
+relations gained since the version was trained, mapped through the version's stored feature map
+(``features.extend``): a new item with a text has a vector, similar items and an audience
+within seconds. That part needs no elementwise weighting: a version weighted by bm25 or tfidf
+gets its new content keys, and its users with new events wait for the next full refresh.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from psycopg import sql
 from recsys_db import (
     als,
     copybin,
+    features,
     gram,
     load,
     precompute,
@@ -54,11 +61,15 @@ class FoldInResult(run.RunRecord):
 
     ``users`` is the number of users given new vectors and ``items`` the number of new items;
     ``new_users`` and ``new_items`` say how many users and items were not in the version before.
+    ``content_items`` and ``content_users`` were added from the feature relations' content.
     """
 
     new_users: int = 0
     new_items: int = 0
     watermark: str | None = None
+    # keys the feature relations gained, mapped from content (recsys.run's cold_items/users)
+    content_items: int = 0
+    content_users: int = 0
 
 
 @dataclass
@@ -96,19 +107,40 @@ def fold_in(url: str, model_name: str, *, progress: run.Progress | None = None,
             _stages(session.conn, active, current)
         session.conn.execute(queries.text("foldin_drop_temp"))
     result = current.record
-    log.info("%s: folded %d users (%d new) and %d new items into version %d", model.name,
-             result.users, result.new_users, result.new_items, result.version)
+    log.info("%s: folded %d users (%d new) and %d new items into version %d; %d items and %d "
+             "users added from content", model.name, result.users or 0, result.new_users,
+             result.new_items, result.version, result.content_items, result.content_users)
     return result
 
 
 def _stages(conn: psycopg.Connection, active: run.ActiveVersion,
             current: run.Run[FoldInResult]) -> None:
     result, model = current.record, active.model
-    if model.params["weighting"] not in ELEMENTWISE_WEIGHTING:  # recorded as a failed run
+    declares_content = bool(features.declared(conn, model.id))
+    if model.params["weighting"] in ELEMENTWISE_WEIGHTING:
+        _fold_users(conn, active, current)
+    elif declares_content:
+        log.warning("%s: users with new events wait for a full refresh: version %d is "
+                    "weighted by %s, which a fold-in cannot apply; adding new keys from content "
+                    "only", model.name, active.version, model.params["weighting"])
+    else:  # recorded as a failed run
         raise ConfigError(
             f'incremental refresh of version {active.version} of model "{model.name}" '
             f"does not support weighting {model.params['weighting']}; use one of "
             f"{', '.join(ELEMENTWISE_WEIGHTING)} or a full refresh")
+    if declares_content:
+        with current.stage("content"):
+            added = features.extend(conn, model, active.version,
+                                    {"users": active.user_table, "items": active.item_table})
+        result.content_items, result.content_users = added["items"], added["users"]
+        conn.execute(queries.text("features_record"), {
+            "items": added["items"], "users": added["users"], "run_id": result.run_id})
+
+
+def _fold_users(conn: psycopg.Connection, active: run.ActiveVersion,
+                current: run.Run[FoldInResult]) -> None:
+    """Fold users with new events (and the new items they saw) into the active version."""
+    result, model = current.record, active.model
     with current.stage("load"):
         changes = _load_changes(conn, active)
     result.rows_read, result.watermark = changes.rows_read, changes.watermark

@@ -133,8 +133,9 @@ UPDATE recsys.version_item_weight
  WHERE model_id = %(model_id)s AND version = %(version)s;
 
 -- name: foldin_update_users
--- Fresh vectors and seen items for users already in the version.
-UPDATE {users} u SET factors = s.factors, seen = s.seen
+-- Fresh vectors and seen items for users already in the version (trained now, if they were
+-- mapped from content).
+UPDATE {users} u SET factors = s.factors, seen = s.seen, from_content = false
   FROM recsys_stage_users s WHERE u.idx = s.idx;
 
 -- name: foldin_insert_users

@@ -331,13 +331,13 @@ class _Stage:
         self.names = [*candidates.FEATURES, *self.user_side.names, *self.item_side.names]
         self.categorical = [*self.user_side.categories, *self.item_side.categories]
         # the content generator: the model's item features (recsys.set_features), if any
-        self.content: features.Features | None = None
+        self.content: sp.csr_matrix | None = None
         self.content_regularization = 1.0
         declared_items = [f for f in features.declared(conn, model.id) if f.kind == "item"]
         if spec.generators.content and declared_items:
-            self.content = features.load(conn, model, declared_items[0])
+            content_keys, self.content = features.content_matrix(conn, model, declared_items[0])
             self.content_regularization = declared_items[0].regularization
-            row_of = {key: row for row, key in enumerate(self.content.keys)}
+            row_of = {key: row for row, key in enumerate(content_keys)}
             self.feature_row = np.array([row_of.get(key, -1) for key in item_keys],
                                         dtype=np.int64)
 
@@ -384,10 +384,10 @@ class _Stage:
         known, cold = hist.alive & has_features, ~hist.alive & has_features
         if not known.any() or not cold.any():
             return cold
-        weights = features.fit_map(self.content.matrix[self.feature_row[known]],
+        weights = features.fit_map(self.content[self.feature_row[known]],
                                    item_factors[known], self.content_regularization)
-        item_factors[cold] = features.map_cold(
-            self.content.matrix[self.feature_row[cold]], weights,
+        item_factors[cold] = features.map_rows(
+            self.content[self.feature_row[cold]], weights,
             float(np.linalg.norm(item_factors[known], axis=1).max()))
         return cold
 

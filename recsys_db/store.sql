@@ -85,10 +85,12 @@ SELECT version, user_table, item_table FROM (
 SET LOCAL lock_timeout = '200ms';
 
 -- name: store_mark_dropped
--- A dropped version: status dropped, its item weights gone.
+-- A dropped version: status dropped, its item weights and item content gone.
 WITH weights AS (
     DELETE FROM recsys.version_item_weight
      WHERE model_id = %(model_id)s AND version = %(version)s
+), content AS (
+    DELETE FROM recsys.item_content WHERE model_id = %(model_id)s AND version = %(version)s
 )
 UPDATE recsys.model_version SET status = 'dropped'
  WHERE model_id = %(model_id)s AND version = %(version)s;

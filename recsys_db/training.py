@@ -105,7 +105,7 @@ def _stages(conn: psycopg.Connection, model: ModelConfig, current: run.Run[RunRe
     build.wait()
     current.background_stage("index", build.seconds, "alongside precompute")
     with stage("features"):
-        result.cold = features.apply(conn, model, result.run_id, tables.user_table,
+        result.cold = features.apply(conn, model, result.run_id, tables.version, tables.user_table,
                                      tables.item_table, user_factors, item_factors)
     if result.precomputed and not result.cold.get("items"):
         # cold items are in no precomputed row: with them, searches must run live

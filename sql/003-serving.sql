@@ -191,7 +191,9 @@ BEGIN
 END
 $$;
 
--- A live search of a version for a user: popular items for unknown users.
+-- A live search of a version for a user: popular items for unknown users. A row is reason
+-- 'content' when the item's or the user's vector was mapped from content (recsys.set_features)
+-- rather than trained, otherwise 'als'.
 CREATE OR REPLACE FUNCTION recsys._recommend_live(
     v recsys.model_version, model text, user_key text, k integer, exclude_seen boolean
 ) RETURNS TABLE (item_key text, score double precision, rank integer, reason text)
@@ -199,9 +201,11 @@ LANGUAGE plpgsql STABLE AS $$
 DECLARE
     query_vector @vector@.vector;
     seen integer[];
+    user_content boolean;
 BEGIN
-    EXECUTE format('SELECT factors, seen FROM recsys.%I WHERE key = $1', v.user_table)
-        INTO query_vector, seen USING user_key;
+    EXECUTE format('SELECT factors, seen, from_content FROM recsys.%I WHERE key = $1',
+                   v.user_table)
+        INTO query_vector, seen, user_content USING user_key;
     IF query_vector IS NULL THEN
         RETURN QUERY SELECT p.item_key, p.score, p.rank, 'popular'::text
                        FROM recsys.popular(model, k) p;
@@ -210,12 +214,13 @@ BEGIN
     IF exclude_seen IS DISTINCT FROM true THEN
         seen := '{}';
     END IF;
-    RETURN QUERY
-        SELECT t.key, t.score,
-               (row_number() OVER (ORDER BY t.score DESC, t.key COLLATE "C"))::integer,
-               'als'::text
-          FROM recsys._top_items(v, query_vector, seen, k) t
-         ORDER BY t.score DESC, t.key COLLATE "C";
+    RETURN QUERY EXECUTE format(
+        'SELECT t.key, t.score,
+                (row_number() OVER (ORDER BY t.score DESC, t.key COLLATE "C"))::integer,
+                CASE WHEN $5 OR i.from_content THEN ''content'' ELSE ''als'' END
+           FROM recsys._top_items($1, $2, $3, $4) t JOIN recsys.%I i ON i.idx = t.idx
+          ORDER BY t.score DESC, t.key COLLATE "C"', v.item_table)
+        USING v, query_vector, seen, k, user_content;
 END
 $$;
 
@@ -313,14 +318,28 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION recsys.similar_items(model text, of_item text, k integer DEFAULT 10)
-RETURNS TABLE (item_key text, score double precision, rank integer)
+-- content_weight w > 0 blends: (1 - w) x cosine of the factors + w x cosine of the items'
+-- content mapped into the factor space (content_factors: the training's map from the declared
+-- item features, categories, text and vectors; recsys.item_content), 0 where either item has
+-- no content. An exact scan over the version's items; w = 0 is the factor search alone, precomputed where it can be.
+CREATE OR REPLACE FUNCTION recsys.similar_items(
+    model text, of_item text, k integer DEFAULT 10, content_weight double precision DEFAULT 0
+) RETURNS TABLE (item_key text, score double precision, rank integer)
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     v recsys.model_version;
 BEGIN
     PERFORM recsys._check_k(k);
+    IF content_weight IS NULL OR content_weight = 'NaN' OR content_weight NOT BETWEEN 0 AND 1 THEN
+        RAISE EXCEPTION 'content_weight must be between 0 and 1, not %',
+            coalesce(content_weight::text, 'null')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     v := recsys._active_version(model);
+    IF content_weight > 0 THEN
+        RETURN QUERY SELECT * FROM recsys._similar_blended(v, model, of_item, k, content_weight);
+        RETURN;
+    END IF;
     -- The precomputed rows are this search's answer, ranked exactly by the training (same
     -- tie order); they spare the scan over every item. Only items of the version have them:
     -- any other key (unknown, or an item a fold-in added since) goes to recsys._similar, which
@@ -339,7 +358,52 @@ BEGIN
     RETURN QUERY SELECT * FROM recsys._similar(v, model, 'item', of_item, k);
 END
 $$;
-COMMENT ON FUNCTION recsys.similar_items IS 'the k items closest by cosine similarity of their factors';
+COMMENT ON FUNCTION recsys.similar_items IS
+    'the k items closest by cosine similarity of their factors, blended with the cosine of '
+    'their content by content_weight';
+
+-- similar_items with content_weight > 0, for the active version v (its table names checked).
+CREATE OR REPLACE FUNCTION recsys._similar_blended(
+    v recsys.model_version, model text, of_item text, k integer, w double precision
+) RETURNS TABLE (item_key text, score double precision, rank integer)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    query_idx integer;
+    query_factors @vector@.vector;
+    query_content @vector@.vector;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM recsys.feature_map f
+                    WHERE f.model_id = v.model_id AND f.version = v.version AND f.kind = 'item')
+    THEN
+        RAISE EXCEPTION 'version % of model "%" has no item content to blend', v.version, model
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'declare item features (recsys.set_features) and train, or use '
+                         'content_weight => 0';
+    END IF;
+    EXECUTE format('SELECT idx, factors FROM recsys.%I WHERE key = $1', v.item_table)
+        INTO query_idx, query_factors USING of_item;
+    IF query_idx IS NULL THEN
+        RAISE EXCEPTION 'item % is not in model "%"', coalesce(quote_literal(of_item), 'null'),
+            model
+            USING ERRCODE = 'no_data_found',
+                  DETAIL = format('version %s was trained on %s items', v.version, v.items);
+    END IF;
+    SELECT c.content INTO query_content FROM recsys.item_content c
+     WHERE c.model_id = v.model_id AND c.version = v.version AND c.idx = query_idx;
+    RETURN QUERY EXECUTE format(
+        'SELECT s.key, s.score,
+                (row_number() OVER (ORDER BY s.score DESC, s.key COLLATE "C"))::integer
+           FROM (SELECT f.key,
+                        (1 - $4) * (1 - (f.factors OPERATOR(@vector@.<=>) $1))
+                        + $4 * coalesce(1 - (c.content OPERATOR(@vector@.<=>) $2), 0) AS score
+                   FROM recsys.%I f
+                   LEFT JOIN recsys.item_content c
+                     ON c.model_id = $6 AND c.version = $7 AND c.idx = f.idx
+                  WHERE f.idx <> $3) s
+          ORDER BY s.score DESC, s.key COLLATE "C" LIMIT $5', v.item_table)
+        USING query_factors, query_content, query_idx, w, k, v.model_id, v.version;
+END
+$$;
 
 CREATE OR REPLACE FUNCTION recsys.similar_users(model text, of_user text, k integer DEFAULT 10)
 RETURNS TABLE (user_key text, score double precision, rank integer)

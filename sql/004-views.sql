@@ -13,7 +13,8 @@ SELECT m.name AS model, v.version, v.version = m.active_version AS active, v.sta
 CREATE OR REPLACE VIEW recsys.runs AS
 SELECT r.id AS run_id, m.name AS model, r.version, r.kind, r.status, r.started_at, r.finished_at,
        r.finished_at - r.started_at AS duration, r.worker, r.rows_read, r.rows_skipped_null,
-       r.rows_skipped_event, r.users, r.items, r.nnz, r.stages, r.params, r.error
+       r.rows_skipped_event, r.users, r.items, r.nnz, r.stages, r.params, r.error,
+       r.cold_items, r.cold_users
   FROM recsys.run r
   JOIN recsys.model m ON m.id = r.model_id;
 

@@ -26,12 +26,15 @@ BEGIN
             (SELECT v.params FROM recsys.model_version v
               WHERE v.model_id = m.id AND v.version = m.active_version), m.params,
             recsys._default_params()) ->> 'weighting';
-        IF weighting NOT IN ('none', 'confidence', 'log') THEN
+        -- a model with content features can still get its new content keys
+        IF weighting NOT IN ('none', 'confidence', 'log')
+           AND NOT EXISTS (SELECT 1 FROM recsys.model_feature f WHERE f.model_id = m.id) THEN
             RAISE EXCEPTION 'model "%" cannot be refreshed incrementally: its % is weighted by %',
                 m.name, CASE WHEN m.active_version IS NULL THEN 'configuration'
                              ELSE format('active version %s', m.active_version) END, weighting
                 USING ERRCODE = 'feature_not_supported',
-                      HINT = 'fold-in supports weighting none, confidence and log; use '
+                      HINT = 'fold-in supports weighting none, confidence and log (and adds '
+                             'new keys of models with features under any weighting); use '
                              'recsys.request_refresh(model, ''full'')';
         END IF;
     END IF;

@@ -1,18 +1,28 @@
 -- Cold start: map item or user features (tags, categories, attributes) into the factor space.
 
+-- Content: besides categorical feature_columns (scalars or arrays, one-hot), text_columns are
+-- embedded by the worker with a sentence-embedding model (embedding_model; the text of a key is
+-- its text columns joined by newlines), and vector_column holds vectors the user maintains
+-- (pgvector's vector, or real[] / double precision[]) of vector_dims dimensions.
 CREATE OR REPLACE FUNCTION recsys.set_features(
     model           text,
     kind            text,
     source          regclass,
     key_column      text,
-    feature_columns text[],
-    regularization  double precision DEFAULT 1.0
+    feature_columns text[] DEFAULT '{}',
+    regularization  double precision DEFAULT 1.0,
+    text_columns    text[] DEFAULT '{}',
+    vector_column   text DEFAULT NULL,
+    vector_dims     integer DEFAULT NULL,
+    embedding_model text DEFAULT NULL
 ) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     m recsys.model;
     rel record;
     col text;
+    base regtype;
+    typmod integer;
 BEGIN
     m := recsys._model(model);
     PERFORM recsys._require_manager(m);
@@ -29,30 +39,85 @@ BEGIN
         RAISE EXCEPTION 'source % is not a table, view or materialized view', source
             USING ERRCODE = 'wrong_object_type';
     END IF;
-    -- read, like the model's source, as the role that declared the model
-    PERFORM recsys._check_source(source, m.declarer, ARRAY[key_column] || feature_columns);
-    PERFORM recsys._require_key_column(source, key_column, 'key_column');
-    IF feature_columns IS NULL OR cardinality(feature_columns) = 0 THEN
-        RAISE EXCEPTION 'feature_columns must name at least one column'
+    feature_columns := coalesce(feature_columns, '{}');
+    text_columns := coalesce(text_columns, '{}');
+    IF cardinality(feature_columns) + cardinality(text_columns) = 0 AND vector_column IS NULL THEN
+        RAISE EXCEPTION 'feature_columns, text_columns or vector_column must name at least one column'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- read, like the model's source, as the role that declared the model
+    PERFORM recsys._check_source(source, m.declarer, ARRAY[key_column] || feature_columns
+                                 || text_columns || coalesce(ARRAY[vector_column], '{}'));
+    PERFORM recsys._require_key_column(source, key_column, 'key_column');
     FOREACH col IN ARRAY feature_columns LOOP
         PERFORM recsys._require_column(source, col, 'feature column');
     END LOOP;
+    FOREACH col IN ARRAY text_columns LOOP
+        PERFORM recsys._require_column(source, col, 'text column');
+        base := recsys._base_type(recsys._column_type(source, col));
+        IF base NOT IN ('text'::regtype, 'character varying'::regtype, 'character'::regtype) THEN
+            RAISE EXCEPTION 'text column "%" of relation % has type %, not text', col, source,
+                recsys._column_type(source, col)
+                USING ERRCODE = 'datatype_mismatch', HINT = 'cast it to text in a view';
+        END IF;
+    END LOOP;
+    IF cardinality(text_columns) > 0 THEN
+        embedding_model := coalesce(embedding_model, 'all-MiniLM-L6-v2');
+        IF btrim(embedding_model) = '' THEN
+            RAISE EXCEPTION 'embedding_model must not be empty'
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    ELSIF embedding_model IS NOT NULL THEN
+        RAISE EXCEPTION 'embedding_model % needs text_columns to embed', quote_literal(embedding_model)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF vector_column IS NOT NULL THEN
+        PERFORM recsys._require_column(source, vector_column, 'vector column');
+        base := recsys._base_type(recsys._column_type(source, vector_column));
+        SELECT a.atttypmod INTO typmod FROM pg_attribute a
+         WHERE a.attrelid = source AND a.attname = vector_column;
+        IF base = '@vector@.vector'::regtype THEN
+            IF typmod > 0 AND vector_dims IS NULL THEN
+                vector_dims := typmod;
+            ELSIF typmod > 0 AND vector_dims <> typmod THEN
+                RAISE EXCEPTION 'vector column "%" of relation % has % dimensions, not %',
+                    vector_column, source, typmod, vector_dims
+                    USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+        ELSIF base NOT IN ('real[]'::regtype, 'double precision[]'::regtype) THEN
+            RAISE EXCEPTION 'vector column "%" of relation % has type %, not vector, real[] or double precision[]',
+                vector_column, source, recsys._column_type(source, vector_column)
+                USING ERRCODE = 'datatype_mismatch';
+        END IF;
+        IF vector_dims IS NULL THEN
+            RAISE EXCEPTION 'vector_dims must be given: vector column "%" of relation % has no fixed dimension',
+                vector_column, source
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        PERFORM recsys._check_number('vector_dims', vector_dims::numeric, true, 1, false, 16000,
+                                     false);
+    ELSIF vector_dims IS NOT NULL THEN
+        RAISE EXCEPTION 'vector_dims needs a vector_column' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     PERFORM recsys._check_number('regularization', regularization::numeric, false, 0, true,
                                  NULL, false);
     INSERT INTO recsys.model_feature AS f (model_id, kind, source_schema, source_table,
-                                          key_column, feature_columns, regularization)
-    VALUES (m.id, kind, rel.nspname, rel.relname, key_column, feature_columns, regularization)
+                                          key_column, feature_columns, regularization,
+                                          text_columns, vector_column, vector_dims,
+                                          embedding_model)
+    VALUES (m.id, kind, rel.nspname, rel.relname, key_column, feature_columns, regularization,
+            text_columns, vector_column, vector_dims, embedding_model)
     ON CONFLICT ON CONSTRAINT model_feature_pkey DO UPDATE
        SET source_schema = excluded.source_schema, source_table = excluded.source_table,
            key_column = excluded.key_column, feature_columns = excluded.feature_columns,
-           regularization = excluded.regularization;
+           regularization = excluded.regularization, text_columns = excluded.text_columns,
+           vector_column = excluded.vector_column, vector_dims = excluded.vector_dims,
+           embedding_model = excluded.embedding_model;
 END
 $$;
 COMMENT ON FUNCTION recsys.set_features IS
-    'declare item or user features, which the model''s declarer must be allowed to read; the '
-    'next training maps them into the factor space';
+    'declare item or user features (categories, text, vectors), which the model''s declarer '
+    'must be allowed to read; the next training maps them into the factor space';
 
 CREATE OR REPLACE FUNCTION recsys.drop_features(model text, kind text) RETURNS boolean
 LANGUAGE plpgsql AS $$
@@ -68,5 +133,6 @@ $$;
 
 CREATE OR REPLACE VIEW recsys.features AS
 SELECT m.name AS model, f.kind, format('%I.%I', f.source_schema, f.source_table) AS source,
-       f.key_column, f.feature_columns, f.regularization
+       f.key_column, f.feature_columns, f.text_columns, f.embedding_model, f.vector_column,
+       f.vector_dims, f.regularization
   FROM recsys.model_feature f JOIN recsys.model m ON m.id = f.model_id;

@@ -76,10 +76,12 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     EXECUTE format('CREATE TABLE recsys.%I (idx integer NOT NULL, key text NOT NULL,'
-                   ' factors @vector@.vector(%s) NOT NULL, seen integer[] NOT NULL)',
+                   ' factors @vector@.vector(%s) NOT NULL, seen integer[] NOT NULL,'
+                   ' from_content boolean NOT NULL DEFAULT false)',
                    v.user_table, v.factors);
     EXECUTE format('CREATE TABLE recsys.%I (idx integer NOT NULL, key text NOT NULL,'
-                   ' factors @vector@.vector(%s) NOT NULL, popularity integer NOT NULL)',
+                   ' factors @vector@.vector(%s) NOT NULL, popularity integer NOT NULL,'
+                   ' from_content boolean NOT NULL DEFAULT false)',
                    v.item_table, v.factors);
     EXECUTE format('GRANT SELECT, INSERT, UPDATE ON recsys.%I, recsys.%I TO recsys_worker',
                    v.user_table, v.item_table);

@@ -146,7 +146,8 @@ BEGIN
                     recsys.version_basis, recsys.version_item_weight, recsys.model_feature,
                     recsys.meta, recsys.alembic_version, recsys.recommendation,
                     recsys.similar_item, recsys.ranker, recsys.ranker_version,
-                    recsys.ranked_recommendation
+                    recsys.ranked_recommendation, recsys.embedding, recsys.feature_map,
+                    recsys.item_content
         TO recsys_worker;
     GRANT UPDATE (active_version, updated_at, params) ON recsys.model TO recsys_worker;
     GRANT INSERT (model_id, version, run_id, factors, user_table, item_table, params)
@@ -157,9 +158,11 @@ BEGIN
         ON recsys.model_version TO recsys_worker;
     GRANT INSERT, UPDATE ON recsys.run, recsys.job, recsys.tuning, recsys.watermark
         TO recsys_worker;
-    GRANT INSERT, UPDATE, DELETE ON recsys.worker, recsys.version_item_weight, recsys.version_basis
+    GRANT INSERT, UPDATE, DELETE ON recsys.worker, recsys.version_item_weight, recsys.version_basis,
+                                    recsys.item_content
         TO recsys_worker;
-    GRANT INSERT ON recsys.evaluation, recsys.metric, recsys.ranker_version TO recsys_worker;
+    GRANT INSERT ON recsys.evaluation, recsys.metric, recsys.ranker_version, recsys.embedding,
+                    recsys.feature_map TO recsys_worker;
     -- the tables of each version, as the storage functions grant them
     FOR obj IN SELECT c.oid::regclass AS name, c.relname FROM pg_catalog.pg_class c
                 WHERE c.relnamespace = 'recsys'::regnamespace AND c.relkind = 'r'

@@ -18,8 +18,9 @@ def test_set_features_validates(conn: psycopg.Connection) -> None:
     conn.execute("SELECT recsys.create_model('m', 'public.ev', 'u', 'i')")
     conn.execute("SELECT recsys.set_features('m', 'item', 'public.tags', 'item',"
                  " ARRAY['tags', 'kind'])")
-    assert rows(conn, "SELECT model, kind, source, feature_columns FROM recsys.features") == [
-        ("m", "item", "public.tags", ["tags", "kind"])]
+    assert rows(conn, "SELECT model, kind, source, feature_columns, text_columns, vector_column"
+                      " FROM recsys.features") == [
+        ("m", "item", "public.tags", ["tags", "kind"], [], None)]
     for call, message in [
         ("'ghost', 'item', 'public.tags', 'item', ARRAY['tags']", 'model "ghost" does not exist'),
         ("'m', 'thing', 'public.tags', 'item', ARRAY['tags']", "kind must be item or user, not"
@@ -29,7 +30,7 @@ def test_set_features_validates(conn: psycopg.Connection) -> None:
         ("'m', 'item', 'public.tags', 'item', ARRAY['tags', 'x']",
          'column "x" does not exist in relation public.tags'),
         ("'m', 'item', 'public.tags', 'item', ARRAY[]::text[]",
-         "feature_columns must name at least one column"),
+         "feature_columns, text_columns or vector_column must name at least one column"),
         ("'m', 'item', 'public.tags', 'item', ARRAY['tags'], 0",
          "regularization must be a finite number greater than 0, not 0"),
         # NaN > 0 is true in PostgreSQL: NaN was accepted, and training then failed with
