@@ -314,6 +314,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
                    f"({result.users} users, {result.items} items, {result.nnz} interactions; "
                    f"{result.rows_skipped_null} rows with NULL keys or weights skipped) "
                    f"in {result.seconds:.2f}s")
+    if any(result.cold.values()) and not (args.json or args.quiet):
+        write_line(f"content: {result.cold.get('items', 0)} items and "
+                   f"{result.cold.get('users', 0)} users without interactions mapped from "
+                   "their features (reason content)")
     if result.metrics and not (args.json or args.quiet):
         _print_metrics(result, k)
     if result.ranker is not None and not (args.json or args.quiet):

@@ -345,6 +345,10 @@ class Worker:
             event = "rejected" if result.status == "rejected" else "succeeded"
             ranked = getattr(result, "ranker", None)  # the ranker stage's outcome, if any
             extra = {"error": result.error} if result.error else {}
+            if isinstance(result, foldin.FoldInResult):
+                extra.update(users=result.users or 0, new_items=result.new_items,
+                             content_items=result.content_items,
+                             content_users=result.content_users)
             if ranked is not None:
                 extra.update(ranker=ranked["status"], **(
                     {"ranker_reason": ranked["reason"]} if ranked["reason"] else {}))

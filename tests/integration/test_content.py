@@ -13,10 +13,12 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from recsys_db import embedding, foldin, training
+from recsys_db import db, embedding, foldin, training
 from recsys_db.errors import ConfigError, DataError
 
-from ..helpers import rows
+from ..helpers import drop_database, new_database, rows, run_returning_rows
+from .test_deployment import sql_blocks
+from .test_fold_in import run_worker_once
 
 GREEN = ["Sustainable business and the circular economy", "Green energy for small companies",
          "Reducing the carbon footprint of your factory", "Climate plans for entrepreneurs",
@@ -349,3 +351,34 @@ def test_content_columns_are_read_as_the_declarer(db_url: str, conn: psycopg.Con
         for name in made:
             conn.execute(f"DROP OWNED BY {name}")
             conn.execute(f"DROP ROLE {name}")
+
+
+def test_doc_example_runs_in_order(server_url: str, template_url: str) -> None:
+    """docs/content.md, the campaign notebook in SQL: data, model, a training, audiences; a new
+    campaign with text only; an incremental refresh by the worker; its audience."""
+    blocks = sql_blocks("content.md")
+    assert len(blocks) == 7
+    name, url = new_database(server_url)
+    try:
+        with db.connect(url) as conn:
+            for block in blocks[:2]:
+                conn.execute(block.encode())
+        assert training.train(url, "campaigns").status == "succeeded"
+        with db.connect(url) as conn:
+            for block in blocks[2:5]:
+                run_returning_rows(conn, block)
+        assert run_worker_once(url) == 0
+        with db.connect(url) as conn:
+            for block in blocks[5:]:
+                run_returning_rows(conn, block)
+            assert rows(conn, "SELECT kind, status, cold_items FROM recsys.runs") == [
+                ("full", "succeeded", 0), ("incremental", "succeeded", 1)]
+            top = [r[0] for r in rows(conn, "SELECT user_key FROM recsys.interested_users("
+                                            "'campaigns', 'c-new', 20)")]
+            # the sustainability theme's people: p0, p4, p8, ...
+            assert sum(int(key[1:]) % 4 == 0 for key in top) >= 18, top
+            recs = rows(conn, "SELECT item_key, reason FROM recsys.recommend('campaigns',"
+                              " 'p0', 5)")
+            assert ("c-new", "content") in recs, recs
+    finally:
+        drop_database(server_url, name)
