@@ -344,7 +344,7 @@ class Worker:
             # a run the promotion gate rejected is done (not retried), but activated nothing
             event = "rejected" if result.status == "rejected" else "succeeded"
             ranked = getattr(result, "ranker", None)  # the ranker stage's outcome, if any
-            extra = {"error": result.error} if result.error else {}
+            extra: dict[str, object] = {"error": result.error} if result.error else {}
             if isinstance(result, foldin.FoldInResult):
                 extra.update(users=result.users or 0, new_items=result.new_items,
                              content_items=result.content_items,
