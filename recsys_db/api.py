@@ -139,9 +139,12 @@ class Recsys:
         """The user's items that contribute most to the item's score (``recsys.explain``)."""
         return self._rows("api_explain", model=model, user=str(user), item=str(item), k=_k(k))
 
-    def similar_items(self, model: str, item: Any, k: int = 10) -> Rows:
-        """Items closest to an item by cosine of their factors."""
-        return self._rows("api_similar_items", model=model, item=str(item), k=_k(k))
+    def similar_items(self, model: str, item: Any, k: int = 10, *,
+                      content_weight: float = 0.0) -> Rows:
+        """Items closest to an item by cosine of their factors, blended with the cosine of
+        their content by ``content_weight`` (0 to 1)."""
+        return self._rows("api_similar_items", model=model, item=str(item), k=_k(k),
+                          content_weight=content_weight)
 
     def similar_users(self, model: str, user: Any, k: int = 10) -> Rows:
         """Users closest to a user by cosine of their factors."""

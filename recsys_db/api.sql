@@ -43,7 +43,7 @@ SELECT * FROM recsys.explain(%(model)s, %(user)s, %(item)s, %(k)s);
 
 -- name: api_similar_items
 -- Items most similar to an item (recsys.similar_items).
-SELECT * FROM recsys.similar_items(%(model)s, %(item)s, %(k)s);
+SELECT * FROM recsys.similar_items(%(model)s, %(item)s, %(k)s, %(content_weight)s);
 
 -- name: api_similar_users
 -- Users most similar to a user (recsys.similar_users).

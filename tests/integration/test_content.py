@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from recsys_db import db, embedding, foldin, training
+from recsys_db import api, db, embedding, foldin, training
 from recsys_db.errors import ConfigError, DataError
 
 from ..helpers import drop_database, new_database, rows, run_returning_rows
@@ -164,6 +164,10 @@ def test_similar_items_blends_factor_and_content_cosine(db_url: str,
                 + weight * cosine(content["g0"], content[k]) for k in factors if k != "g0"}
         assert [k for k, _ in got] == sorted(want, key=lambda k: (-want[k], k))
         assert np.allclose([s for _, s in got], [want[k] for k, _ in got], atol=1e-5)
+    with api.connect(db_url) as client:
+        blended = client.similar_items("campaigns", "g0", 9, content_weight=0.3)
+        assert [tuple(r.values()) for r in blended] == rows(
+            conn, "SELECT * FROM recsys.similar_items('campaigns', 'g0', 9, content_weight => 0.3)")
     # weight 0 is the plain search, served from the precomputed rows
     assert rows(conn, "SELECT * FROM recsys.similar_items('campaigns', 'g0', 5,"
                       " content_weight => 0)") == rows(
