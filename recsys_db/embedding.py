@@ -14,6 +14,7 @@ downloaded at run time.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import logging
 import os
 import re
@@ -61,6 +62,14 @@ def model_path(name: str) -> Path:
             f'"{DEFAULT_MODEL}", or save a sentence-transformers model as folder "{name}" '
             f"under {ENV_MODELS}")
     return folder
+
+
+def check(name: str) -> None:
+    """Raise ConfigError, as loading would, when this worker cannot embed with model ``name``;
+    loads nothing."""
+    model_path(name)
+    if importlib.util.find_spec("sentence_transformers") is None:
+        raise ConfigError(f"text features need sentence-transformers: {INSTALL_HINT}")
 
 
 @cache

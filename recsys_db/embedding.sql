@@ -19,4 +19,5 @@ COPY recsys_stage_embedding (text_sha256, embedding) FROM STDIN;
 -- New embeddings into the cache; one another worker stored meanwhile wins.
 INSERT INTO recsys.embedding (embedding_model, text_sha256, embedding)
 SELECT %(model)s, text_sha256, embedding::{vector} FROM recsys_stage_embedding
+ ORDER BY text_sha256  -- one order for every worker: two inserting the same texts cannot deadlock
     ON CONFLICT DO NOTHING;

@@ -152,10 +152,13 @@ def _check_vectors(spec: FeatureSource, rows: list[tuple[str, list[float]]]
                    ) -> dict[str, np.ndarray]:
     vectors: dict[str, np.ndarray] = {}
     for key, values in rows:
-        vector = np.asarray(values, dtype=np.float64)
         where = f'vector column "{spec.vector_column}" of relation "{spec.label}"'
         if key in vectors:
             raise DataError(f"{where} has more than one vector for key {key!r}")
+        if any(not isinstance(x, float | int) for x in values):
+            raise DataError(f"{where} has a NULL element or is not a one-dimensional array "
+                            f"for key {key!r}")
+        vector = np.asarray(values, dtype=np.float64)
         if vector.shape != (spec.vector_dims,):
             raise DataError(f"{where} has a vector of {vector.size} dimensions for key "
                             f"{key!r}, not {spec.vector_dims} as declared")
@@ -279,13 +282,18 @@ def apply(conn: psycopg.Connection, model: ModelConfig, run_id: int, version: in
 
 
 def extend(conn: psycopg.Connection, model: ModelConfig, version: int,
-           tables: dict[str, sql.Identifier]) -> dict[str, int]:
-    """Map keys that the feature relations gained since ``version`` was trained through its
-    stored feature maps, and add them to the version (one transaction per kind). Returns how
-    many items and users were added. A kind whose declaration changed since the version was
-    trained waits for the next full training (logged)."""
+           tables: dict[str, sql.Identifier], kinds: tuple[str, ...] = ("item", "user")
+           ) -> dict[str, int]:
+    """Map keys that the feature relations of ``kinds`` gained since ``version`` was trained
+    through its stored feature maps, and add them to the version (one transaction per kind).
+    Items the version has (a fold-in added them from events) but whose content it lacks get
+    their mapped content too. Returns how many items and users were added. A kind whose
+    declaration changed since the version was trained waits for the next full training
+    (logged)."""
     counts = {"items": 0, "users": 0}
     for spec in declared(conn, model.id):
+        if spec.kind not in kinds:
+            continue
         row = conn.execute(queries.text("features_read_map"), {
             "model_id": model.id, "version": version, "kind": spec.kind}).fetchone()
         if row is None:
@@ -296,16 +304,22 @@ def extend(conn: psycopg.Connection, model: ModelConfig, version: int,
                         "wait for a full refresh", model.name, spec.kind, version, spec.kind)
             continue
         table = tables["items" if spec.kind == "item" else "users"]
-        known = {r[0] for r in conn.execute(queries.compose("features_keys", table=table))}
-        new = sorted(set(relation_keys(conn, model, spec)) - known)
-        if not new:
+        known: dict[str, int] = dict(
+            conn.execute(queries.compose("features_keys", table=table)).fetchall())
+        in_relation = set(relation_keys(conn, model, spec))
+        new = sorted(in_relation - set(known))
+        lacking = sorted(in_relation & {key for (key,) in conn.execute(
+            queries.compose("features_keys_without_content", table=table),
+            {"model_id": model.id, "version": version})}) if spec.kind == "item" else []
+        if not new and not lacking:
             continue
-        content = read(conn, model, spec, only=new)
+        content = read(conn, model, spec, only=new + lacking)
         if not content.keys:
             continue
         matrix, _ = design(conn, spec, content, list(tokens), text_dims)
         stored = np.frombuffer(weights, dtype="<f8").reshape(matrix.shape[1], -1)
         mapped = map_rows(matrix, stored)
+        added = [r for r, key in enumerate(content.keys) if key not in known]
         with conn.transaction():
             active = conn.execute(queries.text("store_lock_model"),
                                   {"model_id": model.id}).fetchone()
@@ -314,17 +328,21 @@ def extend(conn: psycopg.Connection, model: ModelConfig, version: int,
                                   "the incremental refresh; nothing was written")
             (start,) = conn.execute(queries.compose("features_next_idx", table=table)
                                     ).fetchone() or (0,)
-            vectors = map_rows(matrix, stored, float(max_norm))
-            _append(conn, spec.kind, table, int(start), content.keys, vectors)
+            vectors = map_rows(matrix[added], stored, float(max_norm))
+            _append(conn, spec.kind, table, int(start), [content.keys[r] for r in added],
+                    vectors)
             if spec.kind == "item":
-                _store_content(conn, model.id, version,
-                               list(range(int(start), int(start) + len(content.keys))), mapped)
-                gram.add_items(conn, model.id, version, vectors)
-                conn.execute(queries.text("features_stop_precomputed"),
-                             {"model_id": model.id, "version": version})
-        counts["items" if spec.kind == "item" else "users"] += len(content.keys)
+                idx = [known.get(key, -1) for key in content.keys]
+                for offset, r in enumerate(added):
+                    idx[r] = int(start) + offset
+                _store_content(conn, model.id, version, idx, mapped)
+                if added:
+                    gram.add_items(conn, model.id, version, vectors)
+                    conn.execute(queries.text("features_stop_precomputed"),
+                                 {"model_id": model.id, "version": version})
+        counts["items" if spec.kind == "item" else "users"] += len(added)
         log.info("%s: %d new %ss mapped from content into version %d", model.name,
-                 len(content.keys), spec.kind, version)
+                 len(added), spec.kind, version)
     return counts
 
 

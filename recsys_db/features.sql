@@ -32,7 +32,7 @@ SELECT {key}::text, {label} || '=' || token::text
 
 -- name: features_texts
 -- The text of each key: its text columns joined by newlines, rows of one key too; blank: none.
-SELECT k, string_agg(t, E'\n' ORDER BY t)
+SELECT k, string_agg(t, E'\n' ORDER BY t COLLATE "C")
   FROM (SELECT {key}::text AS k, nullif(btrim(concat_ws(E'\n', {text})), '') AS t
           FROM {source} WHERE {key} IS NOT NULL
            AND (%(only)s::text[] IS NULL OR {key}::text = ANY (%(only)s::text[]))) r
@@ -72,6 +72,13 @@ VALUES (%(model_id)s, %(version)s, %(kind)s, %(definition)s, %(tokens)s, %(text_
 -- A version's feature map of one kind.
 SELECT definition, tokens, text_dims, weights, max_norm FROM recsys.feature_map
  WHERE model_id = %(model_id)s AND version = %(version)s AND kind = %(kind)s;
+
+-- name: features_keys_without_content
+-- Keys of a version's item table without mapped content (a fold-in added them from events).
+SELECT i.key FROM {table} i
+ WHERE NOT EXISTS (SELECT 1 FROM recsys.item_content c
+                    WHERE c.model_id = %(model_id)s AND c.version = %(version)s
+                      AND c.idx = i.idx);
 
 -- name: features_next_idx
 -- The next free index of a version's factor table.

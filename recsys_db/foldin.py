@@ -19,7 +19,9 @@ A model with content features (``recsys.set_features``) also gets the keys its f
 relations gained since the version was trained, mapped through the version's stored feature map
 (``features.extend``): a new item with a text has a vector, similar items and an audience
 within seconds. That part needs no elementwise weighting: a version weighted by bm25 or tfidf
-gets its new content keys, and its users with new events wait for the next full refresh.
+gets its new content items, and its users (with new events or new content) wait for the next
+full refresh. The users' fold-in is written first, then each kind of content keys, each in one
+transaction.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from psycopg import sql
 from recsys_db import (
     als,
     copybin,
+    embedding,
     features,
     gram,
     load,
@@ -116,8 +119,13 @@ def fold_in(url: str, model_name: str, *, progress: run.Progress | None = None,
 def _stages(conn: psycopg.Connection, active: run.ActiveVersion,
             current: run.Run[FoldInResult]) -> None:
     result, model = current.record, active.model
-    declares_content = bool(features.declared(conn, model.id))
-    if model.params["weighting"] in ELEMENTWISE_WEIGHTING:
+    declared = features.declared(conn, model.id)
+    declares_content = bool(declared)
+    for spec in declared:  # before anything is written: a worker without the model fails now
+        if spec.embedding_model is not None:
+            embedding.check(spec.embedding_model)
+    elementwise = model.params["weighting"] in ELEMENTWISE_WEIGHTING
+    if elementwise:
         _fold_users(conn, active, current)
     elif declares_content:
         log.warning("%s: users with new events wait for a full refresh: version %d is "
@@ -130,8 +138,10 @@ def _stages(conn: psycopg.Connection, active: run.ActiveVersion,
             f"{', '.join(ELEMENTWISE_WEIGHTING)} or a full refresh")
     if declares_content:
         with current.stage("content"):
+            # without the users' fold-in, a user key with events must not come in from content
             added = features.extend(conn, model, active.version,
-                                    {"users": active.user_table, "items": active.item_table})
+                                    {"users": active.user_table, "items": active.item_table},
+                                    kinds=("item", "user") if elementwise else ("item",))
         result.content_items, result.content_users = added["items"], added["users"]
         conn.execute(queries.text("features_record"), {
             "items": added["items"], "users": added["users"], "run_id": result.run_id})

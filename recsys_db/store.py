@@ -154,6 +154,8 @@ def discard(conn: psycopg.Connection, model: ModelConfig, tables: VersionTables)
     with conn.transaction():
         conn.execute(queries.text("store_drop_version_tables"),
                      {"model_id": model.id, "version": tables.version})
+        conn.execute(queries.text("store_forget_content"),
+                     {"model_id": model.id, "version": tables.version})
         conn.execute(queries.text("store_mark_version"), {
             "status": "failed", "users": None, "items": None, "nnz": None,
             "model_id": model.id, "version": tables.version})

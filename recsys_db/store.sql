@@ -85,12 +85,14 @@ SELECT version, user_table, item_table FROM (
 SET LOCAL lock_timeout = '200ms';
 
 -- name: store_mark_dropped
--- A dropped version: status dropped, its item weights and item content gone.
+-- A dropped version: status dropped, its item weights, item content and feature maps gone.
 WITH weights AS (
     DELETE FROM recsys.version_item_weight
      WHERE model_id = %(model_id)s AND version = %(version)s
 ), content AS (
     DELETE FROM recsys.item_content WHERE model_id = %(model_id)s AND version = %(version)s
+), maps AS (
+    DELETE FROM recsys.feature_map WHERE model_id = %(model_id)s AND version = %(version)s
 )
 UPDATE recsys.model_version SET status = 'dropped'
  WHERE model_id = %(model_id)s AND version = %(version)s;
@@ -99,3 +101,10 @@ UPDATE recsys.model_version SET status = 'dropped'
 -- One row: the version's summed raw weight per item index (bm25 weights of SQL fold-in,
 -- recsys._confidences).
 COPY recsys.version_item_weight (model_id, version, item_weight) FROM STDIN (FORMAT BINARY);
+
+-- name: store_forget_content
+-- What a failed run stored of its version's content: feature maps and item content.
+WITH content AS (
+    DELETE FROM recsys.item_content WHERE model_id = %(model_id)s AND version = %(version)s
+)
+DELETE FROM recsys.feature_map WHERE model_id = %(model_id)s AND version = %(version)s;

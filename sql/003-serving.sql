@@ -318,28 +318,14 @@ BEGIN
 END
 $$;
 
--- content_weight w > 0 blends: (1 - w) x cosine of the factors + w x cosine of the items'
--- content mapped into the factor space (content_factors: the training's map from the declared
--- item features, categories, text and vectors; recsys.item_content), 0 where either item has
--- no content. An exact scan over the version's items; w = 0 is the factor search alone, precomputed where it can be.
-CREATE OR REPLACE FUNCTION recsys.similar_items(
-    model text, of_item text, k integer DEFAULT 10, content_weight double precision DEFAULT 0
-) RETURNS TABLE (item_key text, score double precision, rank integer)
+CREATE OR REPLACE FUNCTION recsys.similar_items(model text, of_item text, k integer DEFAULT 10)
+RETURNS TABLE (item_key text, score double precision, rank integer)
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     v recsys.model_version;
 BEGIN
     PERFORM recsys._check_k(k);
-    IF content_weight IS NULL OR content_weight = 'NaN' OR content_weight NOT BETWEEN 0 AND 1 THEN
-        RAISE EXCEPTION 'content_weight must be between 0 and 1, not %',
-            coalesce(content_weight::text, 'null')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
     v := recsys._active_version(model);
-    IF content_weight > 0 THEN
-        RETURN QUERY SELECT * FROM recsys._similar_blended(v, model, of_item, k, content_weight);
-        RETURN;
-    END IF;
     -- The precomputed rows are this search's answer, ranked exactly by the training (same
     -- tie order); they spare the scan over every item. Only items of the version have them:
     -- any other key (unknown, or an item a fold-in added since) goes to recsys._similar, which
@@ -358,11 +344,41 @@ BEGIN
     RETURN QUERY SELECT * FROM recsys._similar(v, model, 'item', of_item, k);
 END
 $$;
-COMMENT ON FUNCTION recsys.similar_items IS
+COMMENT ON FUNCTION recsys.similar_items(text, text, integer) IS
+    'the k items closest by cosine similarity of their factors';
+
+-- Blended: content_weight w > 0 scores (1 - w) x cosine of the factors + w x cosine of the
+-- items' content mapped into the factor space (content: the training's map from the declared
+-- item features, categories, text and vectors; recsys.item_content), 0 where either item has
+-- no content. An exact scan over the version's items. w = 0 is the function above exactly
+-- (precomputed rows included). An overload, rather than a default argument on the function
+-- above, so that views created over it before release 0014 survive the upgrade; k has no
+-- default here since content_weight cannot have one after it.
+CREATE OR REPLACE FUNCTION recsys.similar_items(
+    model text, of_item text, k integer, content_weight double precision
+) RETURNS TABLE (item_key text, score double precision, rank integer)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    PERFORM recsys._check_k(k);
+    IF content_weight IS NULL OR content_weight = 'NaN' OR content_weight NOT BETWEEN 0 AND 1 THEN
+        RAISE EXCEPTION 'content_weight must be between 0 and 1, not %',
+            coalesce(content_weight::text, 'null')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF content_weight = 0 THEN
+        RETURN QUERY SELECT * FROM recsys.similar_items(model, of_item, k);
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT * FROM recsys._similar_blended(recsys._active_version(model), model,
+                                                       of_item, k, content_weight);
+END
+$$;
+COMMENT ON FUNCTION recsys.similar_items(text, text, integer, double precision) IS
     'the k items closest by cosine similarity of their factors, blended with the cosine of '
     'their content by content_weight';
 
 -- similar_items with content_weight > 0, for the active version v (its table names checked).
+-- A zero vector has no cosine (pgvector gives NaN): it counts as 0.
 CREATE OR REPLACE FUNCTION recsys._similar_blended(
     v recsys.model_version, model text, of_item text, k integer, w double precision
 ) RETURNS TABLE (item_key text, score double precision, rank integer)
@@ -394,8 +410,10 @@ BEGIN
         'SELECT s.key, s.score,
                 (row_number() OVER (ORDER BY s.score DESC, s.key COLLATE "C"))::integer
            FROM (SELECT f.key,
-                        (1 - $4) * (1 - (f.factors OPERATOR(@vector@.<=>) $1))
-                        + $4 * coalesce(1 - (c.content OPERATOR(@vector@.<=>) $2), 0) AS score
+                        (1 - $4) * coalesce(nullif(
+                            1 - (f.factors OPERATOR(@vector@.<=>) $1), ''NaN''), 0)
+                        + $4 * coalesce(nullif(
+                            1 - (c.content OPERATOR(@vector@.<=>) $2), ''NaN''), 0) AS score
                    FROM recsys.%I f
                    LEFT JOIN recsys.item_content c
                      ON c.model_id = $6 AND c.version = $7 AND c.idx = f.idx

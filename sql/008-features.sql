@@ -63,9 +63,14 @@ BEGIN
     END LOOP;
     IF cardinality(text_columns) > 0 THEN
         embedding_model := coalesce(embedding_model, 'all-MiniLM-L6-v2');
-        IF btrim(embedding_model) = '' THEN
-            RAISE EXCEPTION 'embedding_model must not be empty'
-                USING ERRCODE = 'invalid_parameter_value';
+        -- the worker loads a model by name from its own folder of models, never by path
+        IF (embedding_model !~ '^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$'
+            OR position('..' IN embedding_model) > 0)
+           AND embedding_model <> 'sentence-transformers/all-MiniLM-L6-v2' THEN
+            RAISE EXCEPTION 'embedding_model % is not a model name', quote_literal(embedding_model)
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'use all-MiniLM-L6-v2, or the name of a folder under '
+                             'RECSYS_EMBEDDING_MODELS on the worker';
         END IF;
     ELSIF embedding_model IS NOT NULL THEN
         RAISE EXCEPTION 'embedding_model % needs text_columns to embed', quote_literal(embedding_model)
@@ -133,6 +138,6 @@ $$;
 
 CREATE OR REPLACE VIEW recsys.features AS
 SELECT m.name AS model, f.kind, format('%I.%I', f.source_schema, f.source_table) AS source,
-       f.key_column, f.feature_columns, f.text_columns, f.embedding_model, f.vector_column,
-       f.vector_dims, f.regularization
+       f.key_column, f.feature_columns, f.regularization, f.text_columns, f.embedding_model,
+       f.vector_column, f.vector_dims
   FROM recsys.model_feature f JOIN recsys.model m ON m.id = f.model_id;

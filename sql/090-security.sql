@@ -159,10 +159,10 @@ BEGIN
     GRANT INSERT, UPDATE ON recsys.run, recsys.job, recsys.tuning, recsys.watermark
         TO recsys_worker;
     GRANT INSERT, UPDATE, DELETE ON recsys.worker, recsys.version_item_weight, recsys.version_basis,
-                                    recsys.item_content
+                                    recsys.item_content, recsys.feature_map
         TO recsys_worker;
-    GRANT INSERT ON recsys.evaluation, recsys.metric, recsys.ranker_version, recsys.embedding,
-                    recsys.feature_map TO recsys_worker;
+    GRANT INSERT ON recsys.evaluation, recsys.metric, recsys.ranker_version, recsys.embedding
+        TO recsys_worker;
     -- the tables of each version, as the storage functions grant them
     FOR obj IN SELECT c.oid::regclass AS name, c.relname FROM pg_catalog.pg_class c
                 WHERE c.relnamespace = 'recsys'::regnamespace AND c.relkind = 'r'

@@ -11,9 +11,8 @@
 - ``recsys.item_content``: per version, each item's content mapped into the factor space (the
   content side of ``similar_items(..., content_weight)``), deleted with the version's tables.
 - Every version's factor tables gain ``from_content``: the row's vector was mapped from
-  content, not trained. Rows of older versions that a run mapped from features are those
-  without interactions: items of popularity 0 and users with no seen items, in versions whose
-  run counted cold rows.
+  content, not trained. In older versions those are the rows their training appended after
+  the trained ones (as many as its run counted cold).
 
 Revision ID: 0014
 Revises: 0013
@@ -36,8 +35,6 @@ def upgrade() -> None:
     conn.execute(sql.SQL("""
         DROP FUNCTION IF EXISTS recsys.set_features(text, text, regclass, text, text[],
                                                     double precision);
-        DROP FUNCTION IF EXISTS recsys.similar_items(text, text, integer);
-        DROP VIEW IF EXISTS recsys.features;
         ALTER TABLE recsys.model_feature
             DROP CONSTRAINT IF EXISTS model_feature_feature_columns_check,
             ADD COLUMN text_columns text[] NOT NULL DEFAULT '{{}}',
@@ -91,26 +88,24 @@ def upgrade() -> None:
             'per version and kind: the ridge map from content (categorical tokens, text '
             'embedding, vector) to factors that the training fitted, as float64 rows';
         """).format(vector=vector))
+    # a training appended its cold rows right after the rows it trained: indices from the
+    # run's users (items) on, as many as it counted cold
     versions = conn.execute(
-        "SELECT v.user_table, v.item_table, coalesce(r.cold_items, 0) > 0,"
-        "       coalesce(r.cold_users, 0) > 0"
+        "SELECT v.user_table, v.item_table, r.users, coalesce(r.cold_users, 0), r.items,"
+        "       coalesce(r.cold_items, 0)"
         "  FROM recsys.model_version v LEFT JOIN recsys.run r ON r.id = v.run_id"
         " WHERE to_regclass(format('recsys.%I', v.item_table)) IS NOT NULL"
         "   AND to_regclass(format('recsys.%I', v.user_table)) IS NOT NULL").fetchall()
-    for users, items, cold_items, cold_users in versions:
-        conn.execute(sql.SQL(
-            "ALTER TABLE {items}"
-            " ADD COLUMN IF NOT EXISTS from_content boolean NOT NULL DEFAULT false;"
-            "ALTER TABLE {users}"
-            " ADD COLUMN IF NOT EXISTS from_content boolean NOT NULL DEFAULT false").format(
-                items=sql.Identifier("recsys", items), users=sql.Identifier("recsys", users),
-            ))
-        if cold_items:
-            conn.execute(sql.SQL("UPDATE {} SET from_content = true WHERE popularity = 0")
-                         .format(sql.Identifier("recsys", items)))
-        if cold_users:
-            conn.execute(sql.SQL("UPDATE {} SET from_content = true WHERE seen = '{{}}'")
-                         .format(sql.Identifier("recsys", users)))
+    for users, items, trained_users, cold_users, trained_items, cold_items in versions:
+        for table, trained, cold in ((users, trained_users, cold_users),
+                                     (items, trained_items, cold_items)):
+            conn.execute(sql.SQL(
+                "ALTER TABLE {} ADD COLUMN IF NOT EXISTS from_content boolean NOT NULL"
+                " DEFAULT false").format(sql.Identifier("recsys", table)))
+            if cold and trained is not None:
+                conn.execute(sql.SQL("UPDATE {} SET from_content = true"
+                                     " WHERE idx >= %s AND idx < %s")
+                             .format(sql.Identifier("recsys", table)), (trained, trained + cold))
 
 
 def downgrade() -> None:
@@ -120,7 +115,8 @@ def downgrade() -> None:
         DROP TABLE recsys.feature_map;
         DROP TABLE recsys.embedding;
         DROP FUNCTION IF EXISTS recsys.set_features(text, text, regclass, text, text[],
-                                                    double precision, text[], text, text);
+                                                    double precision, text[], text, integer,
+                                                    text);
         DROP FUNCTION IF EXISTS recsys.similar_items(text, text, integer, double precision);
         DROP VIEW IF EXISTS recsys.features;
         DELETE FROM recsys.model_feature WHERE cardinality(feature_columns) = 0;

@@ -143,6 +143,8 @@ def test_incremental_refresh_maps_a_new_item_without_retraining(
 def test_similar_items_blends_factor_and_content_cosine(db_url: str,
                                                         conn: psycopg.Connection) -> None:
     make_campaigns(conn)
+    # an item whose only visit weighs 0: in the version with zero factors, and no content
+    conn.execute("INSERT INTO public.visit VALUES ('pg0', 'zz', 0)")
     conn.execute("SELECT recsys.alter_model('campaigns', params => recsys.als(factors => 4,"
                  " iterations => 20, alpha => 5, similar_items_k => 5))")
     training.train(db_url, "campaigns")
@@ -152,18 +154,24 @@ def test_similar_items_blends_factor_and_content_cosine(db_url: str,
     content = {k: v.to_numpy() for k, v in rows(
         conn, f"SELECT i.key, c.content FROM recsys.item_content c JOIN recsys.{item_table} i"
               " ON i.idx = c.idx")}
-    assert set(content) == set(factors)
+    assert set(content) == set(factors) - {"zz"} and not factors["zz"].any()
 
-    def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    def cosine(a: np.ndarray | None, b: np.ndarray | None) -> float:
+        # no cosine for a missing or zero vector: 0
+        if a is None or b is None or not a.any() or not b.any():
+            return 0.0
         return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
 
     for weight in (0.3, 1.0):
         got = rows(conn, "SELECT item_key, score FROM recsys.similar_items('campaigns', 'g0',"
-                         " 9, content_weight => %s)", (weight,))
+                         " 10, content_weight => %s)", (weight,))
         want = {k: (1 - weight) * cosine(factors["g0"], factors[k])
-                + weight * cosine(content["g0"], content[k]) for k in factors if k != "g0"}
+                + weight * cosine(content["g0"], content.get(k)) for k in factors if k != "g0"}
         assert [k for k, _ in got] == sorted(want, key=lambda k: (-want[k], k))
         assert np.allclose([s for _, s in got], [want[k] for k, _ in got], atol=1e-5)
+        assert ("zz", 0.0) in got  # a zero vector counts 0, not NaN (which would sort first)
+    zz = rows(conn, "SELECT * FROM recsys.similar_items('campaigns', 'zz', 3, 0.5)")
+    assert [score for _, score, _ in zz] == [0.0, 0.0, 0.0]
     with api.connect(db_url) as client:
         blended = client.similar_items("campaigns", "g0", 9, content_weight=0.3)
         assert [tuple(r.values()) for r in blended] == rows(
@@ -186,6 +194,52 @@ def test_similar_items_blends_factor_and_content_cosine(db_url: str,
     with pytest.raises(psycopg.errors.InvalidParameterValue,
                        match='version 2 of model "campaigns" has no item content to blend'):
         conn.execute("SELECT * FROM recsys.similar_items('campaigns', 'g0', 5, 0.5)")
+
+
+def test_incremental_refresh_and_failed_runs_keep_content_consistent(
+        db_url: str, conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_campaigns(conn)
+    conn.execute("CREATE TABLE public.person (person text, team text)")
+    conn.execute("INSERT INTO public.person SELECT 'pg' || p, 'green' FROM generate_series(0, 11)"
+                 " p UNION ALL SELECT 'pd' || p, 'digital' FROM generate_series(0, 11) p")
+    conn.execute("SELECT recsys.set_features('campaigns', 'user', 'public.person', 'person',"
+                 " ARRAY['team'])")
+    training.train(db_url, "campaigns")
+    # a campaign with visits and a text: the fold-in trains it, the content is mapped too
+    conn.execute("INSERT INTO public.campaign VALUES ('g-new', 'Solar power for farms', 'x')")
+    conn.execute("INSERT INTO public.visit VALUES ('pg1', 'g-new', 2), ('pg2', 'g-new', 1)")
+    conn.execute("INSERT INTO public.person VALUES ('newcomer', 'green')")
+    conn.execute("REFRESH MATERIALIZED VIEW public.visits")
+    result = foldin.fold_in(db_url, "campaigns")
+    assert (result.new_items, result.content_items, result.content_users) == (1, 0, 1)
+    item_table = active_item_table(conn)
+    assert rows(conn, f"SELECT i.from_content, c.idx IS NOT NULL FROM recsys.{item_table} i"
+                      " LEFT JOIN recsys.item_content c ON c.idx = i.idx AND c.version = 1"
+                      " WHERE i.key = 'g-new'") == [(False, True)]
+    assert rows(conn, "SELECT reason FROM recsys.recommend('campaigns', 'newcomer', 1)") == [
+        ("content",)]
+    # bm25: a user with visits and a feature row waits for the full refresh, with them
+    conn.execute("SELECT recsys.alter_model('campaigns', params => recsys.als(factors => 4,"
+                 " iterations => 20, alpha => 5, weighting => 'bm25'))")
+    training.train(db_url, "campaigns")
+    conn.execute("INSERT INTO public.person VALUES ('late', 'digital'), ('quiet', 'digital')")
+    conn.execute("INSERT INTO public.visit VALUES ('late', 'd1', 3)")
+    conn.execute("REFRESH MATERIALIZED VIEW public.visits")
+    result = foldin.fold_in(db_url, "campaigns")
+    assert (result.status, result.users, result.content_users) == ("succeeded", None, 0)
+    assert rows(conn, "SELECT reason FROM recsys.recommend('campaigns', 'late', 1)") == [
+        ("popular",)]
+    # a run that fails after its features stage leaves no content of its version behind
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(training.gram, "write_version", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        training.train(db_url, "campaigns")
+    assert rows(conn, "SELECT version, count(*) FROM recsys.feature_map GROUP BY version"
+                      " ORDER BY version") == [(1, 2), (2, 2)]
+    assert rows(conn, "SELECT DISTINCT version FROM recsys.item_content ORDER BY version") == [
+        (1,), (2,)]
 
 
 def test_vector_columns_the_user_keeps(db_url: str, conn: psycopg.Connection) -> None:
@@ -238,7 +292,11 @@ def test_set_features_checks_content_columns(conn: psycopg.Connection) -> None:
          'text column "n" of relation public.items has type integer, not text'),
         ("text_columns => ARRAY['nope']", 'column "nope" does not exist in relation public.items'),
         ("text_columns => ARRAY['body'], embedding_model => ' '",
-         "embedding_model must not be empty"),
+         "embedding_model ' ' is not a model name"),
+        ("text_columns => ARRAY['body'], embedding_model => '../models/x'",
+         "embedding_model '../models/x' is not a model name"),
+        ("text_columns => ARRAY['body'], embedding_model => '/etc/x'",
+         "embedding_model '/etc/x' is not a model name"),
         ("ARRAY['n'], embedding_model => 'x'", "embedding_model 'x' needs text_columns to embed"),
         ("vector_column => 'v', vector_dims => 4",
          'vector column "v" of relation public.items has 3 dimensions, not 4'),
@@ -344,6 +402,17 @@ def test_content_columns_are_read_as_the_declarer(db_url: str, conn: psycopg.Con
                 mine.execute("UPDATE recsys.model_feature SET source_table = 'secrets'")
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 mine.execute("SELECT * FROM recsys.embedding")
+        # a reader blends through the function only; the helper with a forged version row
+        # (another table's name) reads nothing
+        reader = login("recsys_reader")
+        training.train(db_url, "campaigns")
+        with psycopg.connect(make_conninfo(db_url, user=reader), autocommit=True) as bi:
+            assert len(rows(bi, "SELECT * FROM recsys.similar_items('campaigns', 'g0', 3,"
+                                " 0.5)")) == 3
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                bi.execute("SELECT * FROM recsys._similar_blended(jsonb_populate_record("
+                           "NULL::recsys.model_version, '{\"model_id\": 1, \"version\": 1,"
+                           " \"item_table\": \"secrets\"}'), 'campaigns', 'g0', 3, 0.5)")
         # the hostile name is a column like any other
         conn.execute("SELECT recsys.set_features('campaigns', 'item', 'public.campaign',"
                      " 'campaign_id', text_columns => ARRAY['x\"); DROP TABLE public.visit; --'])")

@@ -119,10 +119,16 @@ def test_fixtures_are_at_their_revisions_and_the_newest_precedes_head(old_url: s
 
 def test_upgrade_keeps_reports_serving_and_history(old_url: str) -> None:
     with db.connect(old_url) as conn:
-        reports = {view: report(conn, view) for view in REPORT_VIEWS}
+        # views over a serving function and a view whose signatures later releases extended
+        conn.execute("CREATE VIEW public.my_similar AS"
+                     " SELECT * FROM recsys.similar_items('shop', 'i7', 5)")
+        conn.execute("CREATE VIEW public.my_features AS SELECT * FROM recsys.features")
+        reports = {view: report(conn, view)
+                   for view in [*REPORT_VIEWS, "my_similar", "my_features"]}
         served = {label: fetch(conn, query) for label, query in SERVING}
         history = {label: fetch(conn, query) for label, query in HISTORY.items()}
-    assert all(reports.values()) and all(served.values()) and all(history.values())
+    assert all(reports[view] for view in REPORT_VIEWS) and all(served.values())
+    assert all(history.values())
 
     result = install.install(old_url)
     assert result.revision == install.head_revision()
@@ -131,6 +137,8 @@ def test_upgrade_keeps_reports_serving_and_history(old_url: str) -> None:
     with db.connect(old_url) as conn:
         for view, rows_before in reports.items():
             assert_same_rows(view, rows_before, report(conn, view))
+        assert sorted(fetch(conn, "SELECT * FROM recsys.similar_items('shop', 'i7', 5, 0)")) \
+            == reports["my_similar"]
         for label, query in SERVING:
             assert_same_rows(label, served[label], fetch(conn, query))
         for label, query in HISTORY.items():
