@@ -278,6 +278,8 @@ def apply(conn: psycopg.Connection, model: ModelConfig, run_id: int, version: in
                  model.name, len(cold), spec.kind, len(tokens), text_dims, fmap.vector_dims)
     conn.execute(queries.text("features_record"),
                  {"items": counts["items"], "users": counts["users"], "run_id": run_id})
+    conn.execute(queries.text("features_count_content"),
+                 {"items": counts["items"], "model_id": model.id, "version": version})
     return counts
 
 
@@ -339,7 +341,8 @@ def extend(conn: psycopg.Connection, model: ModelConfig, version: int,
                 if added:
                     gram.add_items(conn, model.id, version, vectors)
                     conn.execute(queries.text("features_stop_precomputed"),
-                                 {"model_id": model.id, "version": version})
+                                 {"model_id": model.id, "version": version,
+                                  "added": len(added)})
         counts["items" if spec.kind == "item" else "users"] += len(added)
         log.info("%s: %d new %ss mapped from content into version %d", model.name,
                  len(added), spec.kind, version)

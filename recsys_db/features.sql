@@ -87,7 +87,13 @@ SELECT coalesce(max(idx) + 1, 0) FROM {table};
 -- name: features_stop_precomputed
 -- Items added from content may enter any top-k: the version's precomputed rows stop standing
 -- in for a search (like a fold-in's new items; cold items are not counted in its items).
-UPDATE recsys.model_version SET precomputed_k = 0, similar_k = 0
+UPDATE recsys.model_version
+   SET precomputed_k = 0, similar_k = 0, content_items = content_items + %(added)s
+ WHERE model_id = %(model_id)s AND version = %(version)s;
+
+-- name: features_count_content
+-- How many of a new version's items a training mapped from content.
+UPDATE recsys.model_version SET content_items = %(items)s
  WHERE model_id = %(model_id)s AND version = %(version)s;
 
 -- name: features_record

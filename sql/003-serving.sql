@@ -214,13 +214,22 @@ BEGIN
     IF exclude_seen IS DISTINCT FROM true THEN
         seen := '{}';
     END IF;
-    RETURN QUERY EXECUTE format(
-        'SELECT t.key, t.score,
-                (row_number() OVER (ORDER BY t.score DESC, t.key COLLATE "C"))::integer,
-                CASE WHEN $5 OR i.from_content THEN ''content'' ELSE ''als'' END
-           FROM recsys._top_items($1, $2, $3, $4) t JOIN recsys.%I i ON i.idx = t.idx
-          ORDER BY t.score DESC, t.key COLLATE "C"', v.item_table)
-        USING v, query_vector, seen, k, user_content;
+    IF v.content_items > 0 THEN  -- which rows' items are marked: looked up only where some are
+        RETURN QUERY EXECUTE format(
+            'SELECT t.key, t.score,
+                    (row_number() OVER (ORDER BY t.score DESC, t.key COLLATE "C"))::integer,
+                    CASE WHEN $5 OR i.from_content THEN ''content'' ELSE ''als'' END
+               FROM recsys._top_items($1, $2, $3, $4) t JOIN recsys.%I i ON i.idx = t.idx
+              ORDER BY t.score DESC, t.key COLLATE "C"', v.item_table)
+            USING v, query_vector, seen, k, user_content;
+        RETURN;
+    END IF;
+    RETURN QUERY
+        SELECT t.key, t.score,
+               (row_number() OVER (ORDER BY t.score DESC, t.key COLLATE "C"))::integer,
+               CASE WHEN user_content THEN 'content' ELSE 'als' END
+          FROM recsys._top_items(v, query_vector, seen, k) t
+         ORDER BY t.score DESC, t.key COLLATE "C";
 END
 $$;
 

@@ -6,7 +6,7 @@ CREATE OR REPLACE VIEW recsys.versions AS
 SELECT m.name AS model, v.version, v.version = m.active_version AS active, v.status,
        v.factors, v.users, v.items, v.nnz, v.run_id, v.created_at, v.params,
        v.index_kind, v.index_recall, v.index_ef_search, v.retired_at, v.precomputed_k,
-       v.ranked_k
+       v.ranked_k, v.content_items
   FROM recsys.model_version v
   JOIN recsys.model m ON m.id = v.model_id;
 

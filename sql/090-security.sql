@@ -154,7 +154,7 @@ BEGIN
         ON recsys.model_version TO recsys_worker;
     GRANT UPDATE (status, users, items, nnz, index_kind, index_ef_search, index_recall,
                   precomputed_k, index_ef_by_k, index_recall_by_k, index_head_by_k,
-                  similar_k, ranked_k)
+                  similar_k, ranked_k, content_items)
         ON recsys.model_version TO recsys_worker;
     GRANT INSERT, UPDATE ON recsys.run, recsys.job, recsys.tuning, recsys.watermark
         TO recsys_worker;

@@ -8,6 +8,7 @@
 - ``recsys.feature_map``: the ridge map from content to factors each training fitted, per
   version and kind, so that an incremental refresh maps new items and users without a
   retrain.
+- ``model_version.content_items``: how many of its items are ``from_content``.
 - ``recsys.item_content``: per version, each item's content mapped into the factor space (the
   content side of ``similar_items(..., content_weight)``), deleted with the version's tables.
 - Every version's factor tables gain ``from_content``: the row's vector was mapped from
@@ -48,6 +49,14 @@ def upgrade() -> None:
                 (cardinality(text_columns) = 0) = (embedding_model IS NULL)),
             ADD CONSTRAINT model_feature_vector_check CHECK (
                 (vector_column IS NULL) = (vector_dims IS NULL));
+
+        ALTER TABLE recsys.model_version
+            ADD COLUMN content_items integer NOT NULL DEFAULT 0 CHECK (content_items >= 0);
+        COMMENT ON COLUMN recsys.model_version.content_items IS
+            'how many of the version''s items were mapped from content (from_content): live '
+            'searches look up the mark only where there are some';
+        UPDATE recsys.model_version v SET content_items = r.cold_items
+          FROM recsys.run r WHERE r.id = v.run_id AND r.cold_items > 0;
 
         CREATE TABLE recsys.embedding (
             embedding_model text NOT NULL,
@@ -113,6 +122,7 @@ def downgrade() -> None:
         """
         DROP TABLE recsys.item_content;
         DROP TABLE recsys.feature_map;
+        ALTER TABLE recsys.model_version DROP COLUMN content_items;
         DROP TABLE recsys.embedding;
         DROP FUNCTION IF EXISTS recsys.set_features(text, text, regclass, text, text[],
                                                     double precision, text[], text, integer,

@@ -99,6 +99,7 @@ def test_text_gives_new_campaigns_an_audience(db_url: str, conn: psycopg.Connect
     item_table = active_item_table(conn)
     assert rows(conn, f"SELECT key FROM recsys.{item_table} WHERE from_content"
                       " ORDER BY key") == [("d-new",), ("g-new",)]
+    assert rows(conn, "SELECT content_items FROM recsys.versions") == [(2,)]
     assert rows(conn, "SELECT count(*) FROM recsys.embedding") == [(12,)]
     # texts are embedded once: a retrain embeds only a changed text
     encoded.clear()
@@ -127,6 +128,9 @@ def test_incremental_refresh_maps_a_new_item_without_retraining(
     assert audience(conn, "g-new") == {f"pg{p}" for p in range(12)}
     assert {r[0] for r in rows(conn, "SELECT item_key FROM recsys.similar_items('campaigns',"
                                      " 'g-new', 5)")} == {f"g{n}" for n in range(5)}
+    assert rows(conn, "SELECT content_items, precomputed_k FROM recsys.versions") == [(1, 0)]
+    assert ("g-new", "content") in rows(
+        conn, "SELECT item_key, reason FROM recsys.recommend('campaigns', 'pg0', 10)")
     # nothing new: nothing embedded or added
     encoded.clear()
     again = foldin.fold_in(db_url, "campaigns")
