@@ -282,8 +282,10 @@ BEGIN
     -- The inner query has the shape an index on factors can serve; the basket's items are
     -- removed afterwards, so k rows come back whenever k other items exist.
     RETURN QUERY EXECUTE format(
-        'SELECT key, -distance, (row_number() OVER (ORDER BY distance, key COLLATE "C"))::integer, ''als''::text
-           FROM (SELECT i.idx, i.key, i.factors OPERATOR(@vector@.<#>) $1 AS distance
+        'SELECT key, -distance, (row_number() OVER (ORDER BY distance, key COLLATE "C"))::integer,
+                CASE WHEN from_content THEN ''content'' ELSE ''als'' END
+           FROM (SELECT i.idx, i.key, i.from_content,
+                        i.factors OPERATOR(@vector@.<#>) $1 AS distance
                    FROM recsys.%I i
                   ORDER BY i.factors OPERATOR(@vector@.<#>) $1
                   LIMIT $3::bigint + cardinality($2)) top
@@ -307,6 +309,7 @@ DECLARE
     v recsys.model_version;
     query_vector @vector@.vector;
     seen integer[];
+    user_content boolean;
 BEGIN
     PERFORM recsys._check_k(k);
     IF candidates IS NULL THEN
@@ -315,8 +318,9 @@ BEGIN
                   HINT = 'to rank every item use recsys.recommend';
     END IF;
     v := recsys._active_version(model);
-    EXECUTE format('SELECT factors, seen FROM recsys.%I WHERE key = $1', v.user_table)
-        INTO query_vector, seen USING user_key;
+    EXECUTE format('SELECT factors, seen, from_content FROM recsys.%I WHERE key = $1',
+                   v.user_table)
+        INTO query_vector, seen, user_content USING user_key;
     IF query_vector IS NULL THEN
         RETURN QUERY EXECUTE format(
             'SELECT key, popularity::double precision,
@@ -331,13 +335,15 @@ BEGIN
     END IF;
     -- candidates are looked up through the key index and scored exactly
     RETURN QUERY EXECUTE format(
-        'SELECT key, -distance, (row_number() OVER (ORDER BY distance, key COLLATE "C"))::integer, ''als''::text
-           FROM (SELECT i.idx, i.key, i.factors OPERATOR(@vector@.<#>) $1 AS distance
+        'SELECT key, -distance, (row_number() OVER (ORDER BY distance, key COLLATE "C"))::integer,
+                CASE WHEN $5 OR from_content THEN ''content'' ELSE ''als'' END
+           FROM (SELECT i.idx, i.key, i.from_content,
+                        i.factors OPERATOR(@vector@.<#>) $1 AS distance
                    FROM recsys.%I i
                   WHERE i.key = ANY ($2) AND i.idx <> ALL ($3)) scored
           ORDER BY distance, key COLLATE "C"
           LIMIT $4', v.item_table)
-        USING query_vector, candidates, seen, k;
+        USING query_vector, candidates, seen, k, user_content;
 END
 $$;
 COMMENT ON FUNCTION recsys.recommend_filtered IS

@@ -100,6 +100,11 @@ def test_text_gives_new_campaigns_an_audience(db_url: str, conn: psycopg.Connect
     assert rows(conn, f"SELECT key FROM recsys.{item_table} WHERE from_content"
                       " ORDER BY key") == [("d-new",), ("g-new",)]
     assert rows(conn, "SELECT content_items FROM recsys.versions") == [(2,)]
+    assert rows(conn, "SELECT item_key, reason FROM recsys.recommend_filtered('campaigns', 'pg0',"
+                      " ARRAY['g-new', 'd0'], 2, false)") == [("g-new", "content"), ("d0", "als")]
+    assert ("g-new", "content") in rows(conn, "SELECT item_key, reason FROM"
+                                              " recsys.recommend_for_items('campaigns',"
+                                              " ARRAY['g1', 'g2'], 5)")
     assert rows(conn, "SELECT count(*) FROM recsys.embedding") == [(12,)]
     # texts are embedded once: a retrain embeds only a changed text
     encoded.clear()
