@@ -1,7 +1,10 @@
 """``python -m benchmarks --scale 1m [--scale ml100k ...]``: run, save results, write BENCHMARKS.md.
 
 ``--scale ranker`` measures the two-stage recommender (ALS + learned ranker) on MovieLens 100K
-over five seeds (``benchmarks/ranker.py``).
+over five seeds (``benchmarks/ranker.py``). ``--scale content`` measures cold start from content
+features on MovieLens 100K (held-out movies known by genres, year and title text), text
+embedding throughput and the delay from a new item's INSERT to its audience through a worker
+(``benchmarks/content.py``).
 
 Each scale runs in a fresh database on the embedded server (or ``--database-url``'s server);
 its results go to ``benchmarks/results/<scale>.json`` and BENCHMARKS.md is rewritten from every
@@ -20,11 +23,11 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from benchmarks import ranker, report, suite, synthetic
+from benchmarks import content, ranker, report, suite, synthetic
 from recsys_db import embedded, install
 
 RESULTS = Path(__file__).parent / "results"
-SCALES = ["ml100k", *synthetic.SCALES, "ranker"]
+SCALES = ["ml100k", *synthetic.SCALES, "ranker", "content"]
 
 
 def main() -> None:
@@ -32,7 +35,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--scale", action="append", choices=SCALES, default=[],
                         help="data set to run (repeatable): ml100k (real), a synthetic size, "
-                        "or ranker (ALS + ranker on MovieLens 100K, five seeds)")
+                        "ranker (ALS + ranker on MovieLens 100K, five seeds) or content "
+                        "(cold start from content, embeddings, new-item delay)")
     parser.add_argument("--report-only", action="store_true",
                         help="only rewrite the report from the saved results")
     parser.add_argument("--repeat", type=int, default=3, help="runs per timed figure")
@@ -61,7 +65,12 @@ def main() -> None:
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         url = make_conninfo(server, dbname=name)
         install.install(url)
-        results = ranker.run(url) if scale == "ranker" else suite.run(url, scale, args.repeat)
+        if scale == "ranker":
+            results = ranker.run(url)
+        elif scale == "content":
+            results = content.run(url, args.repeat)
+        else:
+            results = suite.run(url, scale, args.repeat)
         results["machine"] = report.machine(url)
         results["repeats"] = args.repeat
         (RESULTS / f"{scale}.json").write_text(json.dumps(results, indent=1, default=str))

@@ -162,6 +162,190 @@ def _ranker_goal(r: dict[str, Any]) -> str:
             f"{_met(met)} |")
 
 
+def _spread(summary: dict[str, Any], digits: int = 4) -> str:
+    return f"{summary['mean']:.{digits}f} ± {summary['std']:.{digits}f}"
+
+
+def _signed(summary: dict[str, Any]) -> str:
+    return f"{summary['mean']:+.4f} ± {summary['std']:.4f}"
+
+
+def _content(c: dict[str, Any]) -> list[str]:
+    """The content section: cold-start quality and its map regularization, embedding
+    throughput, the delay from a new item's INSERT to its audience."""
+    q, t, d = c["quality"], c["throughput"], c["delay"]
+    default, seeds = f"{c['default_regularization']:g}", len(c["seeds"])
+    labels = list(c["declarations"])
+    genres, both = labels[0], labels[-1]
+    best = q["best_regularization"]
+    m = c["machine"]
+    lines = [
+        "## content: cold start from content, text embeddings and new items on MovieLens 100K",
+        "",
+        f"Every 10th movie (`item_id % 10 = 3`, {q['held_out']} movies) is held out of the "
+        f"training view (`movielens.liked`, rating ≥ 4: {c['train_pairs']:,} pairs of "
+        f"{c['train_users']:,} users), so it is known by its content only; with the movies "
+        f"nobody liked, {q['cold_items']} of the {c['movies']:,} movies get their vectors from "
+        "the feature map. Each content declaration is a model of its own over the same view "
+        "(`recsys.als(factors => 32, iterations => 10, regularization => 0.05)`), trained with "
+        f"{seeds} ALS seeds (`random_state` {', '.join(map(str, c['seeds']))}): mean ± standard "
+        f"deviation over the seeds. For each of the {q['users']} users who liked a held-out "
+        "movie, the held-out movies are ranked by user factor · mapped vector: **AUC** of the "
+        f"liked ones against the other held-out ones (ties count half) and **recall@{c['top']}** "
+        f"(the share of the user's liked held-out movies in the top {c['top']} of the "
+        f"{q['held_out']}, equal scores ordered by item key). *AUC, test's way* is the figure "
+        "`test_held_out_movies_ranked_better_than_random` computes: every cold movie a "
+        "negative, ties count nothing. Random scores are the floor. The ALS factors of a seed "
+        "were identical across its declarations "
+        f"({'yes' if all(q['same_als_factors_per_seed']) else 'NO'}), so the differences "
+        "between declarations are the content's alone and are paired per seed.",
+        "",
+        f"Map regularization {default} (the default of `recsys.set_features`):",
+        "",
+        f"| content | AUC | recall@{c['top']} | AUC, test's way | features stage |",
+        "|---|---|---|---|---|",
+        f"| random scores | {_spread(q['random']['auc'])} | {_spread(q['random']['recall'])} | "
+        "— | — |",
+        *[f"| {label} (`{c['declarations'][label]}`) | {_spread(r['auc'])} | "
+          f"{_spread(r['recall'])} | {_spread(r['auc_all_cold'])} | "
+          f"{r['features_seconds']['mean']:.2f} s |"
+          for label in labels for r in [q["by_regularization"][label][default]]],
+        "",
+        f"{both} minus {genres}, paired per seed: AUC **{_signed(q['gain_default']['auc'])}**, "
+        f"recall@{c['top']} **{_signed(q['gain_default']['recall'])}**. The features stage of "
+        "a text model reads every title's embedding from the cache (the titles were embedded "
+        "before, by the throughput figures below).",
+        "",
+        "The map's regularization (`set_features(..., regularization => r)`, one model per "
+        f"value and seed); AUC / recall@{c['top']}, best AUC of each declaration in bold:",
+        "",
+        f"| r | {' | '.join(labels)} | {both} minus {genres}, AUC (paired) |",
+        "|---|" + "---|" * (len(labels) + 1),
+    ]
+    for reg in q["by_regularization"][genres]:
+        cells = []
+        for label in labels:
+            r = q["by_regularization"][label][reg]
+            cell = f"{_spread(r['auc'])} / {_spread(r['recall'])}"
+            cells.append(f"**{cell}**" if best[label] == reg else cell)
+        lines.append(f"| {reg} | {' | '.join(cells)} | "
+                     f"{_signed(q['gain_by_regularization'][reg]['auc'])} |")
+    lines += [
+        "",
+        "Best regularization: " + ", ".join(f"{label} {best[label]}" for label in labels)
+        + f". At the best of each, {both} minus {genres} (paired per seed): AUC "
+        f"**{_signed(q['gain_best']['auc'])}**, recall@{c['top']} "
+        f"**{_signed(q['gain_best']['recall'])}**.",
+        "",
+        f"Embedding throughput ({t['model']}, {t['dimensions']} dimensions, CPU, "
+        f"{t['torch_threads']} torch threads; torch {t['versions']['torch']}, "
+        f"sentence-transformers {t['versions']['sentence-transformers']}; {m['cpu']}, "
+        f"{m['cores']} cores). All {t['items']:,} movie titles ({t['unique_texts']:,} distinct, "
+        f"{t['mean_title_chars']:.0f} characters on average) through "
+        "`recsys_db.embedding.embed`:",
+        "",
+        "| figure | time | rate |",
+        "|---|---|---|",
+        f"| one-time load in a fresh process: import sentence-transformers (and torch) | "
+        f"{_runs(t['load_fresh_process']['import'])} | — |",
+        f"| one-time load in a fresh process: the model | "
+        f"{_runs(t['load_fresh_process']['load'])} | — |",
+        f"| the model again in a warm process (`_load.cache_clear()`) | {_runs(t['reload'])} "
+        "| — |",
+        f"| embed, empty cache (`recsys.embedding` emptied before each run) | "
+        f"{_runs(t['cold'])} | **{t['cold_items_per_s']:,.0f} items/s**{_best(t, 'cold')} |",
+        f"| embed, every title cached | {_runs(t['warm'])} | "
+        f"**{t['warm_items_per_s']:,.0f} items/s**{_best(t, 'warm')} |",
+        f"| sentence-transformers `encode` alone, the {t['unique_texts']:,} distinct texts | "
+        f"{_runs(t['encode_alone'])} | {t['encode_texts_per_s']:,.0f} texts/s"
+        f"{_best(t, 'encode')} |",
+        "",
+        *([f"The machine's 1-minute load average was {t['load_average_1min']['before']:.1f} "
+           f"before these runs and {t['load_average_1min']['after']:.1f} after them (theirs "
+           "included): other work on the same cores makes the runs vary, so the fastest run's "
+           "rate is given beside the median's.", ""]
+          if "load_average_1min" in t else []),
+        f"New item delay: a `recsys-db worker` process beside model `{d['model']}` ({both}, "
+        f"regularization {default}); a movie row (title, genres, year, no ratings) is "
+        "inserted, `recsys.request_refresh(model, 'incremental')` called, and "
+        f"`recsys.interested_users(model, item, 10)` polled every {d['poll_seconds'] * 1e3:.0f} "
+        "ms until it returns rows. The job's times count from the INSERT (server clock); the "
+        "fold-in run's stages are the worker's. The first movie is the worker's cold start: it "
+        "loads the embedding model then.",
+        "",
+        "| new movie | INSERT → audience | job claimed | job done | fold-in run (stages) |",
+        "|---|---|---|---|---|",
+    ]
+    for n, r in enumerate([d["cold_worker"], *d["warm"]]):
+        stages = ", ".join(f"{k} {v:.2f} s" for k, v in (r["run_stages"] or {}).items())
+        took = "not reached" if r["seconds"] is None else f"{r['seconds']:.2f} s"
+        lines.append(
+            f"| {'cold worker' if n == 0 else f'warm {n}'}: {r['title']} | {took} | "
+            f"{_after(r['job_started_after'])} | {_after(r['job_finished_after'])} | "
+            f"{_after(r['run_seconds'])} ({stages}) |")
+    lines += [
+        "",
+        (f"Warm worker: median **{d['median_seconds']:.2f} s**, max **{d['max_seconds']:.2f} s** "
+         f"over {len(d['warm'])} new movies (goal ≤ {d['goal_seconds']:g} s). "
+         if d["all_reached"] else f"Some of the {len(d['warm'])} new movies had no audience "
+         "within the timeout. ")
+        + f"The worker registered {d['worker_start_seconds']:.1f} s after its start and stopped "
+        f"{d['stop']['stop_seconds']:.1f} s after SIGTERM (exit code {d['stop']['exit_code']}"
+        + (", killed" if d["stop"]["killed"] else "") + ").",
+        "",
+    ]
+    return lines
+
+
+def _best(t: dict[str, Any], figure: str) -> str:
+    unit = "texts" if figure == "encode" else "items"
+    key = f"{figure}_{unit}_per_s_best"
+    return f" (fastest run: {t[key]:,.0f} {unit}/s)" if key in t else ""
+
+
+def _after(seconds: float | None) -> str:
+    return "—" if seconds is None else f"{seconds:.2f} s"
+
+
+def _content_goals(c: dict[str, Any]) -> list[str]:
+    q, d = c["quality"], c["delay"]
+    labels = list(c["declarations"])
+    genres, both = labels[0], labels[-1]
+    default = f"{c['default_regularization']:g}"
+    gain, best = q["gain_default"]["auc"], q["gain_best"]["auc"]
+    recall, best_recall = q["gain_default"]["recall"], q["gain_best"]["recall"]
+
+    def beats(summary: dict[str, Any]) -> bool:
+        return bool(summary["mean"] > 0 and summary["mean"] > summary["std"])
+
+    verdict = _met(beats(gain))
+    if not beats(gain):
+        verdict += (" at the default; met at each one's best regularization" if beats(best)
+                    else ", nor at each one's best regularization")
+    rows = [
+        f"| genres + year + title text beats genres + year on held-out movies' AUC, by more "
+        f"than the seed-to-seed spread of the paired gain | content (MovieLens 100K, every "
+        f"10th movie cold, {len(c['seeds'])} seeds) | {_signed(gain)} at regularization "
+        f"{default} ({q['by_regularization'][both][default]['auc']['mean']:.4f} vs "
+        f"{q['by_regularization'][genres][default]['auc']['mean']:.4f}; recall@{c['top']} "
+        f"{_signed(recall)}); {_signed(best)} at each one's best regularization "
+        f"({q['best_regularization'][both]} and {q['best_regularization'][genres]}; "
+        f"recall@{c['top']} {_signed(best_recall)}) | {verdict} |",
+    ]
+    if d["all_reached"]:
+        rows.append(
+            f"| new item's audience ≤ {d['goal_seconds']:g} s after its INSERT (worker running) "
+            f"| content (incremental refresh, {len(d['warm'])} new movies) | median "
+            f"{d['median_seconds']:.2f} s, max {d['max_seconds']:.2f} s (cold worker: "
+            f"{_after(d['cold_worker']['seconds'])}) | "
+            f"{_met(d['max_seconds'] <= d['goal_seconds'])} |")
+    else:
+        rows.append(f"| new item's audience ≤ {d['goal_seconds']:g} s after its INSERT (worker "
+                    "running) | content | some new movies had no audience in time | "
+                    "**not met** |")
+    return rows
+
+
 def _load(results_dir: Path) -> list[dict[str, Any]]:
     found = {path.stem: json.loads(path.read_text()) for path in results_dir.glob("*.json")}
     return [found[name] for name in ORDER if name in found]
@@ -393,6 +577,8 @@ def render(results_dir: Path) -> str:
     results = _load(results_dir)
     ranker_path = results_dir / "ranker.json"
     ranked = json.loads(ranker_path.read_text()) if ranker_path.exists() else None
+    content_path = results_dir / "content.json"
+    content = json.loads(content_path.read_text()) if content_path.exists() else None
     if not results:
         return "# Benchmarks\n\nNo results yet: run `python -m benchmarks --scale 1m`.\n"
     m = results[-1]["machine"]
@@ -422,10 +608,12 @@ def render(results_dir: Path) -> str:
         "",
         *_goals(results),
         *([_ranker_goal(ranked)] if ranked else []),
+        *(_content_goals(content) if content else []),
         "",
         READING,
         "",
         *[line for r in results for line in _section(r)],
         *(_ranker(ranked) if ranked else []),
+        *(_content(content) if content else []),
     ]
     return "\n".join(lines) + "\n"
