@@ -195,8 +195,8 @@ def _content(c: dict[str, Any]) -> list[str]:
         f"(the share of the user's liked held-out movies in the top {c['top']} of the "
         f"{q['held_out']}, equal scores ordered by item key). *AUC, test's way* is the figure "
         "`test_held_out_movies_ranked_better_than_random` computes: every cold movie a "
-        "negative, ties count nothing. Random scores are the floor. The ALS factors of a seed "
-        "were identical across its declarations "
+        "negative, ties count nothing. Random scores are the floor. The ALS user factors of a seed "
+        "were bit-identical across its declarations "
         f"({'yes' if all(q['same_als_factors_per_seed']) else 'NO'}), so the differences "
         "between declarations are the content's alone and are paired per seed.",
         "",
@@ -278,7 +278,8 @@ def _content(c: dict[str, Any]) -> list[str]:
     ]
     for n, r in enumerate([d["cold_worker"], *d["warm"]]):
         stages = ", ".join(f"{k} {v:.2f} s" for k, v in (r["run_stages"] or {}).items())
-        took = "not reached" if r["seconds"] is None else f"{r['seconds']:.2f} s"
+        took = (f"{r['seconds']:.2f} s" if r["seconds"] is not None else
+                f"failed: {r['error'].splitlines()[0]}" if r.get("error") else "not reached")
         lines.append(
             f"| {'cold worker' if n == 0 else f'warm {n}'}: {r['title']} | {took} | "
             f"{_after(r['job_started_after'])} | {_after(r['job_finished_after'])} | "
