@@ -4,7 +4,8 @@ A model may declare, per kind (item or user), a relation with a key column and c
 (``recsys.set_features``): categorical columns (scalars such as a department, or arrays such
 as genres or tags: one-hot tokens), text columns (embedded by the worker, ``embedding``) and a
 vector column the user maintains. After each fit, a ridge regression from content to factors
-(the *feature map*) is learned on the keys the model knows and stored with the version
+(the *feature map*) is learned on the keys the model knows, its penalty declared or chosen by
+cross-validation (``choose_regularization``), and stored with the version
 (``recsys.feature_map``). Keys that only the feature relation has are mapped through it and
 appended to the new version's factor tables, marked ``from_content``, so they take part in
 recommend, similar_items, similar_users and interested_users like any other row (items with
@@ -49,7 +50,7 @@ class FeatureSource:
     source_table: str
     key_column: str
     feature_columns: list[str]
-    regularization: float
+    regularization: float | None  # None: chosen at each training (``choose_regularization``)
     text_columns: list[str]
     vector_column: str | None
     vector_dims: int | None
@@ -79,6 +80,7 @@ class FeatureMap:
     text_dims: int
     vector_dims: int
     weights: np.ndarray
+    regularization: float  # the ridge penalty it was fitted with
     max_norm: float  # the largest norm of a trained vector: mapped vectors are capped at it
 
 
@@ -225,6 +227,39 @@ def fit_map(design_rows: sp.csr_matrix, factors: np.ndarray, regularization: flo
         np.asarray(design_rows.T @ factors, dtype=np.float64)))
 
 
+# the ridge penalties an automatic regularization chooses from, and the most design columns
+# it handles (one dense eigendecomposition of the d x d Gram matrix per fold)
+REGULARIZATION_GRID = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
+MAX_AUTO_COLUMNS = 4000
+FOLDS = 5
+
+
+def choose_regularization(design_rows: sp.csr_matrix, factors: np.ndarray) -> float:
+    """The ridge penalty of ``REGULARIZATION_GRID`` whose map predicts the factors of held-out
+    keys best (squared error, 5-fold cross-validation over the keys, seeded): it adapts to
+    how many keys and content columns there are. 1.0 with fewer than 2 keys or more than
+    ``MAX_AUTO_COLUMNS`` columns (logged)."""
+    rows, columns = design_rows.shape
+    if rows < 2 or columns > MAX_AUTO_COLUMNS:
+        if columns > MAX_AUTO_COLUMNS:
+            log.warning("%d content columns: too many to choose the regularization; using 1.0 "
+                        "(set it with recsys.set_features(..., regularization => r))", columns)
+        return 1.0
+    order = np.random.default_rng(0).permutation(rows)
+    errors = np.zeros(len(REGULARIZATION_GRID))
+    targets = np.asarray(factors, dtype=np.float64)
+    for fold in np.array_split(order, min(FOLDS, rows)):
+        train = np.setdiff1d(order, fold)
+        x = design_rows[train].toarray()
+        values, vectors = np.linalg.eigh(x.T @ x)
+        projected = vectors.T @ (x.T @ targets[train])
+        held = design_rows[fold].toarray() @ vectors
+        for n, penalty in enumerate(REGULARIZATION_GRID):
+            predicted = held @ (projected / (values + penalty)[:, None])
+            errors[n] += float(((predicted - targets[fold]) ** 2).sum())
+    return float(REGULARIZATION_GRID[int(np.argmin(errors))])
+
+
 def map_rows(design_rows: sp.csr_matrix, weights: np.ndarray, max_norm: float | None = None
              ) -> np.ndarray:
     """Vectors for design rows, their norms capped at ``max_norm`` when given."""
@@ -255,11 +290,11 @@ def apply(conn: psycopg.Connection, model: ModelConfig, run_id: int, version: in
             continue
         tokens = sorted({token for _, token in content.pairs})
         matrix, text_dims = design(conn, spec, content, tokens)
+        targets = trained[[known[content.keys[r]] for r in known_rows]]
+        penalty = spec.regularization or choose_regularization(matrix[known_rows], targets)
         fmap = FeatureMap(
             tokens=tokens, text_dims=text_dims, vector_dims=spec.vector_dims or 0,
-            weights=fit_map(matrix[known_rows],
-                            trained[[known[content.keys[r]] for r in known_rows]],
-                            spec.regularization),
+            weights=fit_map(matrix[known_rows], targets, penalty), regularization=penalty,
             max_norm=float(np.linalg.norm(trained, axis=1).max()))
         _store_map(conn, model.id, version, spec, fmap)
         mapped = map_rows(matrix, fmap.weights)
@@ -274,8 +309,9 @@ def apply(conn: psycopg.Connection, model: ModelConfig, run_id: int, version: in
                     idx[row] = start + offset
                 _store_content(conn, model.id, version, idx, mapped)
         counts["items" if spec.kind == "item" else "users"] = len(cold)
-        log.info("%s: %d cold %ss mapped from %d tokens, %d text and %d vector dimensions",
-                 model.name, len(cold), spec.kind, len(tokens), text_dims, fmap.vector_dims)
+        log.info("%s: %d cold %ss mapped from %d tokens, %d text and %d vector dimensions "
+                 "(regularization %g)", model.name, len(cold), spec.kind, len(tokens), text_dims,
+                 fmap.vector_dims, penalty)
     conn.execute(queries.text("features_record"),
                  {"items": counts["items"], "users": counts["users"], "run_id": run_id})
     conn.execute(queries.text("features_count_content"),
@@ -365,7 +401,7 @@ def _store_map(conn: psycopg.Connection, model_id: int, version: int, spec: Feat
         "definition": Jsonb(_definition(spec)), "tokens": fmap.tokens,
         "text_dims": fmap.text_dims,
         "weights": np.ascontiguousarray(fmap.weights, dtype="<f8").tobytes(),
-        "max_norm": fmap.max_norm})
+        "regularization": fmap.regularization, "max_norm": fmap.max_norm})
 
 
 def _append(conn: psycopg.Connection, kind: str, table: sql.Identifier, start: int,

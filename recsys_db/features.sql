@@ -64,9 +64,9 @@ COPY recsys.item_content (model_id, version, idx, content) FROM STDIN;
 -- name: features_store_map
 -- A version's feature map of one kind.
 INSERT INTO recsys.feature_map (model_id, version, kind, definition, tokens, text_dims, weights,
-                                max_norm)
+                                regularization, max_norm)
 VALUES (%(model_id)s, %(version)s, %(kind)s, %(definition)s, %(tokens)s, %(text_dims)s,
-        %(weights)s, %(max_norm)s);
+        %(weights)s, %(regularization)s, %(max_norm)s);
 
 -- name: features_read_map
 -- A version's feature map of one kind.

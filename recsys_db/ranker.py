@@ -332,7 +332,7 @@ class _Stage:
         self.categorical = [*self.user_side.categories, *self.item_side.categories]
         # the content generator: the model's item features (recsys.set_features), if any
         self.content: sp.csr_matrix | None = None
-        self.content_regularization = 1.0
+        self.content_regularization: float | None = None  # None: chosen per window
         declared_items = [f for f in features.declared(conn, model.id) if f.kind == "item"]
         if spec.generators.content and declared_items:
             content_keys, self.content = features.content_matrix(conn, model, declared_items[0])
@@ -384,8 +384,10 @@ class _Stage:
         known, cold = hist.alive & has_features, ~hist.alive & has_features
         if not known.any() or not cold.any():
             return cold
-        weights = features.fit_map(self.content[self.feature_row[known]],
-                                   item_factors[known], self.content_regularization)
+        design = self.content[self.feature_row[known]]
+        penalty = self.content_regularization or features.choose_regularization(
+            design, item_factors[known])
+        weights = features.fit_map(design, item_factors[known], penalty)
         item_factors[cold] = features.map_rows(
             self.content[self.feature_row[cold]], weights,
             float(np.linalg.norm(item_factors[known], axis=1).max()))

@@ -3,14 +3,16 @@
 -- Content: besides categorical feature_columns (scalars or arrays, one-hot), text_columns are
 -- embedded by the worker with a sentence-embedding model (embedding_model; the text of a key is
 -- its text columns joined by newlines), and vector_column holds vectors the user maintains
--- (pgvector's vector, or real[] / double precision[]) of vector_dims dimensions.
+-- (pgvector's vector, or real[] / double precision[]) of vector_dims dimensions. The ridge
+-- penalty of the map from content to factors is regularization, or, when null (the default),
+-- chosen at each training by cross-validation.
 CREATE OR REPLACE FUNCTION recsys.set_features(
     model           text,
     kind            text,
     source          regclass,
     key_column      text,
     feature_columns text[] DEFAULT '{}',
-    regularization  double precision DEFAULT 1.0,
+    regularization  double precision DEFAULT NULL,
     text_columns    text[] DEFAULT '{}',
     vector_column   text DEFAULT NULL,
     vector_dims     integer DEFAULT NULL,
@@ -104,8 +106,11 @@ BEGIN
     ELSIF vector_dims IS NOT NULL THEN
         RAISE EXCEPTION 'vector_dims needs a vector_column' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM recsys._check_number('regularization', regularization::numeric, false, 0, true,
-                                 NULL, false);
+    -- null: chosen at each training by cross-validation over the keys with interactions
+    IF regularization IS NOT NULL THEN
+        PERFORM recsys._check_number('regularization', regularization::numeric, false, 0, true,
+                                     NULL, false);
+    END IF;
     INSERT INTO recsys.model_feature AS f (model_id, kind, source_schema, source_table,
                                           key_column, feature_columns, regularization,
                                           text_columns, vector_column, vector_dims,
@@ -141,3 +146,11 @@ SELECT m.name AS model, f.kind, format('%I.%I', f.source_schema, f.source_table)
        f.key_column, f.feature_columns, f.regularization, f.text_columns, f.embedding_model,
        f.vector_column, f.vector_dims
   FROM recsys.model_feature f JOIN recsys.model m ON m.id = f.model_id;
+
+CREATE OR REPLACE VIEW recsys.feature_maps AS
+SELECT m.name AS model, f.version, f.kind, cardinality(f.tokens) AS tokens, f.text_dims,
+       (f.definition ->> 'vector_dims')::integer AS vector_dims, f.regularization, f.max_norm
+  FROM recsys.feature_map f JOIN recsys.model m ON m.id = f.model_id;
+COMMENT ON VIEW recsys.feature_maps IS
+    'the map from content to factors of each version and kind: its columns and the ridge '
+    'penalty it was fitted with (declared, or chosen by cross-validation)';

@@ -1,7 +1,8 @@
 """Content: text and vector features, their embeddings, and the feature map kept per version.
 
-- ``recsys.model_feature`` takes ``text_columns`` (embedded by the worker with
-  ``embedding_model``) and a ``vector_column`` of ``vector_dims`` dimensions besides the
+- ``recsys.model_feature.regularization`` may be NULL: chosen at each training by
+  cross-validation. ``recsys.model_feature`` also takes ``text_columns`` (embedded by the
+  worker with ``embedding_model``) and a ``vector_column`` of ``vector_dims`` dimensions besides the
   categorical ``feature_columns``, which may now be empty.
 - ``recsys.embedding``: text embeddings by embedding model and SHA-256 of the text, so a text
   is embedded once, whatever model or version reads it.
@@ -37,6 +38,8 @@ def upgrade() -> None:
         DROP FUNCTION IF EXISTS recsys.set_features(text, text, regclass, text, text[],
                                                     double precision);
         ALTER TABLE recsys.model_feature
+            ALTER COLUMN regularization DROP NOT NULL,
+            ALTER COLUMN regularization DROP DEFAULT,
             DROP CONSTRAINT IF EXISTS model_feature_feature_columns_check,
             ADD COLUMN text_columns text[] NOT NULL DEFAULT '{{}}',
             ADD COLUMN vector_column text,
@@ -76,6 +79,7 @@ def upgrade() -> None:
             tokens     text[] NOT NULL,
             text_dims  integer NOT NULL,
             weights    bytea NOT NULL,
+            regularization double precision NOT NULL,
             max_norm   double precision NOT NULL,
             PRIMARY KEY (model_id, version, kind),
             FOREIGN KEY (model_id, version)
@@ -130,6 +134,7 @@ def downgrade() -> None:
         DROP FUNCTION IF EXISTS recsys.similar_items(text, text, integer, double precision);
         DROP VIEW IF EXISTS recsys.features;
         DELETE FROM recsys.model_feature WHERE cardinality(feature_columns) = 0;
+        UPDATE recsys.model_feature SET regularization = 1.0 WHERE regularization IS NULL;
         ALTER TABLE recsys.model_feature
             DROP CONSTRAINT model_feature_columns_check,
             DROP CONSTRAINT model_feature_text_check,
@@ -137,6 +142,8 @@ def downgrade() -> None:
             DROP COLUMN text_columns, DROP COLUMN vector_column, DROP COLUMN vector_dims,
             DROP COLUMN embedding_model,
             ADD CONSTRAINT model_feature_feature_columns_check
-                CHECK (cardinality(feature_columns) > 0);
+                CHECK (cardinality(feature_columns) > 0),
+            ALTER COLUMN regularization SET NOT NULL,
+            ALTER COLUMN regularization SET DEFAULT 1.0;
         """
     )

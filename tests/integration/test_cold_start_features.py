@@ -43,12 +43,14 @@ def test_set_features_validates(conn: psycopg.Connection) -> None:
          "regularization must be a finite number greater than 0, not -Infinity"),
         ("'m', 'item', 'public.tags', 'item', ARRAY['tags'], -1",
          "regularization must be a finite number greater than 0, not -1"),
-        ("'m', 'item', 'public.tags', 'item', ARRAY['tags'], NULL",
-         "regularization must be a finite number greater than 0, not null"),
     ]:
         with pytest.raises(psycopg.Error) as info:
             conn.execute(f"SELECT recsys.set_features({call})")
         assert info.value.diag.message_primary == message
+    # no regularization (or NULL): chosen at each training
+    conn.execute("SELECT recsys.set_features('m', 'item', 'public.tags', 'item', ARRAY['tags'],"
+                 " NULL)")
+    assert rows(conn, "SELECT regularization FROM recsys.features") == [(None,)]
     assert rows(conn, "SELECT recsys.drop_features('m', 'item'),"
                       " recsys.drop_features('m', 'item')") == [(True, False)]
 

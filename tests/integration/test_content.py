@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from recsys_db import api, db, embedding, foldin, training
+from recsys_db import api, db, embedding, features, foldin, training
 from recsys_db.errors import ConfigError, DataError
 
 from ..helpers import drop_database, new_database, rows, run_returning_rows
@@ -100,6 +100,10 @@ def test_text_gives_new_campaigns_an_audience(db_url: str, conn: psycopg.Connect
     assert rows(conn, f"SELECT key FROM recsys.{item_table} WHERE from_content"
                       " ORDER BY key") == [("d-new",), ("g-new",)]
     assert rows(conn, "SELECT content_items FROM recsys.versions") == [(2,)]
+    # the map's penalty was chosen by cross-validation, from the grid
+    ((penalty, text_dims),) = rows(conn, "SELECT regularization, text_dims FROM"
+                                         " recsys.feature_maps")
+    assert penalty in features.REGULARIZATION_GRID and text_dims == 384
     assert rows(conn, "SELECT item_key, reason FROM recsys.recommend_filtered('campaigns', 'pg0',"
                       " ARRAY['g-new', 'd0'], 2, false)") == [("g-new", "content"), ("d0", "als")]
     assert ("g-new", "content") in rows(conn, "SELECT item_key, reason FROM"
