@@ -9,14 +9,17 @@ vectors are the ones the feature map gave them. For every user who liked a held-
 is in the model), the held-out movies are ranked by user factor · mapped vector: AUC of the
 liked ones against the other held-out ones (ties count half) and recall@50. Random scores are
 the floor. The map's regularization is swept per declaration (``recsys.set_features``'
-``regularization``, one model per value).
+``regularization``, one model per value): ``auto``, the default (the argument omitted, so NULL:
+chosen at each training by cross-validation over the warm keys; the penalty chosen is read from
+``recsys.feature_maps``), and fixed values.
 
 Throughput: every movie title through ``recsys_db.embedding.embed`` with an empty
 ``recsys.embedding`` (cold) and with every title cached (warm), beside sentence-transformers'
 ``encode`` alone; the model's load apart, in a fresh process (importing torch included) and
 again in this one.
 
-Delay: a real ``recsys-db worker`` process beside the trained genres + text model; a movie row
+Delay: a real ``recsys-db worker`` process beside the trained genres + year + text model with
+the default (automatic) regularization; a movie row
 (title, genres, year, no ratings) is inserted, an incremental refresh requested, and
 ``recsys.interested_users`` polled every 50 ms until the movie has an audience. The first new
 movie is the worker's cold start (it loads the embedding model then) and is reported apart.
@@ -43,11 +46,14 @@ from psycopg import sql
 from scipy.stats import rankdata
 
 from benchmarks import measure
-from recsys_db import datasets, db, embedding, training
+from recsys_db import datasets, db, embedding, features, training
 
 SEEDS = (1, 2, 3)
-REGULARIZATIONS = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
-DEFAULT_REGULARIZATION = 1.0
+# None: the default of recsys.set_features (regularization omitted, NULL), chosen at each
+# training by cross-validation; reported as AUTO
+REGULARIZATIONS: tuple[float | None, ...] = (None, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+DEFAULT_REGULARIZATION: float | None = None
+AUTO = "auto"
 TOP = 50
 ALS = "recsys.als(factors => 32, iterations => 10, regularization => 0.05, random_state => %s)"
 # label -> (short name for the models, set_features arguments after the key column)
@@ -75,8 +81,13 @@ WARM_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 
 
-def _model_name(short: str, seed: int, regularization: float) -> str:
-    return f"{short}_s{seed}_r{regularization:g}"
+def _label(regularization: float | None) -> str:
+    """A regularization as the results name it: ``auto`` for the default (NULL)."""
+    return AUTO if regularization is None else f"{regularization:g}"
+
+
+def _model_name(short: str, seed: int, regularization: float | None) -> str:
+    return f"{short}_s{seed}_r{_label(regularization)}"
 
 
 def _summary(values: list[float]) -> dict[str, Any]:
@@ -164,8 +175,29 @@ def _evaluate(conn: psycopg.Connection, model: str, split: _Split) -> dict[str, 
         liked = [position[i] for i in split.liked[user]]
         aucs.append(float((scores[liked][:, None] > np.delete(scores, liked)[None, :]).mean()))
     return {**quality, "auc_all_cold": float(np.mean(aucs)), "users": len(users),
-            "cold_items": len(cold),
+            "cold_items": len(cold), "map_regularization": _map_regularization(conn, model),
             "user_factors": {k: user_vectors[k] for k in users}}
+
+
+def _map_regularization(conn: psycopg.Connection, model: str) -> float:
+    """The ridge penalty the active version's item feature map was fitted with: declared, or
+    chosen by cross-validation (``recsys.feature_maps``)."""
+    [(penalty,)] = conn.execute(
+        "SELECT f.regularization FROM recsys.feature_maps f JOIN recsys.model m"
+        " ON m.name = f.model AND f.version = m.active_version"
+        " WHERE f.model = %s AND f.kind = 'item'", (model,)).fetchall()
+    return float(penalty)
+
+
+def _declare(conn: psycopg.Connection, name: str, arguments: str,
+             regularization: float | None) -> None:
+    """``recsys.set_features`` for one model: the default (regularization omitted) for None."""
+    if regularization is None:
+        conn.execute("SELECT recsys.set_features(%s, 'item', 'movielens.movies', 'item_id',"
+                     f" {arguments})", (name,))
+    else:
+        conn.execute("SELECT recsys.set_features(%s, 'item', 'movielens.movies', 'item_id',"
+                     f" {arguments}, regularization => %s)", (name, regularization))
 
 
 def _quality(url: str, split_conn: psycopg.Connection) -> dict[str, Any]:
@@ -179,11 +211,9 @@ def _quality(url: str, split_conn: psycopg.Connection) -> dict[str, Any]:
                     name = _model_name(short, seed, regularization)
                     conn.execute("SELECT recsys.create_model(%s, 'public.train', 'user_id',"
                                  f" 'item_id', params => {ALS})", (name, seed))
-                    conn.execute("SELECT recsys.set_features(%s, 'item', 'movielens.movies',"
-                                 f" 'item_id', {arguments}, regularization => %s)",
-                                 (name, regularization))
+                    _declare(conn, name, arguments, regularization)
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {
-        label: {f"{r:g}": [] for r in REGULARIZATIONS} for label in DECLARATIONS}
+        label: {_label(r): [] for r in REGULARIZATIONS} for label in DECLARATIONS}
     random: list[dict[str, float]] = []
     same_factors: list[bool] = []
     for seed in SEEDS:
@@ -195,12 +225,15 @@ def _quality(url: str, split_conn: psycopg.Connection) -> dict[str, Any]:
                 assert result.status == "succeeded", f"{name}: {result.status}"
                 with db.connect(url) as conn:
                     found = _evaluate(conn, name, split)
+                if regularization is not None:
+                    assert found["map_regularization"] == regularization, name
                 factors_of_seed.append(found.pop("user_factors"))
                 found.update(seed=seed, features_seconds=result.stages["features"],
                              refresh_seconds=result.seconds, cold=result.cold["items"])
-                runs[label][f"{regularization:g}"].append(found)
-                print(f"seed {seed}, {label}, regularization {regularization:g}: AUC "
-                      f"{found['auc']:.4f}, recall@{TOP} {found['recall']:.4f}", flush=True)
+                runs[label][_label(regularization)].append(found)
+                print(f"seed {seed}, {label}, regularization {_label(regularization)} (map "
+                      f"{found['map_regularization']:g}): AUC {found['auc']:.4f}, "
+                      f"recall@{TOP} {found['recall']:.4f}", flush=True)
         first = factors_of_seed[0]
         same_factors.append(all(
             f.keys() == first.keys() and all(np.array_equal(f[k], first[k]) for k in first)
@@ -212,21 +245,33 @@ def _quality(url: str, split_conn: psycopg.Connection) -> dict[str, Any]:
                            for key in ("auc", "recall", "auc_all_cold", "features_seconds")}
                      for reg, found in by_reg.items()}
              for label, by_reg in runs.items()}
-    best = {label: max(by_reg, key=lambda reg: float(by_reg[reg]["auc"]["mean"]))
+    # the best fixed value of each declaration (auto is a choice among such values)
+    best = {label: max((reg for reg in by_reg if reg != AUTO),
+                       key=lambda reg: float(by_reg[reg]["auc"]["mean"]))
             for label, by_reg in table.items()}
-    default = f"{DEFAULT_REGULARIZATION:g}"
+    default = _label(DEFAULT_REGULARIZATION)
     genres, both = "one-hot genres + year", "genres + year + title text"
 
     def paired(reg_both: str, reg_genres: str, key: str) -> dict[str, Any]:
         return _summary([b[key] - g[key] for b, g in zip(
             runs[both][reg_both], runs[genres][reg_genres], strict=True)])
 
+    # per declaration and seed, the penalty cross-validation chose, and whether the automatic
+    # model's AUC equals the fixed model's at that penalty (when the sweep has it)
+    chosen = {label: [r["map_regularization"] for r in by_reg[AUTO]]
+              for label, by_reg in runs.items()}
+    same_as_fixed = {label: [None if f"{penalty:g}" not in by_reg else
+                             auto["auc"] == by_reg[f"{penalty:g}"][n]["auc"]
+                             for n, (penalty, auto) in enumerate(zip(
+                                 chosen[label], by_reg[AUTO], strict=True))]
+                     for label, by_reg in runs.items()}
     first_run = runs[genres][default][0]
     return {
         "held_out": len(split.held_out), "users": first_run["users"],
         "cold_items": first_run["cold_items"],
         "random": {key: _summary([r[key] for r in random]) for key in ("auc", "recall")},
         "by_regularization": table, "best_regularization": best,
+        "chosen_regularization": chosen, "auto_same_as_fixed": same_as_fixed,
         "gain_default": {k: paired(default, default, k) for k in ("auc", "recall")},
         "gain_by_regularization": {reg: {k: paired(reg, reg, k) for k in ("auc", "recall")}
                                    for reg in table[both]},
@@ -418,6 +463,7 @@ def _delay(url: str) -> dict[str, Any]:
             worker = subprocess.Popen(_worker_command(url), stdout=log,
                                       stderr=subprocess.STDOUT)
             try:
+                penalty_before = _map_regularization(conn, model)
                 ready = _wait_for_worker(conn, worker)
                 ready_total = time.perf_counter() - started
                 runs = []
@@ -427,6 +473,7 @@ def _delay(url: str) -> dict[str, Any]:
                     runs.append(found)
                     print(f"new movie {n} ({'cold' if n == 0 else 'warm'} worker): audience "
                           f"after {found['seconds']} s", flush=True)
+                penalty_after = _map_regularization(conn, model)
             finally:
                 stopped = _stop(worker)
         events = [json.loads(line) for line in log_path.read_text().splitlines()
@@ -434,7 +481,9 @@ def _delay(url: str) -> dict[str, Any]:
     warm = [r["seconds"] for r in runs[1:]]
     reached = [s for s in warm if s is not None]
     return {
-        "model": model, "worker_ready_seconds": ready, "worker_start_seconds": ready_total,
+        "model": model, "regularization": _label(DEFAULT_REGULARIZATION),
+        "map_regularization": {"before": penalty_before, "after": penalty_after},
+        "worker_ready_seconds": ready, "worker_start_seconds": ready_total,
         "cold_worker": runs[0], "warm": runs[1:],
         "median_seconds": float(np.median(reached)) if reached else None,
         "max_seconds": max(reached) if len(reached) == len(warm) else None,
@@ -463,8 +512,10 @@ def run(url: str, repeat: int = 3) -> dict[str, Any]:
         quality = _quality(url, conn)
     delay = _delay(url)
     return {"dataset": "content", "movies": movies, "train_pairs": liked,
-            "train_users": users, "seeds": list(SEEDS), "regularizations": list(REGULARIZATIONS),
-            "default_regularization": DEFAULT_REGULARIZATION, "top": TOP,
+            "train_users": users, "seeds": list(SEEDS),
+            "regularizations": [_label(r) for r in REGULARIZATIONS],
+            "default_regularization": _label(DEFAULT_REGULARIZATION),
+            "regularization_grid": list(features.REGULARIZATION_GRID), "top": TOP,
             "declarations": {label: arguments for label, (_, arguments) in DECLARATIONS.items()},
             "quality": quality, "throughput": throughput, "delay": delay}
 

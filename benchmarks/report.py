@@ -174,10 +174,12 @@ def _content(c: dict[str, Any]) -> list[str]:
     """The content section: cold-start quality and its map regularization, embedding
     throughput, the delay from a new item's INSERT to its audience."""
     q, t, d = c["quality"], c["throughput"], c["delay"]
-    default, seeds = f"{c['default_regularization']:g}", len(c["seeds"])
+    default, seeds = c["default_regularization"], len(c["seeds"])
     labels = list(c["declarations"])
     genres, both = labels[0], labels[-1]
-    best = q["best_regularization"]
+    best, chosen = q["best_regularization"], q["chosen_regularization"]
+    same = [v for values in q["auto_same_as_fixed"].values() for v in values if v is not None]
+    grid = ", ".join(f"{r:g}" for r in c["regularization_grid"])
     m = c["machine"]
     lines = [
         "## content: cold start from content, text embeddings and new items on MovieLens 100K",
@@ -200,24 +202,39 @@ def _content(c: dict[str, Any]) -> list[str]:
         f"({'yes' if all(q['same_als_factors_per_seed']) else 'NO'}), so the differences "
         "between declarations are the content's alone and are paired per seed.",
         "",
-        f"Map regularization {default} (the default of `recsys.set_features`):",
+        f"Map regularization {default} (the default of `recsys.set_features`: `regularization` "
+        "omitted, i.e. NULL, so each training chooses the ridge penalty by 5-fold "
+        f"cross-validation over the movies the model knows, from {grid}; the penalty chosen is "
+        "read from `recsys.feature_maps`, per seed):",
         "",
-        f"| content | AUC | recall@{c['top']} | AUC, test's way | features stage |",
-        "|---|---|---|---|---|",
-        f"| random scores | {_spread(q['random']['auc'])} | {_spread(q['random']['recall'])} | "
-        "— | — |",
-        *[f"| {label} (`{c['declarations'][label]}`) | {_spread(r['auc'])} | "
-          f"{_spread(r['recall'])} | {_spread(r['auc_all_cold'])} | "
+        f"| content | penalty chosen (seeds {', '.join(map(str, c['seeds']))}) | AUC | "
+        f"recall@{c['top']} | AUC, test's way | features stage |",
+        "|---|---|---|---|---|---|",
+        f"| random scores | — | {_spread(q['random']['auc'])} | "
+        f"{_spread(q['random']['recall'])} | — | — |",
+        *[f"| {label} (`{c['declarations'][label]}`) | {_penalties(chosen[label])} | "
+          f"{_spread(r['auc'])} | {_spread(r['recall'])} | {_spread(r['auc_all_cold'])} | "
           f"{r['features_seconds']['mean']:.2f} s |"
           for label in labels for r in [q["by_regularization"][label][default]]],
         "",
         f"{both} minus {genres}, paired per seed: AUC **{_signed(q['gain_default']['auc'])}**, "
-        f"recall@{c['top']} **{_signed(q['gain_default']['recall'])}**. The features stage of "
-        "a text model reads every title's embedding from the cache (the titles were embedded "
-        "before, by the throughput figures below).",
+        f"recall@{c['top']} **{_signed(q['gain_default']['recall'])}**. "
+        + ("Cross-validation chose the same penalty for every seed of each declaration. "
+           if all(len(set(v)) == 1 for v in chosen.values()) else
+           "The penalty chosen differs between seeds (the trained factors it is fitted to "
+           "differ) for " + ", ".join(label for label in labels if len(set(chosen[label])) > 1)
+           + ". ")
+        + (f"Where the sweep below has the penalty chosen, the automatic model's AUC equals the "
+           f"fixed model's, seed by seed ({'yes' if all(same) else 'NO'}). " if same else "")
+        + "AUC of the automatic choice minus that of each one's best fixed value below: "
+        + ", ".join(f"{label} {_against_best(q, label, default)}" for label in labels) + ". "
+        + "The features stage of a text model reads every title's embedding from the cache (the "
+        "titles were embedded before, by the throughput figures below); with "
+        f"{default}, it includes the cross-validation.",
         "",
         "The map's regularization (`set_features(..., regularization => r)`, one model per "
-        f"value and seed); AUC / recall@{c['top']}, best AUC of each declaration in bold:",
+        f"value and seed; {default}: omitted); AUC / recall@{c['top']}, best AUC of each "
+        "declaration among the fixed values in bold:",
         "",
         f"| r | {' | '.join(labels)} | {both} minus {genres}, AUC (paired) |",
         "|---|" + "---|" * (len(labels) + 1),
@@ -232,7 +249,8 @@ def _content(c: dict[str, Any]) -> list[str]:
                      f"{_signed(q['gain_by_regularization'][reg]['auc'])} |")
     lines += [
         "",
-        "Best regularization: " + ", ".join(f"{label} {best[label]}" for label in labels)
+        "Best fixed regularization: "
+        + ", ".join(f"{label} {best[label]}" for label in labels)
         + f". At the best of each, {both} minus {genres} (paired per seed): AUC "
         f"**{_signed(q['gain_best']['auc'])}**, recall@{c['top']} "
         f"**{_signed(q['gain_best']['recall'])}**.",
@@ -266,7 +284,10 @@ def _content(c: dict[str, Any]) -> list[str]:
            "rate is given beside the median's.", ""]
           if "load_average_1min" in t else []),
         f"New item delay: a `recsys-db worker` process beside model `{d['model']}` ({both}, "
-        f"regularization {default}); a movie row (title, genres, year, no ratings) is "
+        f"regularization {d['regularization']}: penalty "
+        f"{d['map_regularization']['before']:g} chosen at its training, "
+        f"{d['map_regularization']['after']:g} in the version after the new movies); "
+        "a movie row (title, genres, year, no ratings) is "
         "inserted, `recsys.request_refresh(model, 'incremental')` called, and "
         f"`recsys.interested_users(model, item, 10)` polled every {d['poll_seconds'] * 1e3:.0f} "
         "ms until it returns rows. The job's times count from the INSERT (server clock); the "
@@ -298,6 +319,27 @@ def _content(c: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _against_best(q: dict[str, Any], label: str, default: str) -> str:
+    """AUC at the default minus AUC at the best fixed regularization (means over the seeds)."""
+    table = q["by_regularization"][label]
+    best = q["best_regularization"][label]
+    return f"{table[default]['auc']['mean'] - table[best]['auc']['mean']:+.4f} (best {best})"
+
+
+def _penalties(values: list[float]) -> str:
+    """Per seed penalties: one value when every seed chose it."""
+    if len(set(values)) == 1:
+        return f"{values[0]:g} (every seed)"
+    return ", ".join(f"{v:g}" for v in values)
+
+
+def _chosen(values: list[float]) -> str:
+    """Per seed penalties, in running text."""
+    if len(set(values)) == 1:
+        return f"{values[0]:g} on every seed"
+    return "/".join(f"{v:g}" for v in values) + " over the seeds"
+
+
 def _best(t: dict[str, Any], figure: str) -> str:
     unit = "texts" if figure == "encode" else "items"
     key = f"{figure}_{unit}_per_s_best"
@@ -312,7 +354,8 @@ def _content_goals(c: dict[str, Any]) -> list[str]:
     q, d = c["quality"], c["delay"]
     labels = list(c["declarations"])
     genres, both = labels[0], labels[-1]
-    default = f"{c['default_regularization']:g}"
+    default = c["default_regularization"]
+    chosen = q["chosen_regularization"]
     gain, best = q["gain_default"]["auc"], q["gain_best"]["auc"]
     recall, best_recall = q["gain_default"]["recall"], q["gain_best"]["recall"]
 
@@ -321,15 +364,17 @@ def _content_goals(c: dict[str, Any]) -> list[str]:
 
     verdict = _met(beats(gain))
     if not beats(gain):
-        verdict += (" at the default; met at each one's best regularization" if beats(best)
-                    else ", nor at each one's best regularization")
+        verdict += (" at the default; met at each one's best fixed regularization"
+                    if beats(best) else ", nor at each one's best fixed regularization")
     rows = [
         f"| genres + year + title text beats genres + year on held-out movies' AUC, by more "
         f"than the seed-to-seed spread of the paired gain | content (MovieLens 100K, every "
-        f"10th movie cold, {len(c['seeds'])} seeds) | {_signed(gain)} at regularization "
-        f"{default} ({q['by_regularization'][both][default]['auc']['mean']:.4f} vs "
+        f"10th movie cold, {len(c['seeds'])} seeds) | {_signed(gain)} at the default "
+        f"regularization, {default} (cross-validation chose {_chosen(chosen[both])} for the "
+        f"first and {_chosen(chosen[genres])} for the second; AUC "
+        f"{q['by_regularization'][both][default]['auc']['mean']:.4f} vs "
         f"{q['by_regularization'][genres][default]['auc']['mean']:.4f}; recall@{c['top']} "
-        f"{_signed(recall)}); {_signed(best)} at each one's best regularization "
+        f"{_signed(recall)}); {_signed(best)} at each one's best fixed regularization "
         f"({q['best_regularization'][both]} and {q['best_regularization'][genres]}; "
         f"recall@{c['top']} {_signed(best_recall)}) | {verdict} |",
     ]
