@@ -78,7 +78,8 @@ def test_each_function_view_and_trigger_comes_from_one_sql_file(
         for match in statement.finditer(path.read_text(encoding="utf-8")):
             kind, name = (match[1], match[2]) if match[1] else ("TRIGGER", match[3])
             created.setdefault((kind, name), []).append(path.name)
-    assert {k: v for k, v in created.items() if len(v) > 1} == {}
+    assert {k: v for k, v in created.items()
+            if len(v) > len(OVERLOADS.get(k[1], [k[1]]))} == {}
     installed = {("FUNCTION", r[0]) for r in rows(
         conn, "SELECT proname FROM pg_proc WHERE pronamespace = 'recsys'::regnamespace")}
     installed |= {("VIEW", r[0]) for r in rows(
@@ -102,10 +103,19 @@ def test_wheel_ships_sql_and_alembic(tmp_path: Path) -> None:
     assert "recsys_db/run.sql" in names
 
 
+# Functions with more than one signature on purpose: similar_items with content_weight is an
+# overload so that views over the 3-argument function survive the upgrade to it (0014).
+OVERLOADS = {"similar_items": ["similar_items(text,text,integer)",
+                               "similar_items(text,text,integer,double precision)"]}
+
+
 def test_no_leftover_function_overloads(conn: psycopg.Connection) -> None:
     # a changed signature needs a DROP of the old one in an alembic revision
-    assert rows(conn, "SELECT proname FROM pg_proc WHERE pronamespace = 'recsys'::regnamespace"
-                      " GROUP BY proname HAVING count(*) > 1") == []
+    found = dict(rows(
+        conn, "SELECT proname, array_agg(replace(oid::regprocedure::text, 'recsys.', '')"
+              " ORDER BY oid::regprocedure::text) FROM pg_proc"
+              " WHERE pronamespace = 'recsys'::regnamespace GROUP BY proname HAVING count(*) > 1"))
+    assert found == OVERLOADS
 
 
 def test_training_refuses_a_schema_of_another_release(db_url: str,

@@ -128,11 +128,15 @@ def test_every_function_is_owned_by_the_owner_with_a_pinned_path(conn: psycopg.C
                       " WHERE rolname = 'recsys_owner'") == [(False, False, False, False)]
     assert rows(conn, "SELECT nspowner::regrole::text FROM pg_namespace"
                       " WHERE nspname = 'recsys'") == [("recsys_owner",)]
-    callers = dict(rows(
+    # per function, overloads apart (similar_items has two): each must have its name's callers
+    per_function = rows(
         conn, "SELECT p.proname, array_agg(g ORDER BY g) FILTER (WHERE"
               " has_function_privilege(g, p.oid, 'EXECUTE')) FROM pg_proc p,"
               " unnest(ARRAY['public', 'recsys_modeler', 'recsys_reader', 'recsys_worker']) g"
-              " WHERE p.pronamespace = 'recsys'::regnamespace AND p.prosecdef GROUP BY 1"))
+              " WHERE p.pronamespace = 'recsys'::regnamespace AND p.prosecdef"
+              " GROUP BY p.oid, p.proname")
+    callers = dict(per_function)
+    assert len({(name, tuple(who or ())) for name, who in per_function}) == len(callers)
     groups = {"reader": ["recsys_reader", "recsys_worker"], "modeler": ["recsys_modeler"],
               "worker": ["recsys_worker"]}
     expected: dict[str, list[str] | None] = {"_track_active_version": None,
