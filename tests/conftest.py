@@ -4,6 +4,7 @@ a template database with recsys installed, and a fresh copy of it per test."""
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +85,24 @@ def conn(db_url: str) -> Iterator[psycopg.Connection]:
     """Autocommit connection to the test's database, pgvector types registered."""
     with db.connect(db_url) as connection:
         yield connection
+
+
+@pytest.fixture
+def make_login(conn: psycopg.Connection) -> Iterator[Callable[..., str]]:
+    """A factory of login roles, members of the given groups (``make_login("recsys_reader")``);
+    after the test each is dropped with what it owns in the test's database."""
+    made: list[str] = []
+
+    def login(*groups: str) -> str:
+        name = f"login_{uuid.uuid4().hex[:8]}"
+        conn.execute(f"CREATE ROLE {name} LOGIN IN ROLE {', '.join(groups)}")
+        made.append(name)
+        return name
+
+    yield login
+    for name in made:
+        conn.execute(f"DROP OWNED BY {name}")
+        conn.execute(f"DROP ROLE {name}")
 
 
 @pytest.fixture(scope="session")

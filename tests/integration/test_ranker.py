@@ -6,8 +6,7 @@ serving, rollback and gate tests; a small synthetic log with times drives the ba
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import lightgbm
 import numpy as np
@@ -492,19 +491,11 @@ def test_feature_columns_of_every_kind_and_hostile_names(log_db: str) -> None:
         assert rows(conn, "SELECT count(*) FROM public.events") == [(28800,)]
 
 
-def test_rankers_are_managed_only_by_their_declarers(log_db: str, conn: psycopg.Connection
-                                                     ) -> None:
+def test_rankers_are_managed_only_by_their_declarers(
+        log_db: str, conn: psycopg.Connection, make_login: Callable[..., str]) -> None:
     """Attack: a modeler declares a ranker on another's model, or reads through one a table
     it may not read."""
-    made: list[str] = []
-
-    def login(*groups: str) -> str:
-        name = f"login_{uuid.uuid4().hex[:8]}"
-        conn.execute(f"CREATE ROLE {name} LOGIN IN ROLE {', '.join(groups)}")
-        made.append(name)
-        return name
-
-    owner, other = login("recsys_modeler"), login("recsys_modeler")
+    owner, other = make_login("recsys_modeler"), make_login("recsys_modeler")
     conn.execute(f"GRANT SELECT ON public.events TO {owner}")
     conn.execute("CREATE TABLE public.salaries AS SELECT 'u' || g AS u, g * 1000 AS pay"
                  " FROM generate_series(0, 59) g")
@@ -533,9 +524,6 @@ def test_rankers_are_managed_only_by_their_declarers(log_db: str, conn: psycopg.
                           " WHERE model = 'mine'") == [("1 day",)]
     finally:
         conn.execute("SELECT recsys.drop_model('mine')")
-        for name in made:
-            conn.execute(f"DROP OWNED BY {name}")
-            conn.execute(f"DROP ROLE {name}")
 
 
 def test_cli_train_reports_the_ranker(movielens_db: str,
