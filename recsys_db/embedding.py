@@ -122,17 +122,12 @@ def embed(conn: psycopg.Connection, name: str, texts: list[str]) -> np.ndarray:
         log.info("embedded %d texts in %.1fs (%.0f/s)", len(missing), seconds,
                  len(missing) / max(seconds, 1e-9))
         with conn.transaction():
-            conn.execute(queries.text("embedding_create_stage"))
+            conn.execute(queries.compose("embedding_create_stage", vector=db.vector_type(conn)))
             with conn.cursor() as cur, cur.copy(queries.text("embedding_copy_stage")) as copy:
                 for key, vector in zip(missing, vectors, strict=True):
-                    copy.write_row((key, _literal(vector)))
-            conn.execute(queries.compose("embedding_store", vector=db.vector_type(conn)),
-                         {"model": name})
+                    copy.write_row((key, vector))
+            conn.execute(queries.text("embedding_store"), {"model": name})
         found.update(zip(missing, vectors, strict=True))
     if not texts:
         return np.zeros((0, 0), dtype=np.float32)
     return np.stack([found[key] for key in keys])
-
-
-def _literal(vector: np.ndarray) -> str:
-    return "[" + ",".join(repr(float(x)) for x in vector) + "]"

@@ -9,15 +9,15 @@ SELECT text_sha256, embedding FROM recsys.embedding
 
 -- name: embedding_create_stage
 -- New embeddings on their way into the cache.
-CREATE TEMP TABLE recsys_stage_embedding (text_sha256 bytea, embedding text) ON COMMIT DROP;
+CREATE TEMP TABLE recsys_stage_embedding (text_sha256 bytea, embedding {vector}) ON COMMIT DROP;
 
 -- name: embedding_copy_stage
--- New embeddings: SHA-256 of the text and the vector as text.
+-- New embeddings: SHA-256 of the text and the vector.
 COPY recsys_stage_embedding (text_sha256, embedding) FROM STDIN;
 
 -- name: embedding_store
 -- New embeddings into the cache; one another worker stored meanwhile wins.
 INSERT INTO recsys.embedding (embedding_model, text_sha256, embedding)
-SELECT %(model)s, text_sha256, embedding::{vector} FROM recsys_stage_embedding
+SELECT %(model)s, text_sha256, embedding FROM recsys_stage_embedding
  ORDER BY text_sha256  -- one order for every worker: two inserting the same texts cannot deadlock
     ON CONFLICT DO NOTHING;
