@@ -135,7 +135,13 @@ class Worker:
         self.events = events or Events()
         self.name = options.name or run.worker_name()
         self.worker_id: int | None = None
-        self._stop = threading.Event()
+        # Set by a signal handler or stop(): plain attributes, because a handler must not take
+        # a lock the interrupted main thread may hold (the events lock, an Event's condition).
+        self._stopping = False
+        self._stop_signal: int | None = None  # the signal that asked, announced by _announce
+        self._stop_in_job = False  # whether a job was running when it came (a grace applies)
+        self._announced = False
+        self._announce_lock = threading.Lock()  # never taken in a signal handler
         self._stop_heartbeat = threading.Event()
         self._in_job = False
         self._state = "idle"
@@ -147,16 +153,30 @@ class Worker:
     # -- signals -----------------------------------------------------------------------------
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        if self._stop.is_set():
+        # Only attribute writes and a timer here: the "stopping" event is written by
+        # _announce, from the heartbeat thread or the main loop.
+        if self._stopping:
             if self._in_job:
                 raise ShutdownRequested(f"worker {self.name} interrupted by a second signal")
             return
-        self._stop.set()
+        self._stop_in_job = self._in_job
+        self._stop_signal = signum
+        self._stopping = True
         self._state = "stopping"
-        self.events("stopping", worker=self.name, signal=signal.Signals(signum).name,
-                    grace=self.options.grace if self._in_job else None)
         if self._in_job:
             signal.setitimer(signal.ITIMER_REAL, max(self.options.grace, 0.001))
+
+    def _announce(self) -> None:
+        """Write the "stopping" event once, after a signal asked the worker to stop."""
+        if self._stop_signal is None or self._announced:
+            return
+        with self._announce_lock:
+            if self._announced:
+                return
+            self._announced = True
+            self.events("stopping", worker=self.name,
+                        signal=signal.Signals(self._stop_signal).name,
+                        grace=self.options.grace if self._stop_in_job else None)
 
     def _on_alarm(self, _signum: int, _frame: FrameType | None) -> None:
         if self._in_job:
@@ -166,7 +186,7 @@ class Worker:
 
     def stop(self) -> None:
         """Ask the loop to stop after the current job (for embedding without signals)."""
-        self._stop.set()
+        self._stopping = True
 
     # -- main loop ---------------------------------------------------------------------------
 
@@ -211,6 +231,7 @@ class Worker:
                 conn.close()
             for sig, previous in handlers.items():
                 signal.signal(sig, previous)
+        self._announce()
         self.events("stopped", worker=self.name, failures=self._failures)
         return 1 if self.options.once and self._failures else 0
 
@@ -226,7 +247,7 @@ class Worker:
                     reconnect_timeout=self.options.reconnect_timeout)
         deadline = time.monotonic() + self.options.reconnect_timeout
         pause, attempt = 0.5, 0
-        while not self._stop.wait(min(pause, max(0.0, deadline - time.monotonic()))):
+        while not self._sleep(min(pause, max(0.0, deadline - time.monotonic()))):
             attempt += 1
             try:
                 conn = db.connect(self.url, pinned=True)
@@ -254,9 +275,9 @@ class Worker:
     def _loop(self, conn: psycopg.Connection) -> None:
         if self._unsettled is not None:
             self._settle(conn, self._unsettled)
-        while not self._stop.is_set():
+        while not self._stopping:
             self._housekeeping(conn)
-            job = None if self._stop.is_set() else jobs.claim(conn, self._id)
+            job = None if self._stopping else jobs.claim(conn, self._id)
             if job is not None:
                 self._execute(conn, job)
             elif self.options.once:
@@ -290,7 +311,7 @@ class Worker:
     def _wait(self, conn: psycopg.Connection) -> None:
         """Until a NOTIFY, the poll interval or a stop; in short slices to notice the stop."""
         deadline = time.monotonic() + self.options.poll
-        while not self._stop.is_set():
+        while not self._stopping:
             left = deadline - time.monotonic()
             if left <= 0:
                 return
@@ -298,9 +319,25 @@ class Worker:
                 self.events("notified", worker=self.name, model=notify.payload)
                 return
 
+    def _sleep(self, seconds: float) -> bool:
+        """Sleep up to ``seconds`` in short slices; whether a stop was asked for."""
+        deadline = time.monotonic() + seconds
+        while not self._stopping:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(left, 0.2))
+        return True
+
     def _heartbeat_loop(self) -> None:
         conn: psycopg.Connection | None = None
-        while not self._stop_heartbeat.wait(self.options.heartbeat):
+        beat_at = time.monotonic() + self.options.heartbeat
+        # short slices: this thread also announces a stop that a signal asked for
+        while not self._stop_heartbeat.wait(min(0.2, self.options.heartbeat)):
+            self._announce()
+            if time.monotonic() < beat_at:
+                continue
+            beat_at = time.monotonic() + self.options.heartbeat
             try:
                 if conn is None or conn.closed:
                     conn = db.connect(self.url, vector=False, pinned=True)
@@ -338,6 +375,7 @@ class Worker:
 
     def _settle(self, conn: psycopg.Connection, outcome: _Outcome) -> None:
         """Write a finished job's outcome: succeeded, or retried as its failure allows."""
+        self._announce()  # before the job's outcome, which the stop may have caused
         job, result = outcome.job, outcome.result
         if result is not None:
             jobs.succeed(conn, job.id, result.run_id)
@@ -372,7 +410,7 @@ class Worker:
                         error=outcome.error, job_status=status, retry=outcome.kind,
                         seconds=outcome.seconds)
         self._unsettled = None
-        self._state = "stopping" if self._stop.is_set() else "idle"
+        self._state = "stopping" if self._stopping else "idle"
         jobs.heartbeat(conn, self._id, self._state)
 
     def _run_job(self, conn: psycopg.Connection, job: jobs.Job
