@@ -46,6 +46,21 @@ def connect(url: str, *, autocommit: bool = True, vector: bool = True,
     return conn
 
 
+def require_writable(conn: psycopg.Connection[Any], action: str = "train") -> None:
+    """Refuse, before anything is written, a server that cannot take writes: a hot standby
+    (``pg_is_in_recovery()``), or a session whose transactions are read-only
+    (``default_transaction_read_only``). ``action`` names what must run elsewhere."""
+    row = conn.execute(queries.text("db_read_only")).fetchone()
+    assert row is not None
+    in_recovery, read_only = row
+    if in_recovery:
+        raise RecsysError(f"database is a read-only standby: {action} on the primary "
+                          "(serving works on a standby)")
+    if read_only:
+        raise RecsysError(f"database session is read-only (default_transaction_read_only is "
+                          f"on): {action} with a session that may write")
+
+
 def vector_schema(conn: psycopg.Connection[Any]) -> str:
     """The schema that holds the vector extension; RecsysError when it is not installed.
 

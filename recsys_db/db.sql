@@ -15,3 +15,9 @@ SELECT set_config('client_connection_check_interval', %(interval)s, false);
 -- name: db_pin_search_path
 -- A pinned session names everything outside pg_catalog with its schema.
 SELECT set_config('search_path', %(path)s, false);
+
+-- name: db_read_only
+-- Whether the server is a standby in recovery, and whether this session's transactions are
+-- read-only (on a standby they always are).
+SELECT pg_catalog.pg_is_in_recovery(),
+       pg_catalog.current_setting('transaction_read_only')::boolean;

@@ -156,6 +156,7 @@ def install(url: str) -> InstallResult:
     the installer, superusers and the database's owner may write.
     """
     with db.connect(url, vector=False) as conn:
+        db.require_writable(conn, "install")
         conn.execute(queries.text("install_lock"), {"key": INSTALL_LOCK})
         try:
             with conn.transaction():

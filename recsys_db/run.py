@@ -228,12 +228,15 @@ class Session:
 
 @contextmanager
 def session(url: str, model_name: str) -> Iterator[Session]:
-    """Connect, check the schema, find the model and take its training lock.
+    """Connect, check the server takes writes and the schema, find the model and take its
+    training lock.
 
-    Raises ConfigError for an unknown model and RecsysError when a run of the model holds
-    the lock. Runs of the model whose process died are cleaned up first (``abandon``).
+    Raises RecsysError for a read-only server (a hot standby: training runs on the primary),
+    ConfigError for an unknown model and RecsysError when a run of the model holds the lock.
+    Runs of the model whose process died are cleaned up first (``abandon``).
     """
     with db.connect(url, pinned=True) as conn:
+        db.require_writable(conn)
         install.check_schema(conn)
         model = get_model(conn, model_name)
         model = replace(model, params=effective_params(conn, model.params))

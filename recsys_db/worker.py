@@ -201,6 +201,7 @@ class Worker:
         conn: psycopg.Connection | None = None
         try:
             conn = db.connect(self.url, pinned=True)
+            db.require_writable(conn)  # a standby: refused before the worker registers
             install.check_schema(conn)
             self.worker_id = jobs.register_worker(conn, self.name, self.options.lease)
             conn.execute(queries.text("worker_listen"))
