@@ -239,8 +239,9 @@ class Worker:
     def _reconnect(self, lost: psycopg.OperationalError) -> psycopg.Connection | None:
         """A new connection after ``lost``, retried with backoff (0.5 s doubling, at most
         15 s between tries) for up to ``reconnect_timeout`` seconds; then ``lost`` is raised
-        again, the error that stopped the worker. Stopping the worker stops the retries (and
-        returns None)."""
+        again, the error that stopped the worker. A server that is back read-only (a standby
+        not yet promoted in a failover) counts as not back; if it stays so, its RecsysError
+        is raised instead. Stopping the worker stops the retries (and returns None)."""
         error = str(lost).strip().splitlines()[0] if str(lost).strip() else type(lost).__name__
         lost_at = datetime.now(UTC)
         self._state = "reconnecting"
@@ -259,6 +260,18 @@ class Worker:
                     raise lost from exc
                 log.info("worker %s: reconnect attempt %d failed: %s", self.name, attempt,
                          str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
+                pause = min(pause * 2, 15.0)
+                continue
+            try:
+                db.require_writable(conn)
+            except RecsysError as exc:
+                conn.close()
+                if time.monotonic() >= deadline:
+                    log.error("worker %s: the database stayed read-only for %gs: %s",
+                              self.name, self.options.reconnect_timeout, exc)
+                    raise
+                log.info("worker %s: reconnect attempt %d reached a read-only server: %s",
+                         self.name, attempt, exc)
                 pause = min(pause * 2, 15.0)
                 continue
             try:

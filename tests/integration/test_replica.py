@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -27,9 +28,13 @@ from recsys_db.errors import RecsysError
 from .. import servers
 from ..helpers import rows
 from ..helpers_foldin import create_events
+from .test_worker import Proc, procs
+
+__all__ = ["procs"]  # the fixture, used by name
 
 MODEL = "shop"
 READER = "shop_bi"
+OPS = "shop_ops"  # a superuser login whose sessions a test makes read-only
 STANDBY_ERROR = ("database is a read-only standby: train on the primary "
                  "(serving works on a standby)")
 REPLAY_TIMEOUT = 30.0  # seconds; replay of a small training takes well under one
@@ -111,6 +116,7 @@ def pair() -> Iterator[Pair]:
             # a BI login: serves through recsys_reader, reads the source for explain
             conn.execute(f"CREATE ROLE {READER} LOGIN IN ROLE recsys_reader")
             conn.execute(f"GRANT SELECT ON public.events TO {READER}")
+            conn.execute(f"CREATE ROLE {OPS} LOGIN SUPERUSER")
         standby.start()
         yield Pair(primary, standby)
     finally:
@@ -128,6 +134,14 @@ def wait_for_replay(primary: psycopg.Connection, standby: psycopg.Connection,
         if time.monotonic() > deadline:
             raise AssertionError(f"the standby did not replay up to {lsn} in {timeout:g}s")
         time.sleep(0.05)
+
+
+def wait_until(done: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Poll ``done`` until it holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
 
 
 def served(conn: psycopg.Connection) -> dict[str, list[tuple[Any, ...]]]:
@@ -222,3 +236,41 @@ def test_read_only_sessions_are_refused_on_the_primary(
         assert cli.main(["--database-url", url, "worker", "--once"]) == 1
         assert capsys.readouterr().err.strip() == f"error: {message}"
         assert counts(primary) == before
+
+
+def test_worker_waits_out_a_read_only_server_after_a_disconnect(
+        pair: Pair, procs: list[Proc], tmp_path: Path) -> None:
+    """A failover may hand a reconnecting worker a server still read-only (a standby being
+    promoted): it retries as if the server were away, and gives up with the read-only error
+    after --reconnect-timeout. A login whose new sessions are read-only plays that server."""
+    message = ("database session is read-only (default_transaction_read_only is on): train "
+               "with a session that may write")
+    url = pair.url(pair.primary, OPS)
+
+    def cut_off(admin: psycopg.Connection, proc: Proc) -> None:
+        wait_until(lambda: "started" in [e["event"] for e in proc.events()], "the worker")
+        admin.execute(f"ALTER ROLE {OPS} SET default_transaction_read_only = on")
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                      " WHERE usename = %s", (OPS,))
+
+    with db.connect(pair.url(pair.primary)) as admin:
+        try:
+            # read-only for a while, then writable: the worker carries on
+            procs.append(Proc(url, tmp_path / "back.jsonl", "-v", "--reconnect-timeout", "60"))
+            back = procs[-1]
+            cut_off(admin, back)
+            wait_until(lambda: f"reached a read-only server: {message}"
+                       in back.out.read_text(), "a read-only reconnect attempt")
+            admin.execute(f"ALTER ROLE {OPS} RESET default_transaction_read_only")
+            wait_until(lambda: "reconnected" in [e["event"] for e in back.events()],
+                       "the reconnect")
+            assert back.stop() == 0
+
+            # read-only for longer than --reconnect-timeout: exit 1 with the error
+            procs.append(Proc(url, tmp_path / "gone.jsonl", "--reconnect-timeout", "1"))
+            gone = procs[-1]
+            cut_off(admin, gone)
+            assert gone.popen.wait(timeout=30) == 1
+            assert gone.out.read_text().splitlines()[-1] == f"error: {message}"
+        finally:
+            admin.execute(f"ALTER ROLE {OPS} RESET default_transaction_read_only")
