@@ -62,6 +62,19 @@ SERVING_CALLS = [
 ]
 
 
+def create_shop(conn: psycopg.Connection) -> None:
+    """Events (tests/helpers_foldin.py), items with a department, and model shop over them:
+    precomputed recommendations and similar items, an hnsw index, item features."""
+    create_events(conn)
+    conn.execute("CREATE TABLE public.items AS SELECT 'item-' || i AS item_id,"
+                 " 'dept-' || (i % 4) AS dept FROM generate_series(1, 30) i")
+    conn.execute("SELECT recsys.create_model('shop', 'public.events', 'user_id', 'item_id',"
+                 " params => recsys.als(factors => 8, iterations => 5, index => 'hnsw',"
+                 " recommendations_k => 10, similar_items_k => 5))")
+    conn.execute("SELECT recsys.set_features('shop', 'item', 'public.items', 'item_id',"
+                 " ARRAY['dept'])")
+
+
 class Standby(servers.Cluster):
     """A hot standby of ``primary``: a base backup of it (``pg_basebackup -R``: standby.signal
     and primary_conninfo written), started on its own loopback port, streaming from it."""
@@ -105,14 +118,7 @@ def pair() -> Iterator[Pair]:
         url = primary.url(dbname="shop")
         install.install(url)
         with db.connect(url) as conn:
-            create_events(conn)
-            conn.execute("CREATE TABLE public.items AS SELECT 'item-' || i AS item_id,"
-                         " 'dept-' || (i % 4) AS dept FROM generate_series(1, 30) i")
-            conn.execute("SELECT recsys.create_model('shop', 'public.events', 'user_id',"
-                         " 'item_id', params => recsys.als(factors => 8, iterations => 5,"
-                         " index => 'hnsw', recommendations_k => 10, similar_items_k => 5))")
-            conn.execute("SELECT recsys.set_features('shop', 'item', 'public.items', 'item_id',"
-                         " ARRAY['dept'])")
+            create_shop(conn)
             # a BI login: serves through recsys_reader, reads the source for explain
             conn.execute(f"CREATE ROLE {READER} LOGIN IN ROLE recsys_reader")
             conn.execute(f"GRANT SELECT ON public.events TO {READER}")
