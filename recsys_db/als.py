@@ -1,4 +1,5 @@
-"""The ALS stage: implicit's CPU alternating least squares on a weighted users x items matrix.
+"""The ALS stage: implicit's CPU alternating least squares on a weighted users x items matrix
+(or Spark's, for models with ``engine = 'spark'``: ``spark_als``).
 
 Full training fits both sides (``fit``); fold-in holds the item factors and solves for some users
 and new items (``solver``). Confidence is applied beforehand by ``weighting.apply``, so
@@ -62,9 +63,18 @@ def fit(matrix: sp.csr_matrix, params: dict[str, Any],
     """Fit on a weighted users x items matrix; returns (user, item) factors as float32.
 
     With ``start`` (user and item factors of the matrix's shape) the fit continues from them
-    for ``refit_iterations`` rounds instead of starting from random factors.
+    for ``refit_iterations`` rounds instead of starting from random factors. With
+    ``engine = 'spark'`` the fit runs on Spark (``spark_als``), which has no warm start.
     Raises TrainingError when the fit fails or its factors are not finite.
     """
+    if params.get("engine", "implicit") == "spark":
+        from recsys_db import spark_als
+
+        user_factors, item_factors = spark_als.fit(matrix, params)
+        check_finite(user_factors, item_factors, what="spark als fit",
+                     hint="lower alpha or raise regularization")
+        return user_factors, item_factors
+
     def callback(iteration: int, elapsed: float, _loss: float | None) -> None:
         if on_iteration is not None:
             on_iteration(iteration, elapsed)

@@ -18,3 +18,8 @@ class DataError(RecsysError):
 
 class TrainingError(RecsysError):
     """Fitting the model failed (for example the factors became NaN)."""
+
+
+class EngineError(RecsysError):
+    """The training engine failed or could not be reached (a Spark master, its executors);
+    unlike TrainingError, trying again later may help."""

