@@ -22,7 +22,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 import recsys_db
-from recsys_db import cli, db, install, training
+from recsys_db import cli, db, foldin, install, training, tuning
 from recsys_db.errors import RecsysError
 
 from .. import servers
@@ -201,7 +201,7 @@ def test_standby_serves_what_the_primary_serves_and_follows_new_versions(
     assert capsys.readouterr().err == ""
 
 
-def test_standby_refuses_training_worker_and_install(
+def test_standby_refuses_training_fold_in_tuning_worker_and_install(
         pair: Pair, capsys: pytest.CaptureFixture[str]) -> None:
     with db.connect(pair.url(pair.primary)) as primary, \
             db.connect(pair.url(pair.standby)) as standby:
@@ -211,9 +211,12 @@ def test_standby_refuses_training_worker_and_install(
         before = counts(primary)
         url = pair.url(pair.standby)
 
-        with pytest.raises(RecsysError) as refused:
-            training.train(url, MODEL)
-        assert str(refused.value) == STANDBY_ERROR
+        for attempt in (lambda: training.train(url, MODEL),
+                        lambda: foldin.fold_in(url, MODEL),
+                        lambda: tuning.tune(url, MODEL, {"factors": [4]})):
+            with pytest.raises(RecsysError) as refused:
+                attempt()
+            assert str(refused.value) == STANDBY_ERROR
         assert cli.main(["--database-url", url, "train", MODEL]) == 1
         assert capsys.readouterr().err.splitlines()[-1] == f"error: {STANDBY_ERROR}"
         # the worker is refused before it registers (no recsys.worker row could be written)
