@@ -4,7 +4,8 @@
 over five seeds (``benchmarks/ranker.py``). ``--scale content`` measures cold start from content
 features on MovieLens 100K (held-out movies known by genres, year and title text), text
 embedding throughput and the delay from a new item's INSERT to its audience through a worker
-(``benchmarks/content.py``).
+(``benchmarks/content.py``). ``--scale spark`` trains the 1m and 10m synthetic logs with the
+Spark engine (``local[2]``) and the implicit engine side by side (``benchmarks/spark.py``).
 
 Each scale runs in a fresh database on the embedded server (or ``--database-url``'s server);
 its results go to ``benchmarks/results/<scale>.json`` and BENCHMARKS.md is rewritten from every
@@ -23,11 +24,11 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from benchmarks import content, ranker, report, suite, synthetic
+from benchmarks import content, ranker, report, spark, suite, synthetic
 from recsys_db import embedded, install
 
 RESULTS = Path(__file__).parent / "results"
-SCALES = ["ml100k", *synthetic.SCALES, "ranker", "content"]
+SCALES = ["ml100k", *synthetic.SCALES, "ranker", "content", "spark"]
 
 
 def main() -> None:
@@ -35,8 +36,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--scale", action="append", choices=SCALES, default=[],
                         help="data set to run (repeatable): ml100k (real), a synthetic size, "
-                        "ranker (ALS + ranker on MovieLens 100K, five seeds) or content "
-                        "(cold start from content, embeddings, new-item delay)")
+                        "ranker (ALS + ranker on MovieLens 100K, five seeds), content "
+                        "(cold start from content, embeddings, new-item delay) or spark "
+                        "(the Spark engine beside implicit on the 1m and 10m logs)")
     parser.add_argument("--report-only", action="store_true",
                         help="only rewrite the report from the saved results")
     parser.add_argument("--repeat", type=int, default=3, help="runs per timed figure")
@@ -69,6 +71,8 @@ def main() -> None:
             results = ranker.run(url)
         elif scale == "content":
             results = content.run(url, args.repeat)
+        elif scale == "spark":
+            results = spark.run(url)
         else:
             results = suite.run(url, scale, args.repeat)
         results["machine"] = report.machine(url)

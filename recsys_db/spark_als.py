@@ -85,6 +85,9 @@ class Settings:
                 raise ConfigError(f'{ENV_BLOCKS} must be a positive integer, not "{blocks_text}"')
             blocks = int(blocks_text)
         staging = os.environ.get(ENV_STAGING, "").strip() or None
+        if staging is None and not master.startswith("local"):
+            raise ConfigError(f"spark master {master} needs {ENV_STAGING}: a folder that this "
+                              "process and every executor reach (hdfs://... or a shared mount)")
         return cls(master, tuple(conf), blocks, staging)
 
 
@@ -278,6 +281,9 @@ def fit(matrix: sp.csr_matrix, params: dict[str, Any]) -> tuple[np.ndarray, np.n
             model.itemFactors.write.parquet(f"{uri}/items")
         except Exception as exc:
             raise EngineError(f"spark als failed: {_short(exc)}") from exc
+        except BaseException:  # a shutdown or Ctrl-C: the jobs must not run on without us
+            spark.sparkContext.cancelAllJobs()
+            raise
         user_factors = _factors(pq.read_table(f"{path}/users", filesystem=filesystem),
                                 matrix.shape[0], rank)
         item_factors = _factors(pq.read_table(f"{path}/items", filesystem=filesystem),

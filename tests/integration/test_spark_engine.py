@@ -173,12 +173,16 @@ def test_java_versions_are_read() -> None:
 
 
 @pytest.mark.usefixtures("trained_then_spark")
-def test_master_unreachable_or_unknown(db_url: str, conn: psycopg.Connection,
+def test_master_unreachable_or_unknown(db_url: str, conn: psycopg.Connection, tmp_path: Path,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     monkeypatch.setenv(spark_als.ENV_MASTER, f"spark://127.0.0.1:{port}")
+    _train_failing(db_url, conn, ConfigError,
+                   f"spark master spark://127.0.0.1:{port} needs RECSYS_SPARK_STAGING: a folder "
+                   "that this process and every executor reach (hdfs://... or a shared mount)")
+    monkeypatch.setenv(spark_als.ENV_STAGING, str(tmp_path))
     _train_failing(db_url, conn, EngineError,
                    f"spark master spark://127.0.0.1:{port} is unreachable "
                    f"(127.0.0.1:{port}: Connection refused)")
