@@ -39,6 +39,9 @@ def main() -> None:
                         "ranker (ALS + ranker on MovieLens 100K, five seeds), content "
                         "(cold start from content, embeddings, new-item delay) or spark "
                         "(the Spark engine beside implicit on the 1m and 10m logs)")
+    parser.add_argument("--spark-size", action="append", choices=list(synthetic.SCALES),
+                        help="synthetic sizes of --scale spark (repeatable; default: "
+                        f"{' and '.join(spark.SIZES)}); other sizes keep their saved figures")
     parser.add_argument("--report-only", action="store_true",
                         help="only rewrite the report from the saved results")
     parser.add_argument("--repeat", type=int, default=3, help="runs per timed figure")
@@ -72,7 +75,11 @@ def main() -> None:
         elif scale == "content":
             results = content.run(url, args.repeat)
         elif scale == "spark":
-            results = spark.run(url)
+            results = spark.run(url, tuple(args.spark_size or spark.SIZES))
+            earlier = RESULTS / "spark.json"
+            if earlier.exists():  # sizes not run this time keep their figures
+                results["sizes"] = {**json.loads(earlier.read_text())["sizes"],
+                                    **results["sizes"]}
         else:
             results = suite.run(url, scale, args.repeat)
         results["machine"] = report.machine(url)

@@ -56,6 +56,15 @@ def refit_iterations(iterations: int) -> int:
     return max(2, -(-iterations // 3))
 
 
+def preflight(params: dict[str, Any]) -> None:
+    """Check what the params' engine needs before a run reads its source (for ``spark``: the
+    settings, pyspark, java, the master), so that a run fails at once, not after its load."""
+    if params.get("engine", "implicit") == "spark":
+        from recsys_db import spark_als
+
+        spark_als.preflight()
+
+
 def fit(matrix: sp.csr_matrix, params: dict[str, Any],
         on_iteration: Callable[[int, float], None] | None = None,
         start: tuple[np.ndarray, np.ndarray] | None = None,

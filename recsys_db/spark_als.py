@@ -5,18 +5,20 @@ Only the fit runs on Spark. The run lifecycle around it is the implicit engine's
 the same load (event weights, NULL keys, duplicates summed), the same weighting, then
 evaluation, write, precompute, index, activation and run records (``training``). The weighted
 matrix goes to Spark as Parquet in a staging folder, split into one file per block, and the
-factors come back the same way; the folder may be a cluster's shared storage (an ``hdfs://``
-or ``s3://`` URI that pyarrow and Spark both reach).
+factors come back the same way; on a cluster the folder must be shared storage that pyarrow
+(in this process) and Spark both reach: an ``hdfs://`` URI (pyarrow then needs libhdfs,
+``HADOOP_HOME`` and ``CLASSPATH``) or a folder mounted at the same path everywhere.
 
 How the parameters map. implicit fits the confidence C of an observed pair as given (recsys
 applies ``alpha`` in ``weighting.apply``); Spark's implicit ALS fits ``1 + alpha * r`` with a
-preference only where ``r > 0``. Spark gets ``r = C - 1`` with alpha 1 when every C exceeds 1
-(``confidence`` and ``log`` weighting with positive weights): the same confidences. Otherwise
-(``none``, ``bm25``, ``tfidf`` with values at or below 1) it gets ``r = C``: confidences one
-higher than implicit's. Spark scales ``regularization`` by each user's and item's number of
-interactions (ALS-WR) where implicit applies it as it is; ``factors``, ``iterations`` and
-``random_state`` map to rank, maxIter and seed. Spark has no warm start: the production fit
-runs all its iterations instead of continuing from the holdout fit's factors.
+preference only where ``r > 0``. Under ``confidence`` and ``log`` weighting (C = 1 + alpha·f(w)
+> 1) Spark gets ``r = C - 1`` with alpha 1: the same confidences (a C that rounds to 1 in
+float32 gets the smallest positive r). Under ``none``, ``bm25`` and ``tfidf``, whose values may
+be 1 or less, it gets ``r = C``: confidences one higher than implicit's. Spark scales
+``regularization`` by each user's and item's number of interactions (ALS-WR) where implicit
+applies it as it is; ``factors``, ``iterations`` and ``random_state`` map to rank, maxIter and
+seed. Spark has no warm start: the production fit runs all its iterations instead of
+continuing from the holdout fit's factors.
 
 Configuration (environment of the process that trains, the worker or ``recsys-db train``):
 ``RECSYS_SPARK_MASTER`` (default ``local[*]``), ``RECSYS_SPARK_CONF`` (``key=value`` pairs
@@ -31,9 +33,11 @@ import logging
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -162,13 +166,19 @@ _session_key: tuple[str, tuple[tuple[str, str], ...]] | None = None
 
 def session(settings: Settings) -> SparkSession:
     """This process's Spark session for ``settings``, started once and kept (a JVM start
-    costs seconds); a different master or configuration stops the old one first."""
+    costs seconds); a different master or configuration stops the old one first. pyspark
+    keeps its JVM for the life of the process, so what sizes the JVM (``spark.driver.memory``,
+    ``JAVA_HOME``) applies at the first start only."""
     global _session, _session_key
     key = (settings.master, settings.conf)
     if _session is not None and _session_key == key:
         return _session
     stop()
     check_master(settings.master)
+    # pyspark installs a SIGINT handler of its own when its context starts (cancel the jobs,
+    # raise KeyboardInterrupt); the worker's graceful stop must stay in charge of signals
+    main = threading.current_thread() is threading.main_thread()
+    sigint = signal.getsignal(signal.SIGINT) if main else None
     from pyspark.sql import SparkSession
 
     builder = (SparkSession.builder.master(settings.master).appName("recsys-db")
@@ -178,9 +188,12 @@ def session(settings: Settings) -> SparkSession:
         builder = builder.config(name, value)
     try:
         started = builder.getOrCreate()
+        started.sparkContext.setLogLevel("ERROR")
     except Exception as exc:
         raise EngineError(f"spark did not start on {settings.master}: {_short(exc)}") from exc
-    started.sparkContext.setLogLevel("ERROR")
+    finally:
+        if main and sigint is not None:
+            signal.signal(signal.SIGINT, sigint)
     _session, _session_key = started, key
     return started
 
@@ -188,9 +201,12 @@ def session(settings: Settings) -> SparkSession:
 def stop() -> None:
     """Stop this process's Spark session, if one runs."""
     global _session, _session_key
-    if _session is not None:
-        _session.stop()
-    _session, _session_key = None, None
+    running, _session, _session_key = _session, None, None
+    if running is not None:
+        try:
+            running.stop()
+        except Exception as exc:  # a JVM already gone: nothing left to stop
+            log.warning("stopping spark failed: %s", _short(exc))
 
 
 def _short(exc: BaseException) -> str:
@@ -204,22 +220,34 @@ def _short(exc: BaseException) -> str:
 
 
 @contextmanager
-def _staging(settings: Settings) -> Iterator[tuple[Any, str]]:
-    """A fresh folder for one fit: (pyarrow filesystem, path); removed afterwards."""
+def _staging(settings: Settings) -> Iterator[tuple[Any, str, str]]:
+    """A fresh folder for one fit: (pyarrow filesystem, its path there, its URI for Spark);
+    removed afterwards."""
     from pyarrow import fs
 
     if settings.staging is None:
         local = tempfile.mkdtemp(prefix="recsys-spark-")
         try:
-            yield fs.LocalFileSystem(), local
+            yield fs.LocalFileSystem(), local, f"file://{local}"
         finally:
             shutil.rmtree(local, ignore_errors=True)
         return
-    filesystem, base = fs.FileSystem.from_uri(settings.staging)
-    path = f"{base.rstrip('/')}/recsys-{uuid.uuid4().hex}"
-    filesystem.create_dir(path)
+    staging = settings.staging
     try:
-        yield filesystem, path
+        if "://" not in staging:  # a folder: mounted at the same path on every executor
+            staging = os.path.abspath(os.path.expanduser(staging))
+            filesystem: Any = fs.LocalFileSystem()
+            base, spark_base = staging, f"file://{staging}"
+        else:
+            filesystem, base = fs.FileSystem.from_uri(staging)
+            spark_base = staging.rstrip("/")
+        name = f"recsys-{uuid.uuid4().hex}"
+        path = f"{base.rstrip('/')}/{name}"
+        filesystem.create_dir(path)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise ConfigError(f"{ENV_STAGING} {settings.staging} cannot be used: {exc}") from exc
+    try:
+        yield filesystem, path, f"{spark_base}/{name}"
     finally:
         try:
             filesystem.delete_dir(path)
@@ -227,48 +255,63 @@ def _staging(settings: Settings) -> Iterator[tuple[Any, str]]:
             log.warning("could not remove the spark staging folder %s: %s", path, exc)
 
 
-def ratings(matrix: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """(users, items, r, shift): the weighted matrix as Spark's implicit ratings, with the
-    confidence shift that maps implicit's C to Spark's ``1 + r`` (see the module's doc)."""
+SHIFTED = ("confidence", "log")  # weightings whose confidences all exceed 1
+
+
+def ratings(matrix: sp.csr_matrix, weighting: str
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """(users, items, r, shift): the matrix weighted by ``weighting`` as Spark's implicit
+    ratings, with the shift that maps implicit's confidence C to Spark's ``1 + r`` (see the
+    module's doc). The shift follows the weighting, not the data, so the holdout and the
+    production fit of a run map alike."""
     coo = matrix.tocoo()
-    values = coo.data.astype(np.float64)
-    shift = 1.0 if values.size and float(values.min()) > 1.0 else 0.0
-    return (coo.row.astype(np.int32), coo.col.astype(np.int32),
-            (values - shift).astype(np.float32), shift)
+    shift = 1.0 if weighting in SHIFTED else 0.0
+    values = coo.data.astype(np.float64) - shift
+    if shift:  # a C that rounded to 1 in float32 keeps its preference: r must stay positive
+        values = np.maximum(values, float(np.finfo(np.float32).tiny))
+    return (coo.row.astype(np.int32), coo.col.astype(np.int32), values.astype(np.float32),
+            shift)
+
+
+def preflight() -> Settings:
+    """Everything that can be checked before a run reads its source: the settings, pyspark,
+    java, the master (a session is started, or the running one kept)."""
+    settings = Settings.from_env()
+    _pyspark()
+    check_java()  # each run: JAVA_HOME may have changed since the session started
+    session(settings)
+    return settings
 
 
 def fit(matrix: sp.csr_matrix, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """Fit on a weighted users x items matrix with Spark; (user, item) factors as float32.
 
     Raises ConfigError when pyspark or java is missing or the settings are wrong, EngineError
-    when Spark fails (an unreachable master, a failed task).
+    when Spark fails (an unreachable master, a failed task); after a failure the session is
+    stopped, so the next fit starts a fresh one.
     """
-    settings = Settings.from_env()
-    _pyspark()
-    check_java()  # each fit: JAVA_HOME may have changed since the session started
+    settings = preflight()
     spark = session(settings)
     import pyarrow as pa
     import pyarrow.parquet as pq
     from pyspark.ml.recommendation import ALS
 
-    users, items, values, shift = ratings(matrix)
-    blocks = settings.blocks or max(1, spark.sparkContext.defaultParallelism)
+    users, items, values, shift = ratings(matrix, str(params["weighting"]))
     rank = int(params["factors"])
-    log.info("spark: %d ratings, %d x %d, rank %d, %d blocks on %s", values.size,
-             matrix.shape[0], matrix.shape[1], rank, blocks, settings.master)
-    with _staging(settings) as (filesystem, path):
-        # one Parquet file per block, so that Spark reads them in parallel
-        bounds = np.linspace(0, values.size, blocks + 1).astype(np.int64)
-        filesystem.create_dir(f"{path}/ratings")
-        for part in range(blocks):
-            low, high = int(bounds[part]), int(bounds[part + 1])
-            table = pa.table({"user": users[low:high], "item": items[low:high],
-                              "rating": values[low:high]})
-            pq.write_table(table, f"{path}/ratings/part-{part:05d}.parquet",
-                           filesystem=filesystem)
-        uri = path if settings.staging is None else f"{settings.staging.rstrip('/')}/" \
-            f"{path.rsplit('/', 1)[-1]}"
-        try:
+    try:
+        blocks = settings.blocks or max(1, spark.sparkContext.defaultParallelism)
+        log.info("spark: %d ratings, %d x %d, rank %d, %d blocks on %s", values.size,
+                 matrix.shape[0], matrix.shape[1], rank, blocks, settings.master)
+        with _staging(settings) as (filesystem, path, uri):
+            # one Parquet file per block, so that Spark reads them in parallel
+            bounds = np.linspace(0, values.size, blocks + 1).astype(np.int64)
+            filesystem.create_dir(f"{path}/ratings")
+            for part in range(blocks):
+                low, high = int(bounds[part]), int(bounds[part + 1])
+                table = pa.table({"user": users[low:high], "item": items[low:high],
+                                  "rating": values[low:high]})
+                pq.write_table(table, f"{path}/ratings/part-{part:05d}.parquet",
+                               filesystem=filesystem)
             frame = spark.read.parquet(f"{uri}/ratings")
             spark.sparkContext.setCheckpointDir(f"{uri}/checkpoints")
             model = ALS(rank=rank, maxIter=int(params["iterations"]),
@@ -279,15 +322,21 @@ def fit(matrix: sp.csr_matrix, params: dict[str, Any]) -> tuple[np.ndarray, np.n
                         coldStartStrategy="nan").fit(frame)
             model.userFactors.write.parquet(f"{uri}/users")
             model.itemFactors.write.parquet(f"{uri}/items")
-        except Exception as exc:
-            raise EngineError(f"spark als failed: {_short(exc)}") from exc
-        except BaseException:  # a shutdown or Ctrl-C: the jobs must not run on without us
+            user_factors = _factors(pq.read_table(f"{path}/users", filesystem=filesystem),
+                                    matrix.shape[0], rank)
+            item_factors = _factors(pq.read_table(f"{path}/items", filesystem=filesystem),
+                                    matrix.shape[1], rank)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        stop()
+        raise EngineError(f"spark als failed: {_short(exc)}") from exc
+    except BaseException:  # a shutdown or Ctrl-C: the jobs must not run on without us
+        try:
             spark.sparkContext.cancelAllJobs()
-            raise
-        user_factors = _factors(pq.read_table(f"{path}/users", filesystem=filesystem),
-                                matrix.shape[0], rank)
-        item_factors = _factors(pq.read_table(f"{path}/items", filesystem=filesystem),
-                                matrix.shape[1], rank)
+        except Exception as exc:  # the original interruption matters, not this
+            log.warning("cancelling the spark jobs failed: %s", _short(exc))
+        raise
     log.info("spark: fitted (confidence shift %g)", shift)
     return user_factors, item_factors
 

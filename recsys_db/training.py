@@ -73,6 +73,7 @@ def train(url: str, model_name: str, *, progress: run.Progress | None = None,
 
 def _stages(conn: psycopg.Connection, model: ModelConfig, current: run.Run[RunResult]) -> None:
     result, stage = current.record, current.stage
+    als.preflight(model.params)
     since = marks.before_refresh(conn, model)
     with stage("refresh"):
         load.refresh(conn, model)

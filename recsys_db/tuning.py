@@ -18,7 +18,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from recsys_db import als, evaluation, load, queries, run, weighting
-from recsys_db.errors import ConfigError, TrainingError
+from recsys_db.errors import ConfigError, EngineError, TrainingError
 from recsys_db.model import effective_params
 
 log = logging.getLogger(__name__)
@@ -141,6 +141,7 @@ def tune(url: str, model_name: str, grid: dict[str, list[Any]], *, metric: str =
                               "eval_split off; set it to auto, random or time")
         candidates = [effective_params(conn, {**model.params, **combo})
                       for combo in combinations(grid)]
+        als.preflight(model.params)
         k = int(model.params["eval_k"])
         # the same source handling as a training: the declarer's access is checked, then a
         # materialized view is refreshed, and the source read as the declarer
@@ -193,7 +194,7 @@ def _trial(session: run.Session, result: TuningResult, combo: dict[str, Any],
                 user_factors, item_factors = als.fit(weighting.apply(split.train, params),
                                                      params)
                 report = evaluation.evaluate(split, user_factors, item_factors, result.k)
-        except TrainingError as exc:
+        except (TrainingError, EngineError) as exc:
             # recorded on the trial and its run; the search goes on
             current.record.status, current.record.error = "failed", str(exc)
             trial.error = str(exc)

@@ -5,8 +5,12 @@ close to implicit's on the same split, and failures that leave the active versio
 from __future__ import annotations
 
 import itertools
+import json
+import os
+import signal
 import socket
 import stat
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -97,12 +101,39 @@ def test_confidences_map_to_sparks_ratings() -> None:
 
     counts = sp.csr_matrix(np.array([[1.0, 0.0, 3.0], [0.0, 2.0, 0.0]]))
     params = {"weighting": "confidence", "alpha": 2.0, "bm25_k1": 100.0, "bm25_b": 0.8}
-    users, items, values, shift = spark_als.ratings(weighting.apply(counts, params))
+    users, items, values, shift = spark_als.ratings(weighting.apply(counts, params),
+                                                    "confidence")
     # implicit's C = 1 + 2r; Spark's 1 + r' with r' = C - 1: the same confidence
     assert shift == 1.0 and users.tolist() == [0, 0, 1] and items.tolist() == [0, 2, 1]
     assert values.tolist() == [2.0, 6.0, 4.0]
-    unweighted = weighting.apply(counts, {**params, "weighting": "none"})
-    assert spark_als.ratings(unweighted)[3] == 0.0  # C = 1 occurs: Spark gets C itself
+    # a confidence that rounded to 1 keeps a positive rating (Spark drops r = 0)
+    rounded = sp.csr_matrix(np.array([[1.0, 2.0]], dtype=np.float32))
+    assert spark_als.ratings(rounded, "log")[2].tolist()[0] > 0
+    # without a shift, Spark gets C itself, whatever the data
+    for scheme in ("none", "bm25", "tfidf"):
+        assert spark_als.ratings(counts, scheme)[3] == 0.0
+        assert spark_als.ratings(counts, scheme)[2].tolist() == [1.0, 3.0, 2.0]
+
+
+def test_a_staging_folder_is_used_and_left_empty(
+        db_url: str, conn: psycopg.Connection, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    staging = tmp_path / "shared"
+    staging.mkdir()
+    monkeypatch.setenv(spark_als.ENV_STAGING, str(staging))
+    conn.execute("CREATE TABLE public.ev AS SELECT 'u' || (g % 40) AS u,"
+                 " 'i' || (g * 7 % 25) AS i FROM generate_series(1, 400) g")
+    conn.execute("SELECT recsys.create_model('s', 'public.ev', 'u', 'i', params =>"
+                 " recsys.als(factors => 4, iterations => 3, engine => 'spark'))")
+    assert training.train(db_url, "s").status == "succeeded"
+    assert list(staging.iterdir()) == []
+    assert len(rows(conn, "SELECT * FROM recsys.recommend('s', 'u1', 5)")) == 5
+    monkeypatch.setenv(spark_als.ENV_STAGING, str(tmp_path / "missing" / "deeper"))
+    (tmp_path / "missing").write_text("a file, not a folder")
+    with pytest.raises(ConfigError, match=r"^RECSYS_SPARK_STAGING .*/missing/deeper cannot "
+                                          r"be used: "):
+        training.train(db_url, "s")
+    assert rows(conn, "SELECT active_version FROM recsys.models") == [(1,)]
 
 
 def _train_failing(db_url: str, conn: psycopg.Connection, error: type[Exception],
@@ -201,8 +232,9 @@ def test_an_executor_error_fails_the_run(db_url: str, conn: psycopg.Connection,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     real = spark_als.ratings
 
-    def beyond_int_range(matrix: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-        users, items, values, shift = real(matrix)
+    def beyond_int_range(matrix: Any, scheme: str
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        users, items, values, shift = real(matrix, scheme)
         return users.astype(np.int64) + 2**31, items, values, shift
 
     monkeypatch.setattr(spark_als, "ratings", beyond_int_range)
@@ -216,3 +248,34 @@ def test_an_executor_error_fails_the_run(db_url: str, conn: psycopg.Connection,
     # the fit comes before a version is allocated: nothing to discard
     assert rows(conn, "SELECT version, status FROM recsys.versions") == [(1, "ready")]
     assert len(rows(conn, "SELECT * FROM recsys.recommend('f', 'u1', 3)")) == 3
+
+
+def test_spark_leaves_the_sigint_handler_to_its_host() -> None:
+    # pyspark sets a SIGINT handler of its own when a context starts; the worker's must stay
+    def host(_signum: int, _frame: object) -> None:
+        raise AssertionError("not called")
+
+    spark_als.stop()
+    previous = signal.signal(signal.SIGINT, host)
+    try:
+        spark_als.session(spark_als.Settings.from_env())
+        assert signal.getsignal(signal.SIGINT) is host
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("trained_then_spark")
+def test_the_worker_trains_with_spark(db_url: str, conn: psycopg.Connection) -> None:
+    conn.execute("SELECT recsys.request_refresh('f')")
+    done = subprocess.run(
+        [sys.executable, "-m", "recsys_db.cli", "--database-url", db_url, "--json", "worker",
+         "--once"], capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, spark_als.ENV_MASTER: "local[2]"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert [e["event"] for e in events if e["event"] in ("claimed", "succeeded")] == [
+        "claimed", "succeeded"]
+    assert rows(conn, "SELECT version, params ->> 'engine', status FROM recsys.runs"
+                      " ORDER BY run_id") == [(1, "implicit", "succeeded"),
+                                              (2, "spark", "succeeded")]
+    assert rows(conn, "SELECT active_version FROM recsys.models") == [(2,)]
