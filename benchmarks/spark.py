@@ -27,20 +27,17 @@ MASTER = "local[2]"
 DRIVER_MEMORY = "8g"
 PARAMS = ("recsys.als(recommendations_k => 0, similar_items_k => 0, index => 'exact',"
           " gate_baseline => false, engine => {engine})")
-# the stages that differ between the engines; the rest (refresh, load, evaluate, write, ...)
-# run the same code
-ALS_STAGES = ("holdout", "weight", "fit")
 
 
-def run(url: str) -> dict[str, Any]:
-    """Train each size with both engines; the figures for the report."""
+def run(url: str, sizes: tuple[str, ...] = SIZES) -> dict[str, Any]:
+    """Train each of the synthetic ``sizes`` with both engines; the figures for the report."""
     os.environ[spark_als.ENV_MASTER] = MASTER
     os.environ[spark_als.ENV_CONF] = f"spark.driver.memory={DRIVER_MEMORY}"
     started = time.perf_counter()
     spark_als.session(spark_als.Settings.from_env())
     session_seconds = time.perf_counter() - started
-    sizes = {}
-    for size in SIZES:
+    figures = {}
+    for size in sizes:
         scale = synthetic.SCALES[size]
         table = sql.Identifier("public", f"events_{size}")
         with db.connect(url) as conn:
@@ -63,7 +60,7 @@ def run(url: str) -> dict[str, Any]:
             engines[engine] = {"seconds": result.seconds, "stages": result.stages,
                                "status": result.status, "metrics": metrics}
             log.info("%s: %.1f s, stages %s", name, result.seconds, result.stages)
-        sizes[size] = {"interactions": scale.interactions, "users": scale.users,
+        figures[size] = {"interactions": scale.interactions, "users": scale.users,
                        "items": scale.items, "table_load_seconds": load_seconds,
                        "engines": engines}
     import pyspark
@@ -71,7 +68,7 @@ def run(url: str) -> dict[str, Any]:
     spark_als.stop()
     return {"scale": "spark", "master": MASTER, "driver_memory": DRIVER_MEMORY,
             "pyspark": pyspark.__version__, "session_seconds": session_seconds,
-            "sizes": sizes}
+            "sizes": figures}
 
 
 def _metrics(conn: psycopg.Connection, run_id: int) -> dict[str, dict[str, float]]:
