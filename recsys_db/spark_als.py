@@ -273,14 +273,13 @@ def ratings(matrix: sp.csr_matrix, weighting: str
             shift)
 
 
-def preflight() -> Settings:
+def preflight() -> tuple[Settings, SparkSession]:
     """Everything that can be checked before a run reads its source: the settings, pyspark,
-    java, the master (a session is started, or the running one kept)."""
+    java, the master; returns the settings and the session (started, or the running one)."""
     settings = Settings.from_env()
     _pyspark()
     check_java()  # each run: JAVA_HOME may have changed since the session started
-    session(settings)
-    return settings
+    return settings, session(settings)
 
 
 def fit(matrix: sp.csr_matrix, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -290,8 +289,7 @@ def fit(matrix: sp.csr_matrix, params: dict[str, Any]) -> tuple[np.ndarray, np.n
     when Spark fails (an unreachable master, a failed task); after a failure the session is
     stopped, so the next fit starts a fresh one.
     """
-    settings = preflight()
-    spark = session(settings)
+    settings, spark = preflight()
     import pyarrow as pa
     import pyarrow.parquet as pq
     from pyspark.ml.recommendation import ALS
