@@ -573,7 +573,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("worker", "run refresh jobs: requested, scheduled, incremental",
                 "Claim and run refresh jobs until SIGTERM/SIGINT: requests from\n"
                 "recsys.request_refresh (woken by NOTIFY), full refreshes due by\n"
-                "refresh_every, and fold-ins of new events. Several workers may run at once.\n"
+                "refresh_every, fold-ins of new events, and mapping of keys new in\n"
+                "feature relations. Several workers may run at once.\n"
                 "Events go to stderr as text, or to stdout as one JSON object per line with\n"
                 "--json; -q shows only failures and recoveries.",
                 "examples:\n"

@@ -319,16 +319,26 @@ def apply(conn: psycopg.Connection, model: ModelConfig, run_id: int, version: in
     return counts
 
 
-def extend(conn: psycopg.Connection, model: ModelConfig, version: int,
-           tables: dict[str, sql.Identifier], kinds: tuple[str, ...] = ("item", "user")
-           ) -> dict[str, int]:
-    """Map keys that the feature relations of ``kinds`` gained since ``version`` was trained
-    through its stored feature maps, and add them to the version (one transaction per kind).
-    Items the version has (a fold-in added them from events) but whose content it lacks get
-    their mapped content too. Returns how many items and users were added. A kind whose
-    declaration changed since the version was trained waits for the next full training
-    (logged)."""
-    counts = {"items": 0, "users": 0}
+@dataclass(frozen=True)
+class _NewContent:
+    """Keys of one kind that a version lacks or lacks the content of, and their content."""
+
+    spec: FeatureSource
+    table: sql.Identifier
+    known: dict[str, int]  # the version's keys and indices
+    content: Content  # of the new keys and of the lacking ones (empty: nothing to do)
+    stored: tuple[list[str], int, bytes, float]  # the version's map: tokens, text dims,
+    # weights, norm cap
+
+
+def _new_content(conn: psycopg.Connection, model: ModelConfig, version: int,
+                 tables: dict[str, sql.Identifier], kinds: tuple[str, ...], *, warn: bool
+                 ) -> list[_NewContent]:
+    """Per declared kind of ``kinds`` whose stored map still fits the declaration: the keys
+    its feature relation gained since ``version`` was trained (and, for items, the keys the
+    version has without their content), with their content. Reads only, as the declarer.
+    A kind whose declaration changed is left out, with a warning if ``warn``."""
+    found = []
     for spec in declared(conn, model.id):
         if spec.kind not in kinds:
             continue
@@ -338,8 +348,9 @@ def extend(conn: psycopg.Connection, model: ModelConfig, version: int,
             continue
         definition, tokens, text_dims, weights, max_norm = row
         if definition != _definition(spec):
-            log.warning("%s: the %s features changed since version %d was trained; new %ss "
-                        "wait for a full refresh", model.name, spec.kind, version, spec.kind)
+            log.log(logging.WARNING if warn else logging.DEBUG,
+                    "%s: the %s features changed since version %d was trained; new %ss wait "
+                    "for a full refresh", model.name, spec.kind, version, spec.kind)
             continue
         table = tables["items" if spec.kind == "item" else "users"]
         known: dict[str, int] = dict(
@@ -352,9 +363,35 @@ def extend(conn: psycopg.Connection, model: ModelConfig, version: int,
         if not new and not lacking:
             continue
         content = read(conn, model, spec, only=new + lacking)
-        if not content.keys:
-            continue
-        matrix, _ = design(conn, spec, content, list(tokens), text_dims)
+        if content.keys:
+            found.append(_NewContent(spec, table, known, content,
+                                     (list(tokens), text_dims, weights, float(max_norm))))
+    return found
+
+
+def pending(conn: psycopg.Connection, model: ModelConfig, version: int,
+            tables: dict[str, sql.Identifier], kinds: tuple[str, ...] = ("item", "user")
+            ) -> int:
+    """How many keys ``extend`` would map now (new keys with content, and items without
+    their content); reads only. The worker's schedule queues an incremental refresh for it."""
+    return sum(len(part.content.keys)
+               for part in _new_content(conn, model, version, tables, kinds, warn=False))
+
+
+def extend(conn: psycopg.Connection, model: ModelConfig, version: int,
+           tables: dict[str, sql.Identifier], kinds: tuple[str, ...] = ("item", "user")
+           ) -> dict[str, int]:
+    """Map keys that the feature relations of ``kinds`` gained since ``version`` was trained
+    through its stored feature maps, and add them to the version (one transaction per kind).
+    Items the version has (a fold-in added them from events) but whose content it lacks get
+    their mapped content too. Returns how many items and users were added. A kind whose
+    declaration changed since the version was trained waits for the next full training
+    (logged)."""
+    counts = {"items": 0, "users": 0}
+    for part in _new_content(conn, model, version, tables, kinds, warn=True):
+        spec, table, known, content = part.spec, part.table, part.known, part.content
+        tokens, text_dims, weights, max_norm = part.stored
+        matrix, _ = design(conn, spec, content, tokens, text_dims)
         stored = np.frombuffer(weights, dtype="<f8").reshape(matrix.shape[1], -1)
         mapped = map_rows(matrix, stored)
         added = [r for r, key in enumerate(content.keys) if key not in known]
@@ -366,7 +403,7 @@ def extend(conn: psycopg.Connection, model: ModelConfig, version: int,
                                   "the incremental refresh; nothing was written")
             (start,) = conn.execute(queries.compose("features_next_idx", table=table)
                                     ).fetchone() or (0,)
-            vectors = map_rows(matrix[added], stored, float(max_norm))
+            vectors = map_rows(matrix[added], stored, max_norm)
             _append(conn, spec.kind, table, int(start), [content.keys[r] for r in added],
                     vectors)
             if spec.kind == "item":

@@ -15,11 +15,12 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 
-from recsys_db import queries
-from recsys_db.errors import ConfigError, DataError, TrainingError
-from recsys_db.model import get_model
+from recsys_db import features, foldin, queries
+from recsys_db.errors import ConfigError, DataError, RecsysError, TrainingError
+from recsys_db.model import effective_params, get_model
 from recsys_db.run import abandon, model_lock_key
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ class Job:
     model_id: int
     model: str
     mode: str  # 'full' | 'incremental'
-    reason: str  # 'requested' | 'scheduled' | 'new events'
+    reason: str  # 'requested' | 'scheduled' | 'new events' | 'new content'
     attempts: int
     started_at: datetime
 
@@ -79,6 +80,33 @@ def enqueue_due(conn: psycopg.Connection) -> int:
     """Queue scheduled full refreshes and fold-ins of new events; returns how many."""
     row = conn.execute(queries.text("job_enqueue_due")).fetchone()
     return int(row[0]) if row else 0
+
+
+def enqueue_new_content(conn: psycopg.Connection) -> int:
+    """Queue an incremental refresh of each model whose feature relations gained keys with
+    content since its active version was trained (those ``features.extend`` would map:
+    under bm25 or tfidf, items only); returns how many. A model whose feature relation
+    cannot be read as its declarer is skipped with a warning, as ``recsys._enqueue_due``
+    skips a source; so is one whose last finished job is a failed 'new content' job, until
+    another of its jobs finishes."""
+    queued = 0
+    for model_id, name, version, params in conn.execute(
+            queries.text("job_content_candidates")).fetchall():
+        tables = {kind: sql.Identifier("recsys", f"m{model_id}_v{version}_{kind}")
+                  for kind in ("users", "items")}
+        elementwise = effective_params(conn, params)["weighting"] in foldin.ELEMENTWISE_WEIGHTING
+        try:
+            waiting = features.pending(conn, get_model(conn, name), version, tables,
+                                       ("item", "user") if elementwise else ("item",))
+        except (psycopg.Error, RecsysError) as exc:
+            log.warning('cannot check model "%s" for new content: %s', name, exc)
+            continue
+        if waiting:
+            log.info("%s: %d keys with content are new to version %d", name, waiting, version)
+            row = conn.execute(queries.text("job_enqueue_content"),
+                               {"model_id": model_id}).fetchone()
+            queued += 0 if row is None else 1
+    return queued
 
 
 def claim(conn: psycopg.Connection, worker_id: int) -> Job | None:

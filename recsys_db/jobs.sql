@@ -26,6 +26,31 @@ UPDATE recsys.worker SET state = 'stopped', stopped_at = clock_timestamp()
 -- Queue refreshes of models whose schedule is due (recsys._enqueue_due).
 SELECT recsys._enqueue_due();
 
+-- name: job_content_candidates
+-- Models whose active version has a feature map and no queued or running job, with the params
+-- that version was trained with: their feature relations may have gained keys since. A model
+-- whose last finished job is a failed 'new content' one is left out until another job of it
+-- finishes (a request, the next full refresh): what failed it fails it again.
+SELECT m.id, m.name, m.active_version, coalesce(v.params, m.params)
+  FROM recsys.model m
+  JOIN recsys.model_version v ON v.model_id = m.id AND v.version = m.active_version
+ WHERE EXISTS (SELECT 1 FROM recsys.feature_map f
+                WHERE f.model_id = m.id AND f.version = m.active_version)
+   AND NOT EXISTS (SELECT 1 FROM recsys.job j
+                    WHERE j.model_id = m.id AND j.status IN ('queued', 'running'))
+   AND NOT EXISTS (SELECT 1
+                     FROM (SELECT j.status, j.reason FROM recsys.job j
+                            WHERE j.model_id = m.id AND j.finished_at IS NOT NULL
+                            ORDER BY j.finished_at DESC, j.id DESC LIMIT 1) last
+                    WHERE last.status = 'failed' AND last.reason = 'new content')
+ ORDER BY m.name;
+
+-- name: job_enqueue_content
+-- Queue an incremental refresh for keys new in a model's feature relations.
+INSERT INTO recsys.job (model_id, mode, reason) VALUES (%(model_id)s, 'incremental', 'new content')
+ON CONFLICT DO NOTHING
+RETURNING id;
+
 -- name: job_claim
 -- Take the next runnable job, skipping jobs other workers hold.
 SELECT c.id, c.model_id, m.name, c.mode, c.reason, c.attempts, c.started_at

@@ -311,7 +311,7 @@ class Worker:
             self.events("recovered", worker=self.name, model=found.model,
                         failed_runs=found.failed_runs,
                         discarded_versions=found.discarded_versions, jobs=found.jobs)
-        queued = jobs.enqueue_due(conn)
+        queued = jobs.enqueue_due(conn) + jobs.enqueue_new_content(conn)
         if queued:
             self.events("scheduled", worker=self.name, jobs=queued)
         now = time.monotonic()

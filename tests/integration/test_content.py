@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from recsys_db import api, db, embedding, features, foldin, training
+from recsys_db import api, db, embedding, features, foldin, jobs, training
 from recsys_db.errors import ConfigError, DataError
 
 from ..helpers import drop_database, new_database, rows, run_returning_rows
@@ -150,6 +150,75 @@ def test_incremental_refresh_maps_a_new_item_without_retraining(
     assert foldin.fold_in(db_url, "campaigns").content_items == 0
     training.train(db_url, "campaigns")
     assert audience(conn, "d-new") == {f"pd{p}" for p in range(12)}
+
+
+def test_the_worker_schedule_notices_new_content(db_url: str, conn: psycopg.Connection,
+                                                encoded: list[str],
+                                                caplog: pytest.LogCaptureFixture,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a request, the worker queues an incremental refresh (reason 'new content') once a
+    feature relation has a key with content that the active version lacks; only then."""
+    make_campaigns(conn, weighting="bm25")
+    training.train(db_url, "campaigns")
+    with db.connect(db_url) as worker_conn:
+        assert jobs.enqueue_new_content(worker_conn) == 0
+        # a key without content (blank text) is nothing to map, and a new user under bm25
+        # waits for the full refresh
+        conn.execute("INSERT INTO public.campaign VALUES ('blank', ' ', 'workshop')")
+        conn.execute("INSERT INTO public.visit VALUES ('newbie', 'g0', 3)")
+        assert jobs.enqueue_new_content(worker_conn) == 0
+        encoded.clear()
+        conn.execute("INSERT INTO public.campaign VALUES ('g-new', 'A sustainable energy plan"
+                     " for your company', 'workshop')")
+        assert jobs.enqueue_new_content(worker_conn) == 1
+        assert encoded == []  # noticing reads texts, it embeds nothing
+        assert rows(conn, "SELECT mode, reason, status FROM recsys.jobs") == [
+            ("incremental", "new content", "queued")]
+        assert jobs.enqueue_new_content(worker_conn) == 0  # one job at a time
+        assert run_worker_once(db_url) == 0
+        assert audience(conn, "g-new") == {f"pg{p}" for p in range(12)}
+        assert rows(conn, "SELECT kind, status, cold_items FROM recsys.runs ORDER BY run_id") == [
+            ("full", "succeeded", 0), ("incremental", "succeeded", 1)]
+        # mapped: nothing left to notice, so no job after job
+        assert jobs.enqueue_new_content(worker_conn) == 0
+        # a job that failed (here: no embedding model on the worker) is not queued again and
+        # again, which would also keep `worker --once` from ever exiting; the next job of the
+        # model that finishes (a request) lets the schedule look again
+        working = embedding.encode
+
+        def lacking(name: str, texts: list[str]) -> np.ndarray:
+            raise ConfigError(f'the embedding model "{name}" is not on this worker')
+
+        monkeypatch.setattr(embedding, "encode", lacking)
+        conn.execute("INSERT INTO public.campaign VALUES ('g-two', 'Solar energy for shops',"
+                     " 'workshop')")
+        assert run_worker_once(db_url) == 1
+        assert rows(conn, "SELECT reason, status FROM recsys.jobs ORDER BY job_id DESC"
+                          " LIMIT 1") == [("new content", "failed")]
+        assert jobs.enqueue_new_content(worker_conn) == 0
+        monkeypatch.setattr(embedding, "encode", working)
+        conn.execute("SELECT recsys.request_refresh('campaigns', 'incremental')")
+        assert run_worker_once(db_url) == 0
+        assert audience(conn, "g-two") == {f"pg{p}" for p in range(12)}
+        conn.execute("INSERT INTO public.campaign VALUES ('g-three', 'Solar energy for farms',"
+                     " 'workshop')")
+        assert jobs.enqueue_new_content(worker_conn) == 1
+        assert run_worker_once(db_url) == 0
+        # a declaration changed since the version was trained waits for the full refresh
+        conn.execute("INSERT INTO public.campaign VALUES ('d-new', 'Cloud security', 'workshop')")
+        conn.execute("SELECT recsys.set_features('campaigns', 'item', 'public.campaign',"
+                     " 'campaign_id', ARRAY['kind'], text_columns => ARRAY['description'])")
+        assert jobs.enqueue_new_content(worker_conn) == 0
+        # a feature relation gone: a warning, and the other models are still looked at
+        conn.execute("SELECT recsys.set_features('campaigns', 'item', 'public.campaign',"
+                     " 'campaign_id', text_columns => ARRAY['description'])")
+        conn.execute("DROP TABLE public.campaign")
+        caplog.clear()
+        assert jobs.enqueue_new_content(worker_conn) == 0
+        assert caplog.records[-1].getMessage() == (
+            'cannot check model "campaigns" for new content: the item features relation'
+            ' "public.campaign" of model "campaigns" does not exist')
+    assert rows(conn, "SELECT count(*) FROM recsys.jobs WHERE status = 'queued'") == [(0,)]
 
 
 def test_similar_items_blends_factor_and_content_cosine(db_url: str,

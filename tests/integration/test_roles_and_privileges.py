@@ -17,7 +17,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from recsys_db import db, foldin, install, training, worker
+from recsys_db import db, foldin, install, jobs, training, worker
 from recsys_db.errors import ConfigError, RecsysError
 
 from ..helpers import database_url, drop_database, new_database, rows
@@ -479,6 +479,49 @@ def test_scheduler_reads_sources_as_their_declarer(trained: str, conn: psycopg.C
         assert rows(worker_conn, "SELECT recsys._enqueue_due()") == [(0,)]
     assert notices == [f'cannot check model "t" for new events: permission denied to set role'
                        f' "{declarer}"']
+
+
+def test_scheduler_reads_feature_relations_as_their_declarer(
+        trained: str, conn: psycopg.Connection, login: Callable[..., str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The worker's look for keys new in a model's feature relations (jobs.enqueue_new_content)
+    reads them as the model's declarer: its row-level security applies, and a worker that may
+    not act as it queues nothing."""
+    declarer, worker_login = login("recsys_modeler"), login("recsys_worker")
+    conn.execute("CREATE TABLE public.kinds AS SELECT 'i' || g AS i, 'k' || (g % 3) AS kind"
+                 " FROM generate_series(0, 10) g")
+    conn.execute("CREATE TABLE public.plays AS SELECT 'u' || (g % 7) AS u, 'i' || (g % 11) AS i"
+                 " FROM generate_series(1, 40) g")
+    conn.execute(sql.SQL("GRANT SELECT ON public.plays, public.kinds TO {}").format(
+        sql.Identifier(declarer)))
+    with as_role(trained, declarer) as modeler:
+        modeler.execute("SELECT recsys.create_model('k', 'public.plays', 'u', 'i',"
+                        " params => recsys.als(factors => 2))")
+        modeler.execute("SELECT recsys.set_features('k', 'item', 'public.kinds', 'i',"
+                        " ARRAY['kind'])")
+    conn.execute(sql.SQL("GRANT {} TO {} WITH INHERIT FALSE, SET TRUE").format(
+        sql.Identifier(declarer), sql.Identifier(worker_login)))
+    assert training.train(make_conninfo(trained, user=worker_login), "k").version == 1
+    conn.execute("INSERT INTO public.kinds VALUES ('hidden', 'k1')")
+    conn.execute("ALTER TABLE public.kinds ENABLE ROW LEVEL SECURITY")
+    conn.execute(sql.SQL("CREATE POLICY no_hidden ON public.kinds FOR SELECT TO {}"
+                         " USING (i <> 'hidden')").format(sql.Identifier(declarer)))
+    with as_role(trained, worker_login, pinned=True) as worker_conn:
+        assert jobs.enqueue_new_content(worker_conn) == 0  # hidden from the declarer
+        conn.execute("INSERT INTO public.kinds VALUES ('seen', 'k1')")
+        assert jobs.enqueue_new_content(worker_conn) == 1
+        assert rows(worker_conn, "SELECT current_user = session_user") == [(True,)]
+    assert rows(conn, "SELECT mode, reason FROM recsys.jobs") == [("incremental", "new content")]
+    conn.execute("DELETE FROM recsys.job")
+    conn.execute(sql.SQL("REVOKE {} FROM {}").format(
+        sql.Identifier(declarer), sql.Identifier(worker_login)))
+    with as_role(trained, worker_login, pinned=True) as worker_conn:
+        caplog.clear()
+        assert jobs.enqueue_new_content(worker_conn) == 0
+    assert [r.getMessage().splitlines()[0] for r in caplog.records
+            if r.getMessage().startswith("cannot check")] == [
+        f'cannot check model "k" for new content: worker login "{worker_login}" may not act as'
+        f' "{declarer}", the role that declared model "k"']
 
 
 # -- attack 4: explain and row-level security ---------------------------------------------------

@@ -25,7 +25,7 @@ from recsys_db import db, install, training, versions
 from ..helpers import database_url, drop_database
 
 # the revisions of the releases the fixtures were built by, oldest first
-REVISIONS = ("0009", "0010", "0011", "0012", "0013")
+REVISIONS = ("0009", "0010", "0011", "0012", "0013", "0014")
 
 REPORT_VIEWS = ["model_report", "metric_report", "shop_top", "shop_precomputed", "shop_similar",
                 "plays_top"]
