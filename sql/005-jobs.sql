@@ -54,7 +54,8 @@ COMMENT ON FUNCTION recsys.request_refresh IS
 
 -- Queue the jobs that are due: full refreshes by refresh_every (see recsys.models.next_due_at)
 -- and incremental fold-ins for models with a time column that has rows newer than the
--- active version's watermark. Returns how many jobs were queued.
+-- active version's watermark, unless the model's last finished job is such a fold-in that
+-- failed. Returns how many jobs were queued.
 --
 -- SECURITY INVOKER, run by the worker: each source is read as the role that declared its model
 -- (SET LOCAL ROLE, which the worker login must be allowed; its checks first, as for a
@@ -86,6 +87,13 @@ BEGIN
            AND coalesce(v.params, m.params) ->> 'weighting' IN ('none', 'confidence', 'log')
            AND NOT EXISTS (SELECT 1 FROM recsys.job j
                             WHERE j.model_id = m.id AND j.status IN ('queued', 'running'))
+           -- what failed the last fold-in of these events fails it again: wait for another
+           -- job of the model to finish (a request, the next full refresh)
+           AND NOT EXISTS (SELECT 1
+                             FROM (SELECT j.status, j.reason FROM recsys.job j
+                                    WHERE j.model_id = m.id AND j.finished_at IS NOT NULL
+                                    ORDER BY j.finished_at DESC, j.id DESC LIMIT 1) last
+                            WHERE last.status = 'failed' AND last.reason = 'new events')
     LOOP
         BEGIN
             PERFORM recsys._check_source(

@@ -289,3 +289,21 @@ def test_new_events_are_folded_in_by_the_versions_weighting(
     assert run_worker_once(db_url) == 0
     assert rows(conn, "SELECT kind, status FROM recsys.runs ORDER BY run_id") == [
         ("full", "succeeded"), ("incremental", "succeeded")]
+
+
+def test_a_failed_fold_in_of_new_events_is_not_queued_again_and_again(
+        db_url: str, conn: psycopg.Connection) -> None:
+    """What failed a fold-in (here a negative weight) fails it again: the schedule does not
+    queue the same events until another job of the model finishes, so `worker --once` exits."""
+    make_events(conn)
+    training.train(db_url, "m")
+    conn.execute("INSERT INTO public.events VALUES ('newbie', 'a0', -1, '2024-02-01')")
+    assert rows(conn, "SELECT recsys._enqueue_due()") == [(1,)]
+    assert run_worker_once(db_url) == 1
+    assert rows(conn, "SELECT reason, status FROM recsys.jobs") == [("new events", "failed")]
+    assert rows(conn, "SELECT recsys._enqueue_due()") == [(0,)]
+    conn.execute("UPDATE public.events SET n = 1 WHERE usr = 'newbie'")
+    conn.execute("SELECT recsys.request_refresh('m', 'incremental')")
+    assert run_worker_once(db_url) == 0
+    conn.execute("INSERT INTO public.events VALUES ('newbie', 'a1', 1, '2024-02-02')")
+    assert rows(conn, "SELECT recsys._enqueue_due()") == [(1,)]
