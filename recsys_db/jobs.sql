@@ -29,8 +29,7 @@ SELECT recsys._enqueue_due();
 -- name: job_content_candidates
 -- Models whose active version has a feature map and no queued or running job, with the params
 -- that version was trained with: their feature relations may have gained keys since. A model
--- whose last finished job is a failed 'new content' one is left out until another job of it
--- finishes (a request, the next full refresh): what failed it fails it again.
+-- whose last 'new content' job failed waits (recsys._schedule_waits).
 SELECT m.id, m.name, m.active_version, coalesce(v.params, m.params)
   FROM recsys.model m
   JOIN recsys.model_version v ON v.model_id = m.id AND v.version = m.active_version
@@ -38,11 +37,7 @@ SELECT m.id, m.name, m.active_version, coalesce(v.params, m.params)
                 WHERE f.model_id = m.id AND f.version = m.active_version)
    AND NOT EXISTS (SELECT 1 FROM recsys.job j
                     WHERE j.model_id = m.id AND j.status IN ('queued', 'running'))
-   AND NOT EXISTS (SELECT 1
-                     FROM (SELECT j.status, j.reason FROM recsys.job j
-                            WHERE j.model_id = m.id AND j.finished_at IS NOT NULL
-                            ORDER BY j.finished_at DESC, j.id DESC LIMIT 1) last
-                    WHERE last.status = 'failed' AND last.reason = 'new content')
+   AND NOT recsys._schedule_waits(m.id, 'new content')
  ORDER BY m.name;
 
 -- name: job_enqueue_content

@@ -52,6 +52,19 @@ $$;
 COMMENT ON FUNCTION recsys.request_refresh IS
     'queue a full or incremental refresh of a model for the worker and wake it';
 
+-- Whether the schedule leaves a model alone for a reason ('new events', 'new content'): its
+-- last finished job is one the schedule queued for that reason, and it failed. What failed it
+-- fails it again, every poll; another job of the model finishing (a request, the next full
+-- refresh) lets the schedule look again.
+CREATE OR REPLACE FUNCTION recsys._schedule_waits(model_id integer, reason text) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce((SELECT j.status = 'failed' AND j.reason = _schedule_waits.reason
+                       FROM recsys.job j
+                      WHERE j.model_id = _schedule_waits.model_id AND j.finished_at IS NOT NULL
+                      ORDER BY j.finished_at DESC, j.id DESC
+                      LIMIT 1), false)
+$$;
+
 -- Queue the jobs that are due: full refreshes by refresh_every (see recsys.models.next_due_at)
 -- and incremental fold-ins for models with a time column that has rows newer than the
 -- active version's watermark, unless the model's last finished job is such a fold-in that
@@ -87,13 +100,7 @@ BEGIN
            AND coalesce(v.params, m.params) ->> 'weighting' IN ('none', 'confidence', 'log')
            AND NOT EXISTS (SELECT 1 FROM recsys.job j
                             WHERE j.model_id = m.id AND j.status IN ('queued', 'running'))
-           -- what failed the last fold-in of these events fails it again: wait for another
-           -- job of the model to finish (a request, the next full refresh)
-           AND NOT EXISTS (SELECT 1
-                             FROM (SELECT j.status, j.reason FROM recsys.job j
-                                    WHERE j.model_id = m.id AND j.finished_at IS NOT NULL
-                                    ORDER BY j.finished_at DESC, j.id DESC LIMIT 1) last
-                            WHERE last.status = 'failed' AND last.reason = 'new events')
+           AND NOT recsys._schedule_waits(m.id, 'new events')
     LOOP
         BEGIN
             PERFORM recsys._check_source(

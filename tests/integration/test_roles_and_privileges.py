@@ -524,6 +524,20 @@ def test_scheduler_reads_feature_relations_as_their_declarer(
         f' "{declarer}", the role that declared model "k"']
 
 
+def test_schedule_waits_shows_readers_and_modelers_no_job(trained: str,
+                                                          login: Callable[..., str]) -> None:
+    """recsys._schedule_waits (SECURITY INVOKER, used by the worker's schedule) reads the job
+    queue with its caller's rights: a reader or a modeler learns nothing about any model's jobs
+    through it; the worker gets its answer."""
+    for group in ("recsys_reader", "recsys_modeler"):
+        with as_role(trained, login(group)) as other, pytest.raises(
+                psycopg.errors.InsufficientPrivilege, match="permission denied for table job"):
+            other.execute("SELECT recsys._schedule_waits(1, 'new events')")
+    with as_role(trained, login("recsys_worker")) as worker_conn:
+        assert rows(worker_conn, "SELECT recsys._schedule_waits(id, 'new events')"
+                                 " FROM recsys.model") == [(False,)]
+
+
 # -- attack 4: explain and row-level security ---------------------------------------------------
 
 
